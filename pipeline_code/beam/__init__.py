@@ -1,0 +1,1 @@
+"""The Beam pipeline: composites, sources and sinks, options."""

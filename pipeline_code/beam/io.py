@@ -1,0 +1,117 @@
+"""Sources and sinks: the one place that knows where events come from and go.
+
+Locally the source is the event log (``pipeline_code.local.eventlog``) and
+the sink is the DuckDB warehouse; the cloud chains add their own here
+(Pub/Sub and BigQuery for Dataflow). The transforms in between are the same.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline_code.core.history import shard_of
+from pipeline_code.local.eventlog import EventLog
+from pipeline_code.local.warehouse import LoadResult, Warehouse
+from pipeline_code.tables import TABLES, arrow_schema
+
+
+class ReadEventLog(beam.PTransform):
+    """Records of a local event log in ``[start, end)`` as batches of
+    ``RawEvent``, about ``chunk_bytes`` of log per batch."""
+
+    def __init__(self, log_dir: str, start: int, end: int, chunk_bytes: int = 1 << 20) -> None:
+        super().__init__()
+        self.log_dir = log_dir
+        self.start = start
+        self.end = end
+        self.chunk_bytes = chunk_bytes
+
+    def expand(self, pbegin):
+        log_dir = self.log_dir
+        ranges = EventLog(log_dir).ranges(self.start, self.end, self.chunk_bytes)
+        return (
+            pbegin
+            | "LogRanges" >> beam.Create(ranges)
+            | "ReadRange" >> beam.Map(lambda r: EventLog(log_dir).read_range(*r))
+            | "DropEmpty" >> beam.Filter(bool)
+        )
+
+
+def _ids_by_shard(path: str, shards: int):
+    table = pq.read_table(path, columns=["event_id", "user_key"])
+    out: dict[int, list[str]] = {s: [] for s in range(shards)}
+    # Sharded by user, like the events they are checked against.
+    for event_id, user_key in zip(table.column(0).to_pylist(), table.column(1).to_pylist(), strict=True):
+        out[shard_of(user_key, shards)].append(event_id)
+    return out.items()
+
+
+def _history_by_shard(path: str, shards: int):
+    rows = pq.read_table(path).to_pylist()
+    out: dict[int, list[dict]] = {s: [] for s in range(shards)}
+    for row in rows:
+        for col in ("first_seen_at", "last_seen_at"):
+            row[col] = _to_us(row[col])
+        out[shard_of(row["user_key"], shards)].append(row)
+    return out.items()
+
+
+def _to_us(ts) -> int:
+    # Parquet timestamps come back as datetimes; the core works in microseconds.
+    import datetime as dt
+
+    return (ts - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+
+
+class ReadWarehouseSnapshot(beam.PTransform):
+    """The warehouse's known event ids and user histories, read from the
+    Parquet snapshot taken before the run, as ``(shard, [...])`` pairs."""
+
+    def __init__(self, known_ids_path: str, history_path: str, shards: int) -> None:
+        super().__init__()
+        self.known_ids_path = known_ids_path
+        self.history_path = history_path
+        self.shards = shards
+
+    def expand(self, pbegin):
+        shards = self.shards
+        known = (
+            pbegin
+            | "KnownIdsFile" >> beam.Create([self.known_ids_path])
+            | "KnownIdsByShard" >> beam.FlatMap(_ids_by_shard, shards)
+        )
+        history = (
+            pbegin
+            | "HistoryFile" >> beam.Create([self.history_path])
+            | "HistoryByShard" >> beam.FlatMap(_history_by_shard, shards)
+        )
+        return known, history
+
+
+class LocalWarehouseSink:
+    """Stages row batches as Parquet and commits them to DuckDB with the
+    log checkpoint. Picklable: it carries paths and offsets, not connections."""
+
+    def __init__(
+        self, warehouse: str, staging_dir: str, log_id: str, from_offset: int, to_offset: int
+    ) -> None:
+        self.warehouse = warehouse
+        self.staging_dir = staging_dir
+        self.log_id = log_id
+        self.from_offset = from_offset
+        self.to_offset = to_offset
+
+    def stage(self, table: str, rows: list[dict]) -> str:
+        path = Path(self.staging_dir) / table / f"{uuid.uuid4().hex}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema(TABLES[table])), path)
+        return str(path)
+
+    def commit(self, files: dict[str, list[str]]) -> LoadResult:
+        with Warehouse(self.warehouse) as wh:
+            return wh.load(files, self.log_id, self.from_offset, self.to_offset)

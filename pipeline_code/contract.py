@@ -1,0 +1,135 @@
+"""The user-activity event contract, version 1.
+
+One schema describes every event the chain accepts, on every cloud. It is
+modelled on what stores already send: GA4's recommended e-commerce events
+(`view_item`, `add_to_cart`, `purchase`, ... with an `items` array) and
+Segment's e-commerce spec (`anonymous_id` beside `user_id`, a `context`
+object). A tracker that speaks either maps field for field.
+
+The msgspec ``Event`` struct below is the single source of truth: it decodes
+and type-checks a JSON line in C, and ``json_schema()`` renders it as the
+JSON Schema committed at ``pipeline_code/schemas/event.v1.json`` (regenerate
+with ``python -m pipeline_code.contract > pipeline_code/schemas/event.v1.json``;
+a test fails when the two drift). Rules that a JSON Schema cannot express
+well (which fields each event name requires, timestamp bounds) live in
+``pipeline_code.core.parse`` and are listed in ``EVENT_REQUIREMENTS``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated, Literal
+
+import msgspec
+
+SCHEMA_VERSION = "1"
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Text = Annotated[str, msgspec.Meta(max_length=2048)]
+Money = Annotated[float, msgspec.Meta(ge=0, le=1e9)]
+
+EventName = Literal[
+    "page_view",
+    "view_item_list",
+    "select_item",
+    "view_item",
+    "search",
+    "add_to_wishlist",
+    "add_to_cart",
+    "remove_from_cart",
+    "view_cart",
+    "begin_checkout",
+    "add_shipping_info",
+    "add_payment_info",
+    "purchase",
+    "refund",
+]
+EVENT_NAMES: tuple[str, ...] = EventName.__args__  # type: ignore[attr-defined]
+
+# Per event name: what must be present beyond the always-required fields.
+# Mirrors GA4's "required parameters" for its recommended events.
+EVENT_REQUIREMENTS: dict[str, tuple[str, ...]] = {
+    "view_item_list": ("items",),
+    "select_item": ("items",),
+    "view_item": ("items",),
+    "search": ("search_term",),
+    "add_to_wishlist": ("items",),
+    "add_to_cart": ("items",),
+    "remove_from_cart": ("items",),
+    "begin_checkout": ("items",),
+    "add_shipping_info": ("items",),
+    "add_payment_info": ("items",),
+    "purchase": ("items", "transaction_id"),
+    "refund": ("transaction_id",),
+}
+
+DeviceCategory = Literal["desktop", "mobile", "tablet", "tv", "other"]
+
+
+class Item(msgspec.Struct, forbid_unknown_fields=False):
+    """One product in an event's ``items`` array (GA4 item / Segment product)."""
+
+    item_id: Id
+    item_name: Text | None = None
+    item_category: Text | None = None
+    item_brand: Text | None = None
+    price: Money | None = None
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1
+
+
+class Context(msgspec.Struct, forbid_unknown_fields=False):
+    """Where the event happened (Segment's ``context`` / GA4's page and device)."""
+
+    page_url: Text | None = None
+    page_referrer: Text | None = None
+    page_title: Text | None = None
+    user_agent: Text | None = None
+    device_category: DeviceCategory | None = None
+    locale: Annotated[str, msgspec.Meta(max_length=35)] | None = None
+    campaign_source: Text | None = None
+    campaign_medium: Text | None = None
+
+
+class Event(msgspec.Struct, forbid_unknown_fields=False):
+    """One user-activity event. Unknown fields are ignored, so newer trackers
+    can add fields without breaking older pipelines."""
+
+    event_id: Id
+    event_name: EventName
+    event_timestamp: Annotated[dt.datetime, msgspec.Meta(tz=True)]
+    schema_version: Literal["1"] = "1"
+    user_id: Id | None = None
+    anonymous_id: Id | None = None
+    session_id: Id | None = None
+    items: Annotated[list[Item], msgspec.Meta(max_length=200)] = []
+    search_term: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    transaction_id: Id | None = None
+    currency: Annotated[str, msgspec.Meta(pattern="^[A-Za-z]{3}$")] | None = None
+    value: Money | None = None
+    context: Context | None = None
+
+
+def json_schema() -> dict:
+    """The contract as a JSON Schema (2020-12) document."""
+    schema = msgspec.json.schema(Event)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://data-flow.dev/schemas/event.v{SCHEMA_VERSION}.json"
+    schema["title"] = f"Data-Flow user activity event, version {SCHEMA_VERSION}"
+    schema["description"] = (
+        "Unknown properties are ignored. Either user_id or anonymous_id is required. "
+        "Per event_name requirements: "
+        + "; ".join(f"{k}: {', '.join(v)}" for k, v in EVENT_REQUIREMENTS.items())
+        + ". event_timestamp must carry a time zone, be on or after 2000-01-01 and at "
+        "most 24 hours after the event was received."
+    )
+    return schema
+
+
+def json_schema_text() -> str:
+    """The committed file's exact text."""
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    print(json_schema_text(), end="")

@@ -1,0 +1,1 @@
+"""Engine-free processing core: pure functions over records."""

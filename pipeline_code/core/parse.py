@@ -1,0 +1,214 @@
+"""Parse, validate and normalise raw event lines: pure functions, no engine.
+
+Input is what the ingest stored: ``RawEvent(offset, received_at_us, payload)``
+with the payload's original bytes. Output per line is either a normalised
+record (a dict with the ``events`` table's columns, before enrichment) or a
+dead letter carrying the untouched payload, the reason, the stage and the
+time. Nothing raises: every failure becomes a dead letter.
+
+Example::
+
+    >>> rec, dead = parse_event(RawEvent(0, 1_767_225_600_000_000,
+    ...     b'{"event_id":"e1","event_name":"search","user_id":"u1",'
+    ...     b'"event_timestamp":"2026-01-01T00:00:00Z","search_term":"  Red  SHOES "}'))
+    >>> rec["search_term"], dead
+    ('red shoes', None)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import re
+import time
+from typing import Any, NamedTuple
+
+import msgspec
+
+from pipeline_code.contract import EVENT_REQUIREMENTS, SCHEMA_VERSION, Event
+
+MAX_EVENT_BYTES = 256 * 1024
+"""Larger lines are dead-lettered unparsed (Segment caps an event at 32 KB)."""
+
+FUTURE_SKEW_US = 24 * 3600 * 1_000_000
+"""How far after its receipt an event may claim to have happened (clock skew)."""
+
+EARLIEST_EVENT = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+_EARLIEST_US = 946_684_800_000_000
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_US = dt.timedelta(microseconds=1)
+
+STAGE_PARSE = "parse"
+STAGE_VALIDATE = "validate"
+
+# Crawlers and scripted clients: their events are stored, flagged, and kept
+# out of the features the recommender learns from.
+_BOT_UA = re.compile(
+    r"bot\b|crawl|spider|slurp|headless|python-requests|curl/|wget/|scrapy|phantomjs",
+    re.IGNORECASE,
+)
+
+# Events whose items the user acted on (not mere list impressions).
+VALUE_EVENTS = frozenset(
+    {
+        "add_to_cart",
+        "begin_checkout",
+        "add_payment_info",
+        "add_shipping_info",
+        "purchase",
+        "refund",
+        "remove_from_cart",
+    }
+)
+
+_decoder = msgspec.json.Decoder(Event)
+
+
+class RawEvent(NamedTuple):
+    """One line of the ingest log."""
+
+    offset: int
+    received_at_us: int
+    payload: bytes
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def dead_letter(raw: RawEvent, error_message: str, stage: str, event_id: str | None = None) -> dict[str, Any]:
+    """A ``dead_letters`` row: the payload unchanged, why, where and when."""
+    try:
+        text: str | None = raw.payload.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    return {
+        "payload": raw.payload,
+        "payload_text": text,
+        "error_message": error_message,
+        "failed_stage": stage,
+        "received_at": raw.received_at_us,
+        "dead_lettered_at": now_us(),
+        "event_id": event_id,
+        "source_offset": raw.offset,
+    }
+
+
+def _clean_id(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+@functools.lru_cache(maxsize=4096)
+def is_bot_user_agent(user_agent: str | None) -> bool:
+    # Cached: a store sees few distinct user agents, and the regex is the
+    # most expensive step of normalisation.
+    return bool(user_agent) and _BOT_UA.search(user_agent) is not None  # type: ignore[arg-type]
+
+
+def _check(ev: Event, ts_us: int, received_at_us: int) -> str | None:
+    """Rules beyond types. Returns the first violation, naming field and value."""
+    if not ev.event_id.strip():
+        return f"event_id is blank: {ev.event_id!r}"
+    if _clean_id(ev.user_id) is None and _clean_id(ev.anonymous_id) is None:
+        return "user_id or anonymous_id is required; both are missing or blank"
+    if ts_us < _EARLIEST_US:
+        return f"event_timestamp {ev.event_timestamp.isoformat()} is before {EARLIEST_EVENT.date()}"
+    if ts_us > received_at_us + FUTURE_SKEW_US:
+        received = (_EPOCH + received_at_us * _US).isoformat()
+        return (
+            f"event_timestamp {ev.event_timestamp.isoformat()} is more than 24h after "
+            f"it was received ({received})"
+        )
+    for required in EVENT_REQUIREMENTS.get(ev.event_name, ()):
+        present = getattr(ev, required)
+        if not present or (isinstance(present, str) and not present.strip()):
+            return f"{required} is required for event_name {ev.event_name!r}"
+    return None
+
+
+def _normalise(ev: Event, ts_us: int, raw: RawEvent) -> dict[str, Any]:
+    user_id = _clean_id(ev.user_id)
+    anonymous_id = _clean_id(ev.anonymous_id)
+    # to_builtins converts in C; far cheaper than building dicts here.
+    items = msgspec.to_builtins(ev.items)
+    value = ev.value
+    if value is None and ev.event_name in VALUE_EVENTS and items:
+        priced = [i["price"] * i["quantity"] for i in items if i["price"] is not None]
+        value = round(sum(priced), 2) if priced else None
+    ctx = ev.context
+    context = msgspec.to_builtins(ctx) if ctx is not None else None
+    user_agent = ctx.user_agent if ctx is not None else None
+    return {
+        "event_id": ev.event_id.strip(),
+        "event_name": ev.event_name,
+        "event_timestamp": ts_us,
+        "event_date": ts_us // 86_400_000_000,
+        "received_at": raw.received_at_us,
+        "schema_version": SCHEMA_VERSION,
+        "user_id": user_id,
+        "anonymous_id": anonymous_id,
+        "user_key": user_id if user_id is not None else f"anon:{anonymous_id}",
+        "session_id": _clean_id(ev.session_id),
+        "items": items,
+        "search_term": " ".join(ev.search_term.lower().split()) if ev.search_term else None,
+        "transaction_id": _clean_id(ev.transaction_id),
+        "currency": ev.currency.upper() if ev.currency else None,
+        "value": value,
+        "context": context,
+        "is_bot": is_bot_user_agent(user_agent),
+        "source_offset": raw.offset,
+    }
+
+
+def _event_id_of(payload: bytes) -> str | None:
+    """Best effort: the id of an event that failed validation, for tracing."""
+    try:
+        obj = msgspec.json.decode(payload)
+    except Exception:  # any decode failure just means "no id"
+        return None
+    if isinstance(obj, dict) and isinstance(obj.get("event_id"), str):
+        return obj["event_id"][:128]
+    return None
+
+
+def parse_event(raw: RawEvent) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """One raw line -> ``(record, None)`` or ``(None, dead_letter)``."""
+    payload = raw.payload
+    if len(payload) > MAX_EVENT_BYTES:
+        return None, dead_letter(
+            raw, f"event is {len(payload)} bytes; the limit is {MAX_EVENT_BYTES}", STAGE_PARSE
+        )
+    try:
+        ev = _decoder.decode(payload)
+    except msgspec.ValidationError as exc:
+        return None, dead_letter(raw, f"schema: {exc}", STAGE_VALIDATE, _event_id_of(payload))
+    except msgspec.DecodeError as exc:
+        return None, dead_letter(raw, f"not valid JSON: {exc}", STAGE_PARSE)
+    except UnicodeDecodeError as exc:
+        return None, dead_letter(raw, f"not valid UTF-8: {exc.reason} at byte {exc.start}", STAGE_PARSE)
+    except RecursionError:
+        return None, dead_letter(raw, "JSON is nested too deeply", STAGE_PARSE)
+    ts_us = (ev.event_timestamp - _EPOCH) // _US
+    problem = _check(ev, ts_us, raw.received_at_us)
+    if problem is not None:
+        return None, dead_letter(raw, problem, STAGE_VALIDATE, ev.event_id)
+    return _normalise(ev, ts_us, raw), None
+
+
+def parse_batch(
+    raws: list[RawEvent],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Parse a batch of lines: ``(records, dead_letters)``; their lengths add
+    up to ``len(raws)``."""
+    records: list[dict[str, Any]] = []
+    dead: list[dict[str, Any]] = []
+    for raw in raws:
+        rec, dl = parse_event(raw)
+        if rec is not None:
+            records.append(rec)
+        else:
+            dead.append(dl)  # type: ignore[arg-type]
+    return records, dead

@@ -1,0 +1,1 @@
+"""The local chain on embedded defaults: event log and DuckDB warehouse."""

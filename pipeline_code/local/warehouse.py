@@ -1,0 +1,207 @@
+"""The local warehouse: DuckDB with the chain's logical tables.
+
+``Warehouse.load`` merges one run's staged Parquet files into every table
+and moves the ingest checkpoint, all in one transaction: a run lands whole
+or not at all, and since the checkpoint moves with the rows, a restart
+neither loses nor re-adds events. Each table merges by its rule in
+``pipeline_code.tables`` (insert new keys only, append, replace, or add).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from pipeline_code.tables import TABLES, Table, duckdb_ddl
+
+_META_DDL = (
+    """CREATE TABLE IF NOT EXISTS _dataflow_checkpoints (
+      log_id VARCHAR PRIMARY KEY, log_offset BIGINT NOT NULL, updated_at TIMESTAMPTZ NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS _dataflow_runs (
+      run_id VARCHAR PRIMARY KEY, log_id VARCHAR NOT NULL, from_offset BIGINT NOT NULL,
+      to_offset BIGINT NOT NULL, events_read BIGINT NOT NULL, events_stored BIGINT NOT NULL,
+      duplicates_skipped BIGINT NOT NULL, dead_lettered BIGINT NOT NULL,
+      started_at TIMESTAMPTZ NOT NULL, finished_at TIMESTAMPTZ NOT NULL)""",
+)
+
+
+class WarehouseError(Exception):
+    """The warehouse cannot be opened or a load cannot be applied."""
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    events_stored: int
+    duplicates_at_load: int
+    dead_letters_stored: int
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _files(paths: list[str]) -> str:
+    return "[" + ", ".join(_sql_str(p) for p in paths) + "]"
+
+
+def _merge_sql(table: Table, paths: list[str]) -> str:
+    cols = table.column_names()
+    col_list = ", ".join(cols)
+    src = f"read_parquet({_files(paths)})"
+    if table.merge == "insert_new":
+        order = "source_offset" if "source_offset" in cols else table.key[0]
+        return (
+            f"INSERT OR IGNORE INTO {table.name} ({col_list}) SELECT {col_list} FROM {src} ORDER BY {order}"
+        )
+    if table.merge == "append":
+        return f"INSERT INTO {table.name} ({col_list}) SELECT {col_list} FROM {src}"
+    if table.merge == "replace":
+        return f"INSERT OR REPLACE INTO {table.name} ({col_list}) SELECT {col_list} FROM {src}"
+    # merge == "add": pre-aggregate the partials, then fold into stored rows.
+    order_col = next((c.name for c in table.columns if c.combine == "max"), None)
+    aggs, updates = [], []
+    for c in table.columns:
+        if c.name in table.key:
+            aggs.append(c.name)
+            continue
+        if c.combine == "sum":
+            aggs.append(f"sum({c.name}) AS {c.name}")
+            updates.append(f"{c.name} = {table.name}.{c.name} + excluded.{c.name}")
+        elif c.combine in ("min", "max"):
+            fn = {"min": ("min", "least"), "max": ("max", "greatest")}[c.combine]
+            aggs.append(f"{fn[0]}({c.name}) AS {c.name}")
+            updates.append(f"{c.name} = {fn[1]}({table.name}.{c.name}, excluded.{c.name})")
+        else:
+            pick = (
+                f"arg_max({c.name}, {order_col}) FILTER (WHERE {c.name} IS NOT NULL)"
+                if order_col
+                else f"any_value({c.name})"
+            )
+            aggs.append(f"{pick} AS {c.name}")
+            updates.append(f"{c.name} = coalesce(excluded.{c.name}, {table.name}.{c.name})")
+    keys = ", ".join(table.key)
+    return (
+        f"INSERT INTO {table.name} ({col_list}) SELECT {', '.join(aggs)} FROM {src} "
+        f"GROUP BY {keys} ON CONFLICT ({keys}) DO UPDATE SET {', '.join(updates)}"
+    )
+
+
+class Warehouse:
+    """A DuckDB file holding the chain's tables. Use as a context manager."""
+
+    def __init__(self, path: str | os.PathLike, read_only: bool = False) -> None:
+        self.path = Path(path)
+        if read_only and not self.path.exists():
+            raise WarehouseError(f"warehouse {self.path} does not exist")
+        try:
+            if not read_only:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.con = duckdb.connect(str(self.path), read_only=read_only)
+            if not read_only:
+                for table in TABLES.values():
+                    self.con.execute(duckdb_ddl(table))
+                for ddl in _META_DDL:
+                    self.con.execute(ddl)
+        except (duckdb.Error, OSError) as exc:
+            raise WarehouseError(f"warehouse {self.path} cannot be opened: {exc}".splitlines()[0]) from exc
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.con.close()
+
+    # -- what the pipeline reads before a run ---------------------------------
+    def checkpoint(self, log_id: str) -> int:
+        row = self.con.execute(
+            "SELECT log_offset FROM _dataflow_checkpoints WHERE log_id = ?", [log_id]
+        ).fetchone()
+        return row[0] if row else 0
+
+    def export_snapshot(self, directory: Path) -> tuple[str, str]:
+        """Known event ids and user histories as Parquet, for dedup and enrichment."""
+        directory.mkdir(parents=True, exist_ok=True)
+        ids = directory / "known_ids.parquet"
+        hist = directory / "user_history.parquet"
+        self.con.execute(
+            f"COPY (SELECT event_id, user_key FROM events) TO {_sql_str(str(ids))} (FORMAT parquet)"
+        )
+        self.con.execute(f"COPY (SELECT * FROM user_features) TO {_sql_str(str(hist))} (FORMAT parquet)")
+        return str(ids), str(hist)
+
+    # -- the run's single transaction -----------------------------------------
+    def load(
+        self,
+        staged: dict[str, list[str]],
+        log_id: str,
+        from_offset: int,
+        to_offset: int,
+    ) -> LoadResult:
+        """Merge staged files and move the checkpoint from ``from_offset`` to
+        ``to_offset`` atomically. Fails (loading nothing) if the checkpoint
+        moved since the run started: another run already loaded that range."""
+        unknown = set(staged) - set(TABLES)
+        if unknown:
+            raise WarehouseError(f"staged files for unknown tables: {sorted(unknown)}")
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            current = self.checkpoint(log_id)
+            if current != from_offset:
+                raise WarehouseError(
+                    f"checkpoint for log {log_id} is at {current}, expected {from_offset}: "
+                    "another run loaded this range"
+                )
+            counts = {}
+            for name, table in TABLES.items():
+                paths = staged.get(name)
+                if not paths:
+                    counts[name] = 0
+                    continue
+                counts[name] = con.execute(_merge_sql(table, paths)).fetchone()[0]
+            staged_events = 0
+            if staged.get("events"):
+                staged_events = con.execute(
+                    f"SELECT count(*) FROM read_parquet({_files(staged['events'])})"
+                ).fetchone()[0]
+            con.execute(
+                "INSERT OR REPLACE INTO _dataflow_checkpoints VALUES (?, ?, now())",
+                [log_id, to_offset],
+            )
+            result = LoadResult(
+                events_stored=counts["events"],
+                duplicates_at_load=staged_events - counts["events"],
+                dead_letters_stored=counts["dead_letters"],
+            )
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        return result
+
+    def record_run(self, run: dict) -> None:
+        """Keep a run's summary (what ``dataflow process`` printed)."""
+        self.con.execute(
+            "INSERT INTO _dataflow_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, to_timestamp(?), now())",
+            [
+                run["run_id"],
+                run["log_id"],
+                run["from_offset"],
+                run["to_offset"],
+                run["events_read"],
+                run["events_stored"],
+                run["duplicates_skipped"],
+                run["dead_lettered"],
+                run["started_at"],
+            ],
+        )
+
+    # -- reporting -------------------------------------------------------------
+    def row_counts(self) -> dict[str, int]:
+        return {name: self.con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for name in TABLES}

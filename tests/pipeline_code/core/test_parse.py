@@ -1,0 +1,99 @@
+"""Parsing, validation and normalisation: every failure is a dead letter."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline_code.core.parse import RawEvent, is_bot_user_agent, parse_batch, parse_event
+from tests.conftest import HOSTILE, RECEIVED_US, line
+
+
+def raw(payload: bytes, offset: int = 0) -> RawEvent:
+    return RawEvent(offset, RECEIVED_US, payload)
+
+
+def test_valid_event_is_normalised():
+    rec, dead = parse_event(
+        raw(
+            line(
+                event_name="search",
+                search_term="  Red   SHOES ",
+                items=None,
+                currency="usd",
+                user_id=" u-9 ",
+                event_timestamp="2026-01-01T11:00:00+01:00",
+            ),
+            offset=42,
+        )
+    )
+    assert dead is None
+    assert rec["search_term"] == "red shoes"
+    assert rec["currency"] == "USD"
+    assert rec["user_id"] == rec["user_key"] == "u-9"
+    assert rec["event_timestamp"] == 1_767_261_600_000_000  # 10:00Z
+    assert rec["event_date"] == 20454  # 2026-01-01 in days since epoch
+    assert rec["source_offset"] == 42 and rec["received_at"] == RECEIVED_US
+    assert rec["items"] == []
+
+
+def test_anonymous_users_get_a_distinct_key():
+    rec, _ = parse_event(raw(line(user_id=None, anonymous_id="a-1")))
+    assert rec["user_key"] == "anon:a-1" and rec["user_id"] is None
+
+
+def test_value_is_derived_from_items_when_missing():
+    items = [{"item_id": "a", "price": 2.5, "quantity": 2}, {"item_id": "b", "price": 1.0}]
+    rec, _ = parse_event(raw(line(event_name="purchase", transaction_id="t", items=items)))
+    assert rec["value"] == 6.0
+    rec, _ = parse_event(raw(line(event_name="purchase", transaction_id="t", items=items, value=99)))
+    assert rec["value"] == 99
+
+
+def test_unknown_fields_are_ignored_for_forward_compatibility():
+    rec, dead = parse_event(raw(line(new_field={"x": 1})))
+    assert dead is None and "new_field" not in rec
+
+
+@pytest.mark.parametrize(("name", "payload", "stage", "reason"), HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_input_becomes_a_dead_letter(name, payload, stage, reason):
+    rec, dead = parse_event(raw(payload, offset=7))
+    assert rec is None
+    assert dead["failed_stage"] == stage
+    assert reason in dead["error_message"]
+    assert dead["payload"] == payload  # byte for byte
+    assert dead["source_offset"] == 7
+    assert dead["received_at"] == RECEIVED_US
+    assert dead["dead_lettered_at"] >= RECEIVED_US
+
+
+def test_dead_letter_keeps_text_only_when_utf8():
+    _, dead = parse_event(raw(b"\xff not utf-8"))
+    assert dead["payload_text"] is None
+    _, dead = parse_event(raw(b"plain text"))
+    assert dead["payload_text"] == "plain text"
+
+
+def test_dead_letter_names_the_event_id_when_readable():
+    _, dead = parse_event(raw(line(event_id="e-77", user_id=None)))
+    assert dead["event_id"] == "e-77"
+
+
+def test_batch_conserves_every_line(hostile_lines):
+    raws = [raw(p, i) for i, p in enumerate([*hostile_lines, line(), line(event_id="e-2")])]
+    records, dead = parse_batch(raws)
+    assert len(records) == 2
+    assert len(dead) == len(hostile_lines)
+
+
+@pytest.mark.parametrize(
+    ("ua", "bot"),
+    [
+        ("Mozilla/5.0 (compatible; Googlebot/2.1)", True),
+        ("python-requests/2.32", True),
+        ("Mozilla/5.0 HeadlessChrome/120", True),
+        ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_0)", False),
+        (None, False),
+    ],
+)
+def test_bot_user_agents(ua, bot):
+    assert is_bot_user_agent(ua) is bot
