@@ -31,6 +31,9 @@ class Column:
     fields: tuple[Column, ...] = ()
     # How the column merges when the table's merge is "add".
     combine: Literal["sum", "min", "max", "last"] = "last"
+    # Money: sums are rounded to this many decimals, so totals do not depend
+    # on the order floats were added in (batches, shards, runs).
+    decimals: int | None = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,7 @@ SESSIONS = Table(
         _c("item_views", "INT64", "REQUIRED", combine="sum"),
         _c("add_to_carts", "INT64", "REQUIRED", combine="sum"),
         _c("purchases", "INT64", "REQUIRED", combine="sum"),
-        _c("revenue", "FLOAT64", "REQUIRED", combine="sum"),
+        _c("revenue", "FLOAT64", "REQUIRED", combine="sum", decimals=2),
         _c("is_bot", "BOOL", "REQUIRED", combine="max"),
     ),
     key=("session_key",),
@@ -195,7 +198,7 @@ ITEM_FEATURES = Table(
         _c("add_to_carts", "INT64", "REQUIRED", combine="sum"),
         _c("purchases", "INT64", "REQUIRED", combine="sum"),
         _c("units_sold", "INT64", "REQUIRED", combine="sum"),
-        _c("revenue", "FLOAT64", "REQUIRED", combine="sum"),
+        _c("revenue", "FLOAT64", "REQUIRED", combine="sum", decimals=2),
     ),
     key=("item_id",),
     merge="add",
@@ -212,7 +215,7 @@ ITEM_POPULARITY = Table(
         _c("views", "INT64", "REQUIRED", combine="sum"),
         _c("add_to_carts", "INT64", "REQUIRED", combine="sum"),
         _c("purchases", "INT64", "REQUIRED", combine="sum"),
-        _c("revenue", "FLOAT64", "REQUIRED", combine="sum"),
+        _c("revenue", "FLOAT64", "REQUIRED", combine="sum", decimals=2),
     ),
     key=("item_id", "window_start"),
     merge="add",

@@ -68,8 +68,11 @@ def _merge_sql(table: Table, paths: list[str]) -> str:
             aggs.append(c.name)
             continue
         if c.combine == "sum":
-            aggs.append(f"sum({c.name}) AS {c.name}")
-            updates.append(f"{c.name} = {table.name}.{c.name} + excluded.{c.name}")
+            total, added = f"sum({c.name})", f"{table.name}.{c.name} + excluded.{c.name}"
+            if c.decimals is not None:
+                total, added = f"round({total}, {c.decimals})", f"round({added}, {c.decimals})"
+            aggs.append(f"{total} AS {c.name}")
+            updates.append(f"{c.name} = {added}")
         elif c.combine in ("min", "max"):
             fn = {"min": ("min", "least"), "max": ("max", "greatest")}[c.combine]
             aggs.append(f"{fn[0]}({c.name}) AS {c.name}")

@@ -16,8 +16,17 @@ def rec(event_id, minute, name, items, user="u", bot=False, value=None, session=
         "event_timestamp": T0 + minute * 60_000_000,
         "user_key": user,
         "session_id": session,
-        "items": [{"item_id": i, "price": 2.0, "quantity": 1, "item_name": None, "item_category": "c",
-                   "item_brand": None} for i in items],
+        "items": [
+            {
+                "item_id": i,
+                "price": 2.0,
+                "quantity": 1,
+                "item_name": None,
+                "item_category": "c",
+                "item_brand": None,
+            }
+            for i in items
+        ],
         "value": value,
         "is_bot": bot,
         "source_offset": minute,
@@ -30,39 +39,64 @@ def enriched(records):
 
 
 def test_interactions_weight_events_and_ignore_bots():
-    rows = feat.user_item_interactions(enriched([
-        rec("1", 0, "view_item", ["a"]),
-        rec("2", 1, "add_to_cart", ["a"]),
-        rec("3", 2, "purchase", ["a"], value=2.0),
-        rec("4", 3, "remove_from_cart", ["b"]),
-        rec("5", 4, "view_item", ["a"], user="bot", bot=True),
-        rec("6", 5, "page_view", []),
-    ]))
+    rows = feat.user_item_interactions(
+        enriched(
+            [
+                rec("1", 0, "view_item", ["a"]),
+                rec("2", 1, "add_to_cart", ["a"]),
+                rec("3", 2, "purchase", ["a"], value=2.0),
+                rec("4", 3, "remove_from_cart", ["b"]),
+                rec("5", 4, "view_item", ["a"], user="bot", bot=True),
+                rec("6", 5, "page_view", []),
+            ]
+        )
+    )
     weights = {(r["user_key"], r["item_id"]): r["weight"] for r in rows}
     assert weights == {("u", "a"): 1 + 3 + 5, ("u", "b"): -1}
 
 
 def test_sessions_summarise_funnels():
-    [s] = feat.session_rows(enriched([
-        rec("1", 0, "view_item", ["a"]),
-        rec("2", 3, "add_to_cart", ["a"]),
-        rec("3", 9, "purchase", ["a"], value=12.5),
-    ]))
-    assert (s["events"], s["item_views"], s["add_to_carts"], s["purchases"], s["revenue"]) == (3, 1, 1, 1, 12.5)
+    [s] = feat.session_rows(
+        enriched(
+            [
+                rec("1", 0, "view_item", ["a"]),
+                rec("2", 3, "add_to_cart", ["a"]),
+                rec("3", 9, "purchase", ["a"], value=12.5),
+            ]
+        )
+    )
+    assert (s["events"], s["item_views"], s["add_to_carts"], s["purchases"], s["revenue"]) == (
+        3,
+        1,
+        1,
+        1,
+        12.5,
+    )
     assert s["ended_at"] - s["started_at"] == 9 * 60_000_000
 
 
 def test_cooccurrence_counts_each_pair_once_per_session():
-    rows = feat.item_cooccurrence(enriched([
-        rec("1", 0, "view_item", ["a"]),
-        rec("2", 1, "view_item", ["b"]),
-        rec("3", 2, "view_item", ["a"]),  # a again: no new pair
-        rec("4", 3, "add_to_cart", ["c"]),
-        rec("5", 0, "view_item", ["a"], session="other"),
-        rec("6", 1, "view_item", ["b"], session="other"),
-    ]))
+    rows = feat.item_cooccurrence(
+        enriched(
+            [
+                rec("1", 0, "view_item", ["a"]),
+                rec("2", 1, "view_item", ["b"]),
+                rec("3", 2, "view_item", ["a"]),  # a again: no new pair
+                rec("4", 3, "add_to_cart", ["c"]),
+                rec("5", 0, "view_item", ["a"], session="other"),
+                rec("6", 1, "view_item", ["b"], session="other"),
+            ]
+        )
+    )
     counts = {(r["item_id"], r["other_item_id"]): r["sessions"] for r in rows}
-    assert counts == {("a", "b"): 2, ("b", "a"): 2, ("c", "a"): 1, ("a", "c"): 1, ("c", "b"): 1, ("b", "c"): 1}
+    assert counts == {
+        ("a", "b"): 2,
+        ("b", "a"): 2,
+        ("c", "a"): 1,
+        ("a", "c"): 1,
+        ("c", "b"): 1,
+        ("b", "c"): 1,
+    }
 
 
 def test_cooccurrence_continues_a_session_seen_in_an_earlier_run():
@@ -73,11 +107,13 @@ def test_cooccurrence_continues_a_session_seen_in_an_earlier_run():
 
 
 def test_popularity_counts_per_window_and_merges():
-    records = enriched([
-        rec("1", 0, "view_item", ["a"]),
-        rec("2", 61, "view_item", ["a"]),
-        rec("3", 62, "purchase", ["a"], value=2.0),
-    ])
+    records = enriched(
+        [
+            rec("1", 0, "view_item", ["a"]),
+            rec("2", 61, "view_item", ["a"]),
+            rec("3", 62, "purchase", ["a"], value=2.0),
+        ]
+    )
     windows = feat.popularity_counts(records, HOUR)
     assert windows == {T0: {"a": [1, 0, 0, 0.0]}, T0 + HOUR: {"a": [1, 0, 1, 2.0]}}
     merged = feat.merge_counts([windows[T0], windows[T0 + HOUR]])

@@ -1,0 +1,162 @@
+"""The Beam composites on the pinned local runners."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms import window
+
+from pipeline_code.beam.pipeline import local_runner
+from pipeline_code.beam.transforms import (
+    DEAD_LETTERS,
+    USER_FEATURES,
+    CountItemPopularity,
+    DeduplicateEvents,
+    EnrichWithHistory,
+    ParseEvents,
+    ShardByUser,
+)
+from pipeline_code.core.parse import RawEvent
+from tests.conftest import RECEIVED_US, line
+
+HOUR_US = 3_600_000_000
+T0 = 1_767_225_600  # 2026-01-01T00:00:00Z, seconds
+
+
+def batch_pipeline() -> TestPipeline:
+    return TestPipeline(runner=local_runner())
+
+
+def streaming_pipeline() -> TestPipeline:
+    opts = PipelineOptions()
+    opts.view_as(StandardOptions).streaming = True
+    return TestPipeline(runner=local_runner(streaming=True), options=opts)
+
+
+def raws(*payloads: bytes) -> list[RawEvent]:
+    return [RawEvent(i, RECEIVED_US, p) for i, p in enumerate(payloads)]
+
+
+def test_parse_events_routes_rejects_to_dead_letters():
+    with batch_pipeline() as p:
+        parsed = p | beam.Create([raws(line(event_id="a"), b"{oops", line(event_id="b", user_id=None))])
+        ids = parsed | ParseEvents()
+        assert_that(
+            ids.events | "Ids" >> beam.FlatMap(lambda b: [r["event_id"] for r in b]),
+            equal_to(["a"]),
+            label="accepted",
+        )
+        assert_that(
+            ids[DEAD_LETTERS]
+            | "Why" >> beam.FlatMap(lambda b: [(d["failed_stage"], d["payload"]) for d in b]),
+            equal_to([("parse", b"{oops"), ("validate", line(event_id="b", user_id=None))]),
+            label="dead letters",
+        )
+
+
+def _records(*lines_: bytes):
+    from pipeline_code.core.parse import parse_batch
+
+    records, dead = parse_batch(raws(*lines_))
+    assert not dead
+    return records
+
+
+def test_dedup_and_enrichment_use_the_warehouse_snapshot():
+    new = _records(
+        line(event_id="old", user_id="u1", event_timestamp="2026-01-01T10:00:00Z"),
+        line(event_id="n1", user_id="u1", event_timestamp="2026-01-01T10:05:00Z"),
+        line(event_id="n1", user_id="u1", event_timestamp="2026-01-01T10:05:00Z"),
+        line(event_id="n2", user_id="u2", event_timestamp="2026-01-01T10:06:00Z"),
+    )
+    from pipeline_code.core.history import shard_of
+
+    history_row = {
+        "user_key": "u1",
+        "first_seen_at": 0,
+        "last_seen_at": 0,
+        "lifetime_events": 5,
+        "lifetime_purchases": 2,
+        "lifetime_revenue": 30.0,
+        "recent_items": ["x"],
+        "last_session_key": None,
+        "last_session_items": [],
+        "is_bot": False,
+    }
+    with batch_pipeline() as p:
+        known = p | "Known" >> beam.Create([(shard_of("u1", 4), ["old"])])
+        history = p | "History" >> beam.Create([(shard_of("u1", 4), [history_row])])
+        enriched = (
+            p
+            | beam.Create([new[:2], new[2:]])
+            | ShardByUser(known, history, shards=4)
+            | DeduplicateEvents()
+            | EnrichWithHistory()
+        )
+        assert_that(
+            enriched.events
+            | "Summary" >> beam.FlatMap(lambda b: [(r["event_id"], r["user_event_number"]) for r in b]),
+            equal_to([("n1", 6), ("n2", 1)]),
+            label="events",
+        )
+        assert_that(
+            enriched[USER_FEATURES]
+            | "Users" >> beam.FlatMap(lambda b: [(h["user_key"], h["lifetime_events"]) for h in b]),
+            equal_to([("u1", 6), ("u2", 1)]),
+            label="user features",
+        )
+
+
+def view(minute: int, item: str = "a") -> dict:
+    return {
+        "event_name": "view_item",
+        "event_timestamp": (T0 + minute * 60) * 1_000_000,
+        "items": [{"item_id": item, "price": 1.0, "quantity": 1}],
+        "is_bot": False,
+    }
+
+
+def _pane_rows(element):
+    return [(r["item_id"], r["window_start"] // 1_000_000 - T0, r["views"]) for r in element]
+
+
+def test_popularity_windows_fire_on_time_then_late_then_drop_too_late_data():
+    stream = (
+        TestStream()
+        .advance_watermark_to(T0)
+        .add_elements([window.TimestampedValue([view(1), view(2, "b")], T0 + 60)])
+        .add_elements([window.TimestampedValue([view(70)], T0 + 70 * 60)])
+        # The first hour closes: its on-time pane fires.
+        .advance_watermark_to(T0 + 65 * 60)
+        # Late, but within the 30 minutes allowed: a late pane with the delta.
+        .add_elements([window.TimestampedValue([view(30)], T0 + 30 * 60)])
+        .advance_watermark_to(T0 + 100 * 60)
+        # Later than allowed lateness: Beam drops it from this aggregate.
+        .add_elements([window.TimestampedValue([view(40)], T0 + 40 * 60)])
+        .advance_watermark_to_infinity()
+    )
+    with streaming_pipeline() as p:
+        rows = (
+            p
+            | stream
+            | CountItemPopularity(window_us=HOUR_US, allowed_lateness_s=30 * 60)
+            | beam.FlatMap(_pane_rows)
+        )
+        assert_that(
+            rows,
+            equal_to([("a", 0, 1), ("b", 0, 1), ("a", 0, 1), ("a", 3600, 1)]),
+        )
+
+
+def test_popularity_in_batch_sums_every_window():
+    with batch_pipeline() as p:
+        rows = (
+            p
+            | beam.Create([[view(1), view(2)], [view(3), view(61, "b")]])
+            | CountItemPopularity(window_us=HOUR_US, allowed_lateness_s=0)
+            | beam.FlatMap(_pane_rows)
+        )
+        assert_that(rows, equal_to([("a", 0, 3), ("b", 3600, 1)]))

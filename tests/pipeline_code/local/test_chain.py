@@ -1,0 +1,118 @@
+"""The local chain end to end: ingest, process, load, and its guarantees."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from pipeline_code.beam.io import LocalWarehouseSink
+from pipeline_code.local.chain import InputError, process_files, process_log
+from pipeline_code.local.eventlog import EventLog
+from tests.conftest import HOSTILE, line
+
+
+def counts(warehouse) -> dict[str, int]:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return {
+            t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("events", "dead_letters", "sessions", "user_features", "item_features")
+        }
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    good = [
+        line(event_id="e1", user_id="u1", event_timestamp="2026-01-01T10:00:00Z"),
+        line(event_id="e2", user_id="u1", event_name="add_to_cart", event_timestamp="2026-01-01T10:01:00Z"),
+        line(event_id="e3", user_id="u2", event_timestamp="2026-01-01T11:00:00Z"),
+        line(event_id="e1", user_id="u1", event_timestamp="2026-01-01T10:00:00Z"),  # a retry
+    ]
+    path = tmp_path / "in.jsonl"
+    # A timestamp in 2026 must not count as "future" whenever the tests run.
+    path.write_bytes(b"\n".join([*good, *(p for _, p, _, _ in HOSTILE)]) + b"\n")
+    return path
+
+
+def test_hostile_corpus_is_conserved_and_matches_the_tables(tmp_path, corpus):
+    wh = tmp_path / "w.duckdb"
+    s = process_files([corpus], wh)
+    assert s.events_read == 4 + len(HOSTILE)
+    assert (s.events_stored, s.duplicates_skipped, s.dead_lettered) == (3, 1, len(HOSTILE))
+    assert s.balanced
+    c = counts(wh)
+    assert c["events"] == s.events_stored and c["dead_letters"] == s.dead_lettered
+    con = duckdb.connect(str(wh), read_only=True)
+    payloads = {r[0] for r in con.execute("SELECT payload FROM dead_letters").fetchall()}
+    con.close()
+    assert payloads == {p for _, p, _, _ in HOSTILE}  # every original, byte for byte
+
+
+def test_processing_the_same_file_twice_adds_no_event_rows(tmp_path, corpus):
+    wh = tmp_path / "w.duckdb"
+    process_files([corpus], wh)
+    before = counts(wh)
+    s = process_files([corpus], wh)
+    assert s.events_stored == 0 and s.duplicates_skipped == 4 and s.balanced
+    after = counts(wh)
+    assert after["events"] == before["events"]
+    assert after["user_features"] == before["user_features"]
+
+
+def test_a_failed_commit_loses_nothing_and_the_next_run_recovers(tmp_path, corpus, monkeypatch):
+    wh, log_dir = tmp_path / "w.duckdb", tmp_path / "log"
+    log = EventLog(log_dir)
+    log.append(corpus.read_bytes().splitlines())
+
+    def crash(self, files):
+        raise RuntimeError("disk full during commit")
+
+    monkeypatch.setattr(LocalWarehouseSink, "commit", crash)
+    with pytest.raises(Exception, match="disk full"):
+        process_log(log_dir, wh)
+    assert counts(wh)["events"] == 0  # nothing half-loaded
+    monkeypatch.undo()
+    s = process_log(log_dir, wh)  # the restart reads from the old checkpoint
+    assert s.events_stored == 3 and s.balanced
+    again = process_log(log_dir, wh)  # and nothing is re-read after it
+    assert again.events_read == 0 and counts(wh)["events"] == 3
+
+
+def test_new_events_extend_history_across_runs(tmp_path):
+    wh, log_dir = tmp_path / "w.duckdb", tmp_path / "log"
+    log = EventLog(log_dir)
+    log.append([line(event_id="a", user_id="u", event_timestamp="2026-01-01T10:00:00Z")])
+    process_log(log_dir, wh)
+    log.append(
+        [
+            line(
+                event_id="b",
+                user_id="u",
+                event_timestamp="2026-01-01T10:10:00Z",
+                items=[{"item_id": "sku-2"}],
+            )
+        ]
+    )
+    s = process_log(log_dir, wh)
+    assert s.events_read == 1
+    con = duckdb.connect(str(wh), read_only=True)
+    number, recent = con.execute(
+        "SELECT user_event_number, user_recent_items FROM events WHERE event_id = 'b'"
+    ).fetchone()
+    pairs = con.execute(
+        "SELECT item_id, other_item_id, sessions FROM item_cooccurrence ORDER BY 1"
+    ).fetchall()
+    con.close()
+    assert number == 2 and recent == ["sku-1"]
+    assert pairs == [("sku-1", "sku-2", 1), ("sku-2", "sku-1", 1)]
+
+
+def test_missing_input_fails_before_anything_is_ingested(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        process_files([tmp_path / "nope.jsonl"], tmp_path / "w.duckdb")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="has no"):
+        process_files([empty], tmp_path / "w.duckdb")

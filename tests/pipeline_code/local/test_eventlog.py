@@ -1,0 +1,75 @@
+"""The durable local event log."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from pipeline_code.local.eventlog import EventLog, EventLogError, iter_input_lines
+
+
+def test_append_and_read_keep_payloads_and_offsets(tmp_path):
+    log = EventLog(tmp_path / "log")
+    first, n = log.append([b"one", b'{"two": "\t tab"}', b"\xff raw"], received_at_us=123)
+    assert (first, n) == (0, 3)
+    records = list(log.read())
+    assert [r.payload for r in records] == [b"one", b'{"two": "\t tab"}', b"\xff raw"]
+    assert [r.received_at_us for r in records] == [123] * 3
+    assert records[1].offset == len(b"123\tone\n")
+    assert log.end_offset() == sum(len(b"123\t" + r.payload + b"\n") for r in records)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
+def test_ranges_tile_the_log_without_loss_or_overlap(tmp_path, chunk):
+    log = EventLog(tmp_path / "log", segment_bytes=300)
+    payloads = [b"x" * (i % 37) + b"%d" % i for i in range(200)]
+    log.append(payloads[:100])
+    log.append(payloads[100:])
+    assert len(list((tmp_path / "log").glob("*.log"))) > 1  # it rolled segments
+    got = [r.payload for lo, hi in log.ranges(0, log.end_offset(), chunk) for r in log.read_range(lo, hi)]
+    assert got == payloads
+
+
+def test_reading_from_a_checkpoint_returns_only_newer_records(tmp_path):
+    log = EventLog(tmp_path / "log")
+    log.append([b"a", b"b"])
+    checkpoint = log.end_offset()
+    log.append([b"c"])
+    assert [r.payload for r in log.read(checkpoint)] == [b"c"]
+
+
+def test_a_torn_tail_is_cut_on_reopen_and_the_log_id_survives(tmp_path):
+    log = EventLog(tmp_path / "log")
+    log.append([b"kept"])
+    segment = next((tmp_path / "log").glob("*.log"))
+    with open(segment, "ab") as f:
+        f.write(b"99\tpartial-without-newline")
+    reopened = EventLog(tmp_path / "log")
+    assert reopened.log_id == log.log_id
+    assert [r.payload for r in reopened.read()] == [b"kept"]
+    reopened.append([b"next"])
+    assert [r.payload for r in reopened.read()] == [b"kept", b"next"]
+
+
+def test_payload_with_newline_is_refused_and_nothing_is_written(tmp_path):
+    log = EventLog(tmp_path / "log")
+    with pytest.raises(EventLogError, match="newline"):
+        log.append([b"ok", b"bad\nline"])
+    assert list(log.read()) == []
+
+
+def test_unusable_directory_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(EventLogError, match="cannot be opened"):
+        EventLog(blocker / "log")
+
+
+def test_input_lines_skip_blanks_bom_and_line_endings(tmp_path):
+    plain = tmp_path / "a.jsonl"
+    plain.write_bytes(b'\xef\xbb\xbf{"a":1}\r\n\n   \n{"b":2}')
+    assert list(iter_input_lines(plain)) == [b'{"a":1}', b'{"b":2}']
+    packed = tmp_path / "b.jsonl.gz"
+    packed.write_bytes(gzip.compress(b'{"c":3}\n'))
+    assert list(iter_input_lines(packed)) == [b'{"c":3}']

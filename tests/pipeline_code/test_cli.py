@@ -1,0 +1,65 @@
+"""The dataflow command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import duckdb
+
+from pipeline_code.cli import main
+
+
+def test_generate_is_reproducible(tmp_path, capsys):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    assert main(["generate", "--events", "500", "--out", str(a), "--seed", "3"]) == 0
+    assert main(["generate", "--events", "500", "--out", str(b), "--seed", "3"]) == 0
+    assert a.read_bytes() == b.read_bytes()
+    assert len(a.read_bytes().splitlines()) == 500
+    assert "wrote 500 events" in capsys.readouterr().out
+
+
+def test_process_prints_a_summary_that_matches_the_warehouse(tmp_path, capsys):
+    data, wh = tmp_path / "e.jsonl", tmp_path / "w.duckdb"
+    main(["generate", "--events", "2000", "--out", str(data)])
+    assert main(["process", "--input", str(data), "--warehouse", str(wh)]) == 0
+    printed = capsys.readouterr().out
+    con = duckdb.connect(str(wh), read_only=True)
+    stored, dead = (
+        con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("events", "dead_letters")
+    )
+    con.close()
+    assert "events read" in printed and "2,000" in printed
+    assert f"{stored:,}" in printed and f"{dead:,}" in printed
+    assert stored + dead < 2000  # the generator's retries were skipped as duplicates
+
+
+def test_demo_runs_the_whole_chain(tmp_path, capsys):
+    assert main(["demo", "--events", "1500", "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for heading in ("warehouse tables", "dead letters by stage", "top items", "item_cooccurrence"):
+        assert heading in out
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline_code.cli", *args], capture_output=True, text=True)
+
+
+def test_user_errors_are_one_line_without_traceback(tmp_path):
+    notdb = tmp_path / "x.duckdb"
+    notdb.write_text("not a database")
+    data = tmp_path / "e.jsonl"
+    data.write_text("{}\n")
+    cases = [
+        (["process", "--input", str(tmp_path / "missing.jsonl")], 1, "does not exist"),
+        (["process", "--input", str(data), "--warehouse", str(notdb)], 1, "cannot be opened"),
+        (["process", "--input", str(data), "--bogus"], 2, "unrecognized arguments: --bogus"),
+        (["generate", "--out", str(data), "--events", "0"], 1, "events must be at least 1, got 0"),
+        (["process", "--input", str(data), "--shards", "0"], 1, "shards must be at least 1, got 0"),
+    ]
+    for args, code, message in cases:
+        r = _run(*args)
+        assert r.returncode == code, (args, r.stderr)
+        assert message in r.stderr
+        assert "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
