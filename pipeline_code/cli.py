@@ -107,36 +107,30 @@ def _print_summary(s: RunSummary) -> None:
         )
 
 
+def _print_table(title: str, columns: tuple[str, ...], rows) -> None:
+    t = Table(title=title)
+    for col in columns:
+        t.add_column(col)
+    for row in rows:
+        t.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row))
+    out.print(t)
+
+
 def _report(warehouse: Path) -> None:
     from pipeline_code.local.warehouse import Warehouse
 
     with Warehouse(warehouse, read_only=True) as wh:
-        counts = Table(title="warehouse tables")
-        counts.add_column("table")
-        counts.add_column("rows", justify="right")
-        for name, n in wh.row_counts().items():
-            counts.add_row(name, f"{n:,}")
-        out.print(counts)
+        _print_table("warehouse tables", ("table", "rows"), wh.row_counts().items())
         dead = wh.con.execute(
-            "SELECT failed_stage, count(*) AS n, any_value(error_message) FROM dead_letters "
+            "SELECT failed_stage, count(*) AS n, left(any_value(error_message), 80) FROM dead_letters "
             "GROUP BY 1 ORDER BY n DESC"
         ).fetchall()
-        t = Table(title="dead letters by stage")
-        for col in ("stage", "count", "example reason"):
-            t.add_column(col)
-        for stage, n, reason in dead:
-            t.add_row(stage, f"{n:,}", reason[:80])
-        out.print(t)
+        _print_table("dead letters by stage", ("stage", "count", "example reason"), dead)
         top = wh.con.execute(
             "SELECT item_id, item_category, views, purchases, round(revenue, 2) FROM item_features "
             "ORDER BY purchases DESC, views DESC LIMIT 5"
         ).fetchall()
-        t = Table(title="top items")
-        for col in ("item", "category", "views", "purchases", "revenue"):
-            t.add_column(col)
-        for row in top:
-            t.add_row(*(str(v) for v in row))
-        out.print(t)
+        _print_table("top items", ("item", "category", "views", "purchases", "revenue"), top)
 
 
 def cmd_generate(args: argparse.Namespace) -> None:

@@ -3,11 +3,14 @@
 Run the local chain through the CLI (``dataflow process``), or this module
 directly against an existing event log and warehouse::
 
-    python -m pipeline_code.beam.pipeline --log_dir .dataflow/log \\
+    python -m pipeline_code.beam --event_log_dir .dataflow/warehouse.eventlog \\
         --warehouse .dataflow/warehouse.duckdb
 
-All logic lives in modules (nothing in ``__main__``), so it pickles the same
-way locally and on Dataflow, where ``save_main_session`` is on.
+All logic lives in modules and ``pipeline_code/beam/__main__.py`` only calls
+``run``: it pickles the same way locally and on Dataflow (where
+``save_main_session`` is on), and ``ChainOptions`` is defined once (running
+this file as ``__main__`` would define it twice, and Beam would see its flags
+twice).
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ class ChainOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
-        parser.add_argument("--log_dir", default=".dataflow/log", help="Local event log to read.")
+        parser.add_argument(
+            "--event_log_dir", default=".dataflow/warehouse.eventlog", help="Local event log to read."
+        )
         parser.add_argument("--warehouse", default=".dataflow/warehouse.duckdb", help="DuckDB file to load.")
         parser.add_argument(
             "--staging_dir", default=None, help="Where staged files go (default: a temp dir)."
@@ -133,14 +138,10 @@ def run(argv: list[str] | None = None):
     opts = ChainOptions(argv)
     staging = opts.staging_dir or tempfile.mkdtemp(prefix="dataflow-staging-")
     return process_log(
-        opts.log_dir,
+        opts.event_log_dir,
         opts.warehouse,
         ProcessingSettings.from_options(opts),
         staging_dir=staging,
         chunk_bytes=opts.chunk_bytes,
         options=opts,
     )
-
-
-if __name__ == "__main__":
-    print(run())
