@@ -84,7 +84,7 @@ def _process(
 
     try:
         with _progress() as progress:
-            task = progress.add_task("ingesting into the event log", total=None)
+            task = progress.add_task("ingesting, processing, loading", total=None)
             summary = process_files(inputs, warehouse, log_dir, settings, lambda n: progress.advance(task, n))
     except (InputError, WarehouseError, EventLogError) as exc:
         raise UserError(str(exc)) from exc
