@@ -7,6 +7,7 @@ the sink is the DuckDB warehouse; the cloud chains add their own here
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from pathlib import Path
 
@@ -18,6 +19,19 @@ from pipeline_code.core.history import shard_of
 from pipeline_code.local.eventlog import EventLog
 from pipeline_code.local.warehouse import LoadResult, Warehouse
 from pipeline_code.tables import TABLES, arrow_schema
+
+
+class _ReadRangeFn(beam.DoFn):
+    """``(start, end)`` -> the batch of ``RawEvent`` starting in that range."""
+
+    def __init__(self, log_dir: str) -> None:
+        self.log_dir = log_dir
+
+    def setup(self) -> None:
+        self.log = EventLog(self.log_dir)
+
+    def process(self, byte_range: tuple[int, int]):
+        yield self.log.read_range(*byte_range)
 
 
 class ReadEventLog(beam.PTransform):
@@ -32,12 +46,11 @@ class ReadEventLog(beam.PTransform):
         self.chunk_bytes = chunk_bytes
 
     def expand(self, pbegin):
-        log_dir = self.log_dir
-        ranges = EventLog(log_dir).ranges(self.start, self.end, self.chunk_bytes)
+        ranges = EventLog(self.log_dir).ranges(self.start, self.end, self.chunk_bytes)
         return (
             pbegin
             | "LogRanges" >> beam.Create(ranges)
-            | "ReadRange" >> beam.Map(lambda r: EventLog(log_dir).read_range(*r))
+            | "ReadRange" >> beam.ParDo(_ReadRangeFn(self.log_dir))
             | "DropEmpty" >> beam.Filter(bool)
         )
 
@@ -61,10 +74,8 @@ def _history_by_shard(path: str, shards: int):
     return out.items()
 
 
-def _to_us(ts) -> int:
+def _to_us(ts: dt.datetime) -> int:
     # Parquet timestamps come back as datetimes; the core works in microseconds.
-    import datetime as dt
-
     return (ts - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
 
 

@@ -9,7 +9,8 @@ so the payload is kept byte for byte. A record's *offset* is its byte
 position in the log (segment files are named by the offset they start at,
 like Kafka's). ``append`` returns only after ``fsync``: an acknowledged event
 survives a crash. A torn record left by a crash mid-append (no trailing
-newline) was never acknowledged and is cut off the next time the log opens.
+newline) was never acknowledged: readers stop before it, and the next
+append cuts it off.
 
 Consumers keep their own checkpoint (an offset). The local warehouse stores
 it in the same transaction as the rows it loaded, so a restart neither loses
@@ -54,7 +55,6 @@ class EventLog:
                 os.replace(tmp, meta_path)
         except (OSError, ValueError, KeyError) as exc:
             raise EventLogError(f"event log {self.path} cannot be opened: {exc}") from exc
-        self._repair_tail()
 
     # -- layout -------------------------------------------------------------
     def _segments(self) -> list[tuple[int, Path]]:
@@ -67,38 +67,28 @@ class EventLog:
         return sorted(segs)
 
     def end_offset(self) -> int:
-        """The offset the next record will get (= bytes in the log)."""
+        """The end of the last complete record: where a reader may stop and
+        checkpoint. Bytes of a record still being appended (or torn by a
+        crash) lie past it."""
         segs = self._segments()
         if not segs:
             return 0
         base, p = segs[-1]
-        return base + p.stat().st_size
+        with open(p, "rb") as f:
+            return base + _complete_size(f)
 
     def _repair_tail(self) -> None:
+        """Cut a torn record. Only called under the append lock: a reader must
+        never cut bytes a writer is still appending."""
         segs = self._segments()
         if not segs:
             return
         _, p = segs[-1]
-        size = p.stat().st_size
-        if size == 0:
-            return
         with open(p, "rb+") as f:
-            f.seek(size - 1)
-            if f.read(1) == b"\n":
-                return
-            # Walk back to the last complete record and cut the torn one.
-            pos = size
-            while pos > 0:
-                step = min(65536, pos)
-                f.seek(pos - step)
-                chunk = f.read(step)
-                nl = chunk.rfind(b"\n")
-                if nl >= 0:
-                    pos = pos - step + nl + 1
-                    break
-                pos -= step
-            f.truncate(pos)
-            os.fsync(f.fileno())
+            complete = _complete_size(f)
+            if complete != os.fstat(f.fileno()).st_size:
+                f.truncate(complete)
+                os.fsync(f.fileno())
 
     # -- writing ------------------------------------------------------------
     def append(self, payloads: Iterable[bytes], received_at_us: int | None = None) -> tuple[int, int]:
@@ -107,6 +97,7 @@ class EventLog:
         stamp = b"%d\t" % (received_at_us if received_at_us is not None else now_us())
         with open(self.path / _LOCK, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            self._repair_tail()
             start = self.end_offset()
             offset, count = start, 0
             segs = self._segments()
@@ -193,6 +184,20 @@ class EventLog:
         stop = self.end_offset() if end is None else end
         for lo, hi in self.ranges(start, stop, 8 << 20):
             yield from self.read_range(lo, hi)
+
+
+def _complete_size(f) -> int:
+    """Size of an open segment up to and including its last newline."""
+    size = os.fstat(f.fileno()).st_size
+    pos = size
+    while pos > 0:
+        step = min(65536, pos)
+        f.seek(pos - step)
+        nl = f.read(step).rfind(b"\n")
+        if nl >= 0:
+            return pos - step + nl + 1
+        pos -= step
+    return 0
 
 
 def iter_input_lines(path: Path) -> Iterator[bytes]:

@@ -39,17 +39,31 @@ def test_reading_from_a_checkpoint_returns_only_newer_records(tmp_path):
     assert [r.payload for r in log.read(checkpoint)] == [b"c"]
 
 
-def test_a_torn_tail_is_cut_on_reopen_and_the_log_id_survives(tmp_path):
+def test_readers_stop_before_a_partial_record_and_never_cut_it(tmp_path):
     log = EventLog(tmp_path / "log")
     log.append([b"kept"])
+    complete = log.end_offset()
+    segment = next((tmp_path / "log").glob("*.log"))
+    with open(segment, "ab") as f:  # a writer mid-append, or a crash
+        f.write(b"99\tpartial-without-newline")
+    reader = EventLog(tmp_path / "log")
+    assert reader.log_id == log.log_id
+    assert reader.end_offset() == complete  # a checkpoint never passes it
+    assert [r.payload for r in reader.read()] == [b"kept"]
+    assert segment.stat().st_size > complete  # the reader cut nothing
+
+
+def test_the_next_append_cuts_a_torn_tail(tmp_path):
+    log = EventLog(tmp_path / "log")
+    log.append([b"kept"])
+    complete = log.end_offset()
     segment = next((tmp_path / "log").glob("*.log"))
     with open(segment, "ab") as f:
         f.write(b"99\tpartial-without-newline")
-    reopened = EventLog(tmp_path / "log")
-    assert reopened.log_id == log.log_id
-    assert [r.payload for r in reopened.read()] == [b"kept"]
-    reopened.append([b"next"])
-    assert [r.payload for r in reopened.read()] == [b"kept", b"next"]
+    first, _ = EventLog(tmp_path / "log").append([b"next"])
+    assert first == complete  # the new record starts where the torn one did
+    assert [r.payload for r in log.read()] == [b"kept", b"next"]
+    assert b"partial" not in segment.read_bytes()
 
 
 def test_payload_with_newline_is_refused_and_nothing_is_written(tmp_path):
