@@ -59,3 +59,21 @@ HOSTILE = [
 @pytest.fixture
 def hostile_lines() -> list[bytes]:
     return [payload for _, payload, _, _ in HOSTILE]
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A synthetic store's 20k events, processed into a warehouse and
+    trained into a model, once per test session."""
+    from pipeline_code.local.chain import process_files
+    from pipeline_code.ml.train import train
+    from pipeline_code.synth import StoreSpec, write
+
+    root = tmp_path_factory.mktemp("trained")
+    data = root / "events.jsonl"
+    with open(data, "wb") as f:
+        write(StoreSpec(events=20_000), f)
+    warehouse = root / "warehouse.duckdb"
+    process_files([data], warehouse)
+    result = train(warehouse, root / "models")
+    return warehouse, root / "models", result

@@ -1,0 +1,1 @@
+"""The recommender: training data, model, evaluation and training."""

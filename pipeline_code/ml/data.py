@@ -1,0 +1,152 @@
+"""Training data for the recommender, read from the warehouse.
+
+The recommender learns from the same implicit feedback the pipeline writes
+to ``user_item_interactions`` and ``item_cooccurrence``. Those tables are
+running totals with no time axis, so a holdout split by time cannot be cut
+from them. This module therefore reads the underlying interactions from
+``events`` (human traffic, one row per event and item, weighted by
+``core.features.INTERACTION_WEIGHTS``) and rebuilds the totals for any time
+range; with no cutoff they equal the stored tables, which the tests assert.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+from scipy import sparse
+
+from pipeline_code.core.features import COOCCURRENCE_EVENTS, INTERACTION_WEIGHTS
+
+_US_PER_DAY = 86_400 * 1_000_000
+
+
+class TrainingDataError(Exception):
+    """The warehouse has nothing (or not enough) to train on."""
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """One row per (human) event and item, as parallel arrays, time-ordered."""
+
+    user: np.ndarray  # object array of user_key
+    item: np.ndarray  # object array of item_id
+    weight: np.ndarray  # float64, INTERACTION_WEIGHTS of the event
+    ts: np.ndarray  # int64 microseconds since the epoch
+    session: np.ndarray  # object array of session_key
+    cooccurs: np.ndarray  # bool: the event counts for item co-occurrence
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def where(self, mask: np.ndarray) -> Interactions:
+        return Interactions(*(getattr(self, f)[mask] for f in self.__dataclass_fields__))
+
+    @property
+    def first_us(self) -> int:
+        return int(self.ts[0])
+
+    @property
+    def last_us(self) -> int:
+        return int(self.ts[-1])
+
+
+def _weight_case() -> str:
+    whens = " ".join(f"WHEN '{name}' THEN {w!r}" for name, w in sorted(INTERACTION_WEIGHTS.items()))
+    return f"CASE event_name {whens} END"
+
+
+def read_interactions(con: duckdb.DuckDBPyConnection) -> Interactions:
+    """Every human interaction with an item, oldest first."""
+    names = ", ".join(f"'{n}'" for n in sorted(INTERACTION_WEIGHTS))
+    co = ", ".join(f"'{n}'" for n in sorted(COOCCURRENCE_EVENTS))
+    cols = con.execute(
+        f"""
+        SELECT user_key, it.item_id AS item_id, {_weight_case()} AS weight,
+               epoch_us(event_timestamp) AS ts, session_key, event_name IN ({co}) AS cooccurs
+        FROM (SELECT *, unnest(items) AS it FROM events WHERE NOT is_bot AND event_name IN ({names}))
+        ORDER BY ts, source_offset, item_id
+        """
+    ).fetchnumpy()
+    data = Interactions(
+        user=np.asarray(cols["user_key"], dtype=object),
+        item=np.asarray(cols["item_id"], dtype=object),
+        weight=np.asarray(cols["weight"], dtype=np.float64),
+        ts=np.asarray(cols["ts"], dtype=np.int64),
+        session=np.asarray(cols["session_key"], dtype=object),
+        cooccurs=np.asarray(cols["cooccurs"], dtype=bool),
+    )
+    if len(data) == 0:
+        raise TrainingDataError("the warehouse has no item interactions yet: run `dataflow process` first")
+    return data
+
+
+def split_by_time(data: Interactions, holdout_days: float) -> tuple[Interactions, Interactions, int]:
+    """Train on everything before the cutoff, test on what comes after.
+
+    The cutoff is ``holdout_days`` before the newest interaction. Returns
+    (train, test, cutoff_us).
+    """
+    if holdout_days <= 0:
+        raise ValueError(f"holdout_days must be positive, got {holdout_days}")
+    cutoff = data.last_us - int(holdout_days * _US_PER_DAY)
+    before = data.ts < cutoff
+    if not before.any() or before.all():
+        span = (data.last_us - data.first_us) / _US_PER_DAY
+        raise TrainingDataError(
+            f"holdout_days={holdout_days} leaves an empty side: the data spans {span:.1f} days"
+        )
+    return data.where(before), data.where(~before), cutoff
+
+
+@dataclass(frozen=True)
+class Matrices:
+    """Index maps and sparse totals built from a set of interactions."""
+
+    user_ids: np.ndarray  # sorted unique user keys (str)
+    item_ids: np.ndarray  # sorted unique item ids (str)
+    weights: sparse.csr_matrix  # users x items, summed event weights (may be <= 0)
+    cooccurrence: sparse.csr_matrix  # items x items, sessions with both (diagonal: sessions with item)
+    last_seen: sparse.csr_matrix  # users x items, newest interaction (us) per pair
+
+    def user_index(self) -> dict[str, int]:
+        return {u: i for i, u in enumerate(self.user_ids.tolist())}
+
+    def item_index(self) -> dict[str, int]:
+        return {it: i for i, it in enumerate(self.item_ids.tolist())}
+
+
+def build_matrices(data: Interactions, item_ids: np.ndarray | None = None) -> Matrices:
+    """Sum interactions into the user x item and item x item matrices.
+
+    ``item_ids`` fixes the item axis (the evaluation uses the full catalogue
+    so that train and test index items alike); items outside it are dropped.
+    """
+    user_ids, u = np.unique(data.user.astype(str), return_inverse=True)
+    if item_ids is None:
+        item_ids, i = np.unique(data.item.astype(str), return_inverse=True)
+        keep = np.ones(len(i), dtype=bool)
+    else:
+        pos = np.searchsorted(item_ids, data.item.astype(str))
+        pos = np.minimum(pos, len(item_ids) - 1)
+        keep = item_ids[pos] == data.item.astype(str)
+        i = pos
+    u, i = u[keep], i[keep]
+    shape = (len(user_ids), len(item_ids))
+    weights = sparse.csr_matrix((data.weight[keep], (u, i)), shape=shape)
+    weights.sum_duplicates()
+    # Newest interaction per pair: a max, which COO->CSR cannot do, so sort first.
+    order = np.lexsort((data.ts[keep], i, u))
+    uu, ii, tt = u[order], i[order], data.ts[keep][order]
+    last = np.ones(len(uu), dtype=bool)
+    last[:-1] = (uu[1:] != uu[:-1]) | (ii[1:] != ii[:-1])
+    last_seen = sparse.csr_matrix((tt[last].astype(np.float64), (uu[last], ii[last])), shape=shape)
+    # Sessions x items (binary), then items x items = B^T B: sessions with both.
+    co = keep & data.cooccurs
+    _, s = np.unique(data.session[co].astype(str), return_inverse=True)
+    b = sparse.csr_matrix((np.ones(len(s)), (s, i[co[keep]])), shape=(int(s.max(initial=-1)) + 1, shape[1]))
+    b.sum_duplicates()
+    b.data[:] = 1.0  # a session counts once however often it touched the item
+    cooccurrence = (b.T @ b).tocsr()
+    return Matrices(user_ids, item_ids, weights, cooccurrence, last_seen)
