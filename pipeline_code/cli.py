@@ -1,8 +1,12 @@
 """``dataflow``: the command line of the local chain.
 
-    dataflow demo                                   # generate, process, report
+    dataflow demo                                   # generate, process, train, report
     dataflow generate --events 100000 --out events.jsonl
     dataflow process --input events.jsonl --warehouse warehouse.duckdb
+    dataflow train --warehouse warehouse.duckdb --model-dir models
+    dataflow serve --model-dir models               # the model server, port 8080
+    dataflow api --model-dir models                 # GET /recommendations/{user}, port 8000
+    dataflow status --warehouse warehouse.duckdb --model-dir models
 
 Errors a user can cause (a missing input, a warehouse that cannot be
 opened, an unknown option) print one line naming the problem and exit
@@ -35,6 +39,7 @@ from pipeline_code.synth import DEFAULT_START, StoreSpec, write
 if TYPE_CHECKING:
     from pipeline_code.beam.pipeline import ProcessingSettings
     from pipeline_code.local.chain import RunSummary
+    from pipeline_code.ml.train import TrainResult, TrainSettings
 
 # Modules that import Beam are imported inside the commands: Beam logs about
 # optional cloud clients at import, before logging is configured, and
@@ -154,17 +159,161 @@ def cmd_process(args: argparse.Namespace) -> None:
     _print_summary(_process(args.input, args.warehouse, args.log_dir, settings))
 
 
+def _train(warehouse: Path, model_dir: Path, settings: TrainSettings) -> TrainResult:
+    from pipeline_code.ml.train import TrainingError, train
+
+    try:
+        with _progress() as progress:
+            progress.add_task("evaluating on the holdout, training, writing the model", total=None)
+            return train(warehouse, model_dir, settings)
+    except TrainingError as exc:
+        raise UserError(str(exc)) from exc
+
+
+def _print_training(r: TrainResult) -> None:
+    t = Table(
+        title=f"holdout after {r.holdout_cutoff:%Y-%m-%d %H:%M} UTC, {r.metrics['blend'].users:,} users"
+    )
+    for col in ("recommender", "precision@10", "recall@10", "NDCG@10", "coverage"):
+        t.add_column(col, justify="left" if col == "recommender" else "right")
+    for name, m in r.metrics.items():
+        label = (
+            f"{name} (baseline)" if name == "popularity" else f"{name} (served)" if name == "blend" else name
+        )
+        t.add_row(label, f"{m.precision:.4f}", f"{m.recall:.4f}", f"{m.ndcg:.4f}", f"{m.coverage:.1%}")
+    out.print(t)
+    out.print(
+        f"model {r.version}: {r.interactions:,} interactions, {r.users:,} users, {r.items:,} items, "
+        f"{r.seconds:.1f}s; NDCG@10 {r.lift('ndcg'):.2f}x the popularity baseline"
+    )
+    out.print(f"  directory {r.directory}\n  SageMaker archive {r.archive}")
+
+
+def _sample_recommendations(model_dir: Path, users: int = 3) -> None:
+    from pipeline_code.ml.model import Recommender, find_model
+
+    model = Recommender.load(find_model(model_dir))
+    t = Table(title="sample recommendations")
+    for col in ("user", "recent items", "top 5"):
+        t.add_column(col)
+    # The users with the longest histories make the most telling sample.
+    lengths = model.history_indptr[1:] - model.history_indptr[:-1]
+    for u in sorted(range(len(model.user_ids)), key=lambda i: (-lengths[i], i))[:users]:
+        user = str(model.user_ids[u])
+        recent = model.item_ids[model.recent_items[model.recent_indptr[u] : model.recent_indptr[u + 1]][:3]]
+        rec = model.recommend(user, k=5)
+        t.add_row(user, ", ".join(recent.tolist()), ", ".join(rec.item_ids))
+    t.add_row("(new visitor)", "", ", ".join(model.recommend(None, k=5).item_ids))
+    out.print(t)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    """Evaluate on a time holdout, train on everything, write a versioned model."""
+    from pipeline_code.ml.train import TrainSettings
+
+    try:
+        settings = TrainSettings(
+            factors=args.factors, iterations=args.iterations, holdout_days=args.holdout_days
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    _print_training(_train(args.warehouse, args.model_dir, settings))
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    """Run the model server (the container contract of all three ML platforms)."""
+    from pipeline_code.serving.server import ServeError, resolve_model_dir, serve_model
+
+    try:
+        # Fail before binding the port when there is no model at all; the
+        # server itself loads in the background so that /live answers at once.
+        resolve_model_dir(args.model_dir, os.environ)
+        out.print(f"model server on http://{args.host}:{args.port or 8080}  (POST /invocations, GET /ping)")
+        serve_model(args.model_dir, args.host, args.port, log_level="warning")
+    except ServeError as exc:
+        raise UserError(str(exc)) from exc
+
+
+def cmd_api(args: argparse.Namespace) -> None:
+    """Run the recommendation API in front of the model (in-process or over HTTP)."""
+    from pipeline_code.local.chain import default_log_dir
+    from pipeline_code.local.eventlog import EventLog, EventLogError
+    from pipeline_code.ml.model import ModelError, Recommender, find_model
+    from pipeline_code.serving.api import HttpEndpoint, LocalEndpoint, RecommendationApi
+    from pipeline_code.serving.freshness import RecentActivity
+    from pipeline_code.serving.server import make_server
+
+    metadata: dict = {}
+    if args.endpoint:
+        endpoint = HttpEndpoint(args.endpoint)
+    else:
+        try:
+            model = Recommender.load(find_model(args.model_dir))
+        except (FileNotFoundError, ModelError) as exc:
+            raise UserError(str(exc)) from exc
+        endpoint, metadata = LocalEndpoint(model), model.metadata
+    activity = None
+    log_dir = args.log_dir or default_log_dir(args.warehouse)
+    if log_dir.exists():
+        try:
+            activity = RecentActivity.for_model(EventLog(log_dir), metadata)
+        except EventLogError as exc:
+            raise UserError(str(exc)) from exc
+    out.print(
+        f"recommendation API on http://{args.host}:{args.port}/recommendations/<user_id>?k=10"
+        + (f"  (fresh events from {log_dir})" if activity else "")
+    )
+    make_server(RecommendationApi(endpoint, activity), args.host, args.port).run()
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    """Show the local chain's state: ingest lag, processing, the served model."""
+    from pipeline_code.local.chain import default_log_dir
+    from pipeline_code.local.status import chain_status
+    from pipeline_code.local.warehouse import WarehouseError
+
+    try:
+        st = chain_status(args.warehouse, args.log_dir or default_log_dir(args.warehouse), args.model_dir)
+    except WarehouseError as exc:
+        raise UserError(str(exc)) from exc
+    t = Table(title="dataflow status", show_header=False)
+    t.add_row("events in (processed + waiting)", f"{st.events_read + st.unprocessed_events:,}")
+    t.add_row("waiting to be processed (lag)", f"{st.unprocessed_events:,}")
+    if st.oldest_unprocessed_age_seconds is not None:
+        t.add_row("oldest waiting event, age", f"{st.oldest_unprocessed_age_seconds:,.0f} s")
+    t.add_row("runs", f"{st.runs:,}")
+    t.add_row("events stored", f"{st.events_stored:,}")
+    t.add_row("duplicates skipped", f"{st.duplicates_skipped:,}")
+    t.add_row("dead letters", f"{st.dead_letters:,}")
+    t.add_row("last run", f"{st.last_run_at:%Y-%m-%d %H:%M:%S %Z}" if st.last_run_at else "never")
+    if st.model is None:
+        t.add_row("model", "none trained" if args.model_dir else "(pass --model-dir to show it)")
+    else:
+        t.add_row("model", st.model["model_version"])
+        t.add_row("trained at", st.model["trained_at"])
+        window = st.model["training_window"]
+        t.add_row("training window", f"{window['from']} .. {window['to']}")
+        for name, m in st.model["metrics"].items():
+            t.add_row(f"NDCG@10 {name}", f"{m['ndcg']:.4f}")
+    out.print(t)
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
-    """Generate a store's events, run the whole local chain, and report."""
+    """Generate a store's events, run the whole local chain, train, and report."""
     from pipeline_code.beam.pipeline import ProcessingSettings
+    from pipeline_code.ml.train import TrainSettings
 
     data = args.workdir / "events.jsonl"
     warehouse = args.workdir / "warehouse.duckdb"
+    models = args.workdir / "models"
     n = _generate(args.events, data, 7, DEFAULT_START, 30)
     out.print(f"generated {n:,} events into {data}")
     _print_summary(_process([data], warehouse, None, ProcessingSettings()))
     _report(warehouse)
+    _print_training(_train(warehouse, models, TrainSettings()))
+    _sample_recommendations(models)
     out.print(f"warehouse: {warehouse}  (try: duckdb {warehouse} 'from sessions limit 5')")
+    out.print(f"serve it:  dataflow serve --model-dir {models}   and   dataflow api --model-dir {models}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -228,7 +377,62 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_process)
 
-    d = sub.add_parser("demo", help="generate events, run the local chain, report")
+    default_wh = Path(".dataflow/warehouse.duckdb")
+    default_models = Path(".dataflow/models")
+    t = sub.add_parser("train", help="evaluate and train the recommender, write a versioned model")
+    t.add_argument(
+        "--warehouse", type=Path, default=default_wh, help="DuckDB warehouse (default %(default)s)"
+    )
+    t.add_argument(
+        "--model-dir", type=Path, default=default_models, help="where models go (default %(default)s)"
+    )
+    t.add_argument("--factors", type=int, default=32, help="ALS latent factors (default 32)")
+    t.add_argument("--iterations", type=int, default=15, help="ALS iterations (default 15)")
+    t.add_argument(
+        "--holdout-days", type=float, default=7.0, help="newest days held out for evaluation (default 7)"
+    )
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("serve", help="run the model server (Vertex AI / SageMaker / Azure ML contract)")
+    s.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="model or directory of versions (default: $MODEL_DIR, /opt/ml/model, $AZUREML_MODEL_DIR)",
+    )
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=None, help="port (default $AIP_HTTP_PORT, $PORT or 8080)")
+    s.add_argument("serve", nargs="?", choices=["serve"], help=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_serve)
+
+    a = sub.add_parser("api", help="run the recommendation API (GET /recommendations/{user_id})")
+    a.add_argument(
+        "--model-dir",
+        type=Path,
+        default=default_models,
+        help="model served in-process (default %(default)s)",
+    )
+    a.add_argument("--endpoint", default=None, help="call a model server at this URL instead of in-process")
+    a.add_argument(
+        "--warehouse",
+        type=Path,
+        default=default_wh,
+        help="its event log feeds fresh events (default %(default)s)",
+    )
+    a.add_argument("--log-dir", type=Path, default=None, help="event log (default: next to the warehouse)")
+    a.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    a.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    a.set_defaults(func=cmd_api)
+
+    st = sub.add_parser("status", help="show ingest lag, processing counts and the served model")
+    st.add_argument(
+        "--warehouse", type=Path, default=default_wh, help="DuckDB warehouse (default %(default)s)"
+    )
+    st.add_argument("--log-dir", type=Path, default=None, help="event log (default: next to the warehouse)")
+    st.add_argument("--model-dir", type=Path, default=default_models, help="models (default %(default)s)")
+    st.set_defaults(func=cmd_status)
+
+    d = sub.add_parser("demo", help="generate events, run the local chain, train, report")
     d.add_argument("--events", "-n", type=int, default=50_000, help="events to generate (default 50000)")
     d.add_argument(
         "--workdir",

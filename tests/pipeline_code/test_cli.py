@@ -39,6 +39,20 @@ def test_demo_runs_the_whole_chain(tmp_path, capsys):
     out = capsys.readouterr().out
     for heading in ("warehouse tables", "dead letters by stage", "top items", "item_cooccurrence"):
         assert heading in out
+    for heading in ("popularity (baseline)", "blend (served)", "NDCG@10", "sample recommendations"):
+        assert heading in out
+    assert (tmp_path / "models" / "LATEST").exists()
+
+
+def test_train_and_status_on_a_processed_warehouse(trained, tmp_path, capsys):
+    warehouse, _, _ = trained
+    assert main(["train", "--warehouse", str(warehouse), "--model-dir", str(tmp_path / "m")]) == 0
+    out = capsys.readouterr().out
+    assert "x the popularity baseline" in out and "SageMaker archive" in out
+    assert main(["status", "--warehouse", str(warehouse), "--model-dir", str(tmp_path / "m")]) == 0
+    out = capsys.readouterr().out
+    for row in ("waiting to be processed (lag)", "dead letters", "trained at", "NDCG@10 blend"):
+        assert row in out
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -56,6 +70,15 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
         (["process", "--input", str(data), "--bogus"], 2, "unrecognized arguments: --bogus"),
         (["generate", "--out", str(data), "--events", "0"], 1, "events must be at least 1, got 0"),
         (["process", "--input", str(data), "--shards", "0"], 1, "shards must be at least 1, got 0"),
+        (
+            ["train", "--warehouse", str(tmp_path / "none.duckdb")],
+            1,
+            "does not exist: run `dataflow process`",
+        ),
+        (["train", "--warehouse", str(notdb), "--factors", "0"], 1, "factors must be at least 1, got 0"),
+        (["serve", "--model-dir", str(tmp_path)], 1, f"no model in {tmp_path}"),
+        (["api", "--model-dir", str(tmp_path)], 1, f"no model in {tmp_path}"),
+        (["status", "--warehouse", str(tmp_path / "none.duckdb")], 1, "does not exist"),
     ]
     for args, code, message in cases:
         r = _run(*args)

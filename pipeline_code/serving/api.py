@@ -1,0 +1,165 @@
+"""The recommendation API: what the store's web and mobile apps call.
+
+    dataflow api --model-dir .dataflow/models            # model in-process
+    dataflow api --endpoint http://127.0.0.1:8080        # a model server
+
+``GET /recommendations/{user_id}?k=10`` answers ``{"user_id", "items":
+[{"item_id", "score"}], "strategy", "model_version", "fresh_items"}``.
+``user_id`` is the user key the warehouse uses: the user id, or
+``anon:<anonymous id>``. Also ``GET /live`` and ``GET /metrics``.
+
+The API reaches the model through one small interface, ``Endpoint``: here
+in-process (``LocalEndpoint``) or over HTTP to the model server
+(``HttpEndpoint``); in the clouds, Vertex AI, SageMaker and Azure ML
+endpoints implement the same two methods. Before asking, it adds the user's
+events since training (``RecentActivity``) as ``recent_items``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+from urllib.parse import parse_qs
+
+import httpx
+import msgspec
+
+from pipeline_code.ml.model import Recommender
+from pipeline_code.serving.freshness import RecentActivity
+from pipeline_code.serving.http import (
+    Receive,
+    Scope,
+    Send,
+    lifespan,
+    respond_error,
+    respond_fallback,
+    respond_json,
+)
+from pipeline_code.serving.metrics import ServerMetrics
+from pipeline_code.serving.model_server import DEFAULT_K, MAX_K, PredictRequest, RequestError, predict
+
+PREFIX = "/recommendations/"
+
+
+class EndpointError(Exception):
+    """The model endpoint failed or answered something unusable."""
+
+
+class Endpoint(Protocol):
+    """Where predictions come from. ``request`` is the model server's
+    request body (``{"instances": [...], "parameters": {...}}``)."""
+
+    async def predict(self, request: dict) -> dict: ...
+
+    async def close(self) -> None: ...
+
+
+class LocalEndpoint:
+    """The model in this process: no network hop."""
+
+    def __init__(self, model: Recommender) -> None:
+        self.model = model
+
+    async def predict(self, request: dict) -> dict:
+        try:
+            decoded = msgspec.convert(request, PredictRequest)
+        except msgspec.ValidationError as exc:
+            raise RequestError(f"request does not match the schema: {exc}") from None
+        return predict(self.model, decoded)
+
+    async def close(self) -> None:
+        return None
+
+
+class HttpEndpoint:
+    """A model server over HTTP (ours locally; the same body any platform takes)."""
+
+    def __init__(self, base_url: str, route: str = "/invocations", timeout: float = 2.0) -> None:
+        self.url = base_url.rstrip("/") + route
+        self.client = httpx.AsyncClient(timeout=timeout)
+
+    async def predict(self, request: dict) -> dict:
+        try:
+            response = await self.client.post(self.url, content=msgspec.json.encode(request))
+        except httpx.HTTPError as exc:
+            raise EndpointError(f"model endpoint {self.url} unreachable: {exc!r}") from exc
+        if response.status_code == 400:
+            raise RequestError(response.json().get("error", {}).get("message", response.text))
+        if response.status_code != 200:
+            raise EndpointError(
+                f"model endpoint {self.url} answered {response.status_code}: {response.text[:200]}"
+            )
+        return response.json()
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class RecommendationApi:
+    """The ASGI app."""
+
+    def __init__(self, endpoint: Endpoint, activity: RecentActivity | None = None) -> None:
+        self.endpoint = endpoint
+        self.activity = activity
+        self.metrics = ServerMetrics("dataflow_api")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+            await self.endpoint.close()
+            return
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        route, code = await self._route(scope, send)
+        self.metrics.observe(route, code, time.perf_counter() - started)
+
+    async def _route(self, scope: Scope, send: Send) -> tuple[str, int]:
+        path = scope["path"]
+        if scope["method"] not in ("GET", "HEAD"):
+            await respond_error(send, 405, "this API only answers GET")
+            return "other", 405
+        if path.startswith(PREFIX):
+            return "recommendations", await self._recommend(path[len(PREFIX) :], scope, send)
+        return await respond_fallback(send, path, self.metrics.exposition, f"; try {PREFIX}<user_id>?k=10")
+
+    async def _recommend(self, user_id: str, scope: Scope, send: Send) -> int:
+        if not user_id or "/" in user_id or len(user_id) > 256:
+            await respond_error(
+                send, 400, f"user_id must be 1 to 256 characters without '/', got {user_id[:300]!r}"
+            )
+            return 400
+        try:
+            query = parse_qs(scope["query_string"].decode("latin-1"), strict_parsing=False)
+            raw_k = query.get("k", [str(DEFAULT_K)])[-1]
+            k = int(raw_k)
+            if not 1 <= k <= MAX_K:
+                raise ValueError
+        except ValueError:
+            await respond_error(send, 400, f"k must be an integer from 1 to {MAX_K}, got {raw_k!r}")
+            return 400
+        fresh = self.activity.recent(user_id) if self.activity is not None else []
+        request = {"instances": [{"user_id": user_id, "recent_items": fresh, "k": k}]}
+        try:
+            answer = await self.endpoint.predict(request)
+            prediction = answer["predictions"][0]
+        except RequestError as exc:
+            await respond_error(send, 400, str(exc))
+            return 400
+        except (EndpointError, KeyError, IndexError, TypeError, ValueError) as exc:
+            self.metrics.errors.labels("recommendations", "upstream").inc()
+            await respond_error(send, 502, f"the model endpoint failed: {exc}")
+            return 502
+        self.metrics.predictions.labels(prediction.get("strategy", "unknown")).inc()
+        await respond_json(
+            send,
+            200,
+            {
+                "user_id": user_id,
+                "items": prediction["items"],
+                "strategy": prediction.get("strategy"),
+                "model_version": prediction.get("model_version"),
+                "fresh_items": len(fresh),
+            },
+        )
+        return 200

@@ -1,0 +1,119 @@
+"""The few HTTP pieces the servers share, over bare ASGI.
+
+The servers are plain ASGI callables run by uvicorn (httptools + uvloop):
+no web framework, because the model server's budget is a few hundred
+microseconds per request and a router would be most of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import msgspec
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+JSON = b"application/json"
+PROMETHEUS = b"text/plain; version=0.0.4; charset=utf-8"
+_encoder = msgspec.json.Encoder()
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole request body; ``BodyTooLarge`` past ``limit`` bytes, found
+    from Content-Length before reading when the client sent one."""
+    length = header(scope, b"content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def is_json(scope: Scope) -> bool:
+    """No Content-Type, ``*/*`` or ``application/json`` (any parameters).
+    SageMaker and some clients omit the header; anything else named is not JSON."""
+    value = header(scope, b"content-type")
+    if value is None:
+        return True
+    media = value.split(b";", 1)[0].strip().lower()
+    return media in (b"application/json", b"*/*", b"") or media.endswith(b"+json")
+
+
+async def respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes = JSON,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def respond_json(
+    send: Send, status: int, obj: Any, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    await respond(send, status, _encoder.encode(obj), JSON, headers)
+
+
+async def respond_error(send: Send, status: int, message: str) -> None:
+    await respond_json(send, status, {"error": {"code": status, "message": message}})
+
+
+async def respond_fallback(
+    send: Send, path: str, exposition: Callable[[], bytes], hint: str = ""
+) -> tuple[str, int]:
+    """The routes every server has, ``/live`` and ``/metrics``, else a 404.
+    Returns the route name and status for the request metrics."""
+    if path == "/live":
+        await respond_json(send, 200, {"status": "live"})
+        return "live", 200
+    if path == "/metrics":
+        await respond(send, 200, exposition(), PROMETHEUS)
+        return "metrics", 200
+    await respond_error(send, 404, f"no route {path}{hint}")
+    return "unknown", 404
+
+
+async def lifespan(receive: Receive, send: Send, startup: Callable[[], None] | None = None) -> None:
+    """Answer ASGI lifespan messages, running ``startup`` before startup completes."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            if startup is not None:
+                startup()
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,166 @@
+"""Run the servers under uvicorn, with the platforms' environment contract.
+
+Where the model comes from, first match wins: ``--model-dir``, then
+``$MODEL_DIR``, ``/opt/ml/model`` (SageMaker unpacks model.tar.gz there),
+``$AZUREML_MODEL_DIR`` (Azure ML mounts the registered model there). The
+port is ``$AIP_HTTP_PORT`` (Vertex AI), else ``$PORT``, else 8080
+(SageMaker's and the default Azure ML custom-container port).
+
+SIGTERM drains: readiness turns 503 so load balancers stop routing, the
+listening socket closes, requests in flight finish (up to 30 s), then the
+process exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from pipeline_code.ml.model import Recommender, find_model
+from pipeline_code.serving.model_server import ModelServer
+
+log = logging.getLogger(__name__)
+
+SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
+DRAIN_SECONDS = 30
+
+
+class ServeError(Exception):
+    """The server cannot start: no model, a bad port."""
+
+
+def model_dir_candidates(explicit: Path | None, env: Mapping[str, str]) -> list[Path]:
+    """Where to look for the model, in the documented order."""
+    found: list[Path] = []
+    if explicit is not None:
+        found.append(explicit)
+    if env.get("MODEL_DIR"):
+        found.append(Path(env["MODEL_DIR"]))
+    found.append(SAGEMAKER_MODEL_DIR)
+    if env.get("AZUREML_MODEL_DIR"):
+        found.append(Path(env["AZUREML_MODEL_DIR"]))
+    return found
+
+
+def resolve_model_dir(explicit: Path | None, env: Mapping[str, str]) -> Path:
+    """The first candidate that exists, narrowed to one model version."""
+    candidates = model_dir_candidates(explicit, env)
+    for path in candidates:
+        if path.exists():
+            try:
+                return find_model(path)
+            except FileNotFoundError as exc:
+                raise ServeError(str(exc)) from exc
+    raise ServeError(
+        "no model directory: pass --model-dir or set MODEL_DIR (looked in "
+        + ", ".join(str(p) for p in candidates)
+        + ")"
+    )
+
+
+def port_from_env(explicit: int | None, env: Mapping[str, str]) -> int:
+    for name, value in (
+        ("--port", explicit),
+        ("AIP_HTTP_PORT", env.get("AIP_HTTP_PORT")),
+        ("PORT", env.get("PORT")),
+    ):
+        if value is None or value == "":
+            continue
+        try:
+            port = int(value)
+        except ValueError:
+            raise ServeError(f"{name} must be a port number, got {value!r}") from None
+        if not 0 <= port <= 65535:
+            raise ServeError(f"{name} must be a port number in 0..65535, got {port}")
+        return port
+    return 8080
+
+
+def routes_from_env(env: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Predict and health routes: ours plus Vertex AI's when it sets them."""
+    predict, health = ["/invocations"], ["/ping"]
+    for name, routes in (("AIP_PREDICT_ROUTE", predict), ("AIP_HEALTH_ROUTE", health)):
+        route = env.get(name)
+        if route:
+            if not route.startswith("/"):
+                raise ServeError(f"{name} must be a path starting with /, got {route!r}")
+            routes.append(route)
+    return tuple(predict), tuple(health)
+
+
+class _DrainingServer(uvicorn.Server):
+    """uvicorn's server, telling the app to fail readiness when a signal asks
+    it to stop, before uvicorn closes the socket and waits for requests."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self._on_exit()
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises the signal after shutting down, so the process
+        # dies by it (exit 143). A completed drain is a clean stop: exit 0.
+        getattr(self, "_captured_signals", []).clear()
+
+
+def make_server(
+    app: Any, host: str, port: int, on_exit: Callable[[], None] = lambda: None, log_level: str = "warning"
+) -> uvicorn.Server:
+    """A uvicorn server for an ASGI app, on the fast stack, draining on signals."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=log_level,
+        timeout_graceful_shutdown=DRAIN_SECONDS,
+        server_header=False,
+    )
+    return _DrainingServer(config, on_exit)
+
+
+def serve_model(
+    model_dir: Path | None = None,
+    host: str = "0.0.0.0",
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    log_level: str = "warning",
+) -> None:
+    """Run the model server until a signal stops it; ``ServeError`` if the
+    model cannot be found or loaded."""
+    from threadpoolctl import threadpool_limits
+
+    # One request's linear algebra is tiny: BLAS threads only contend with
+    # the event loop (and with each other when the container has one core).
+    threadpool_limits(1)
+    env = os.environ if env is None else env
+    bound_port = port_from_env(port, env)
+    predict_routes, health_routes = routes_from_env(env)
+    servers: list[uvicorn.Server] = []
+    failed: list[Exception] = []
+
+    def load() -> Recommender:
+        return Recommender.load(resolve_model_dir(model_dir, env))
+
+    def on_load_failure(exc: Exception) -> None:
+        # A container that cannot load its model should stop, so the
+        # platform reports the failure instead of waiting on /ping forever.
+        failed.append(exc)
+        servers[0].should_exit = True
+
+    app = ModelServer(load, predict_routes, health_routes, on_load_failure)
+    server = make_server(app, host, bound_port, lambda: setattr(app, "draining", True), log_level)
+    servers.append(server)
+    log.warning("model server listening on %s:%d", host, bound_port)
+    server.run()
+    if failed:
+        raise ServeError(f"model failed to load: {failed[0]}")

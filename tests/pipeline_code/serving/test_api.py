@@ -1,0 +1,113 @@
+"""The recommendation API: routes, validation, freshness from the event
+log, and the same answers in-process and over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+
+import httpx
+import pytest
+
+from pipeline_code.local.chain import default_log_dir
+from pipeline_code.local.eventlog import EventLog
+from pipeline_code.ml.model import Recommender, find_model
+from pipeline_code.serving.api import HttpEndpoint, LocalEndpoint, RecommendationApi
+from pipeline_code.serving.freshness import RecentActivity
+from tests.conftest import event
+from tests.pipeline_code.serving.conftest import free_port, server_process
+
+
+@pytest.fixture(scope="module")
+def model(trained) -> Recommender:
+    return Recommender.load(find_model(trained[1]))
+
+
+def get(app, path: str) -> httpx.Response:
+    async def go():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            return await client.get(path)
+
+    return asyncio.run(go())
+
+
+def test_recommendations_for_a_known_user(model):
+    api = RecommendationApi(LocalEndpoint(model))
+    body = get(api, "/recommendations/user-000001?k=5").json()
+    assert body["user_id"] == "user-000001" and len(body["items"]) == 5
+    assert body["strategy"] == "personalised" and body["model_version"] == model.version
+    assert body["fresh_items"] == 0
+    assert len(get(api, "/recommendations/user-000001").json()["items"]) == 10
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "fragment"),
+    [
+        ("/recommendations/u?k=0", 400, "k must be an integer from 1 to 100, got '0'"),
+        ("/recommendations/u?k=ten", 400, "got 'ten'"),
+        ("/recommendations/", 400, "user_id must be 1 to 256 characters"),
+        ("/recommendations/a/b", 400, "without '/'"),
+        ("/elsewhere", 404, "no route /elsewhere"),
+    ],
+)
+def test_bad_requests_say_what_is_wrong(model, path, status, fragment):
+    response = get(RecommendationApi(LocalEndpoint(model)), path)
+    assert response.status_code == status
+    assert fragment in response.json()["error"]["message"]
+
+
+def test_new_events_in_the_log_change_recommendations_without_retraining(trained, model, tmp_path):
+    warehouse, _, _ = trained
+    log_dir = tmp_path / "log"
+    shutil.copytree(default_log_dir(warehouse), log_dir)  # same log id: the model's checkpoint applies
+    log = EventLog(log_dir)
+    activity = RecentActivity.for_model(log, model.metadata, min_refresh_seconds=0)
+    api = RecommendationApi(LocalEndpoint(model), activity)
+    assert activity.refresh() == 0  # everything already in the log was trained on
+
+    before = get(api, "/recommendations/shopper-new?k=10").json()
+    assert before["strategy"] == "popularity" and before["fresh_items"] == 0
+    item = str(model.item_ids[5])
+    log.append(
+        [json.dumps(event(event_id="fresh-1", user_id="shopper-new", items=[{"item_id": item}])).encode()]
+    )
+    after = get(api, "/recommendations/shopper-new?k=10").json()
+    assert after["strategy"] == "personalised" and after["fresh_items"] == 1
+    assert item not in [i["item_id"] for i in after["items"]]
+    assert after["items"] != before["items"]
+
+
+def test_bots_and_removals_are_not_fresh_activity(tmp_path):
+    log = EventLog(tmp_path / "log")
+    activity = RecentActivity(log, 0, min_refresh_seconds=0)
+    log.append(
+        [
+            json.dumps(event(event_id="b", context={"user_agent": "Googlebot/2.1"})).encode(),
+            json.dumps(event(event_id="r", event_name="remove_from_cart")).encode(),
+            json.dumps(event(event_id="v", items=[{"item_id": "sku-9"}])).encode(),
+            json.dumps(event(event_id="w", items=[{"item_id": "sku-1"}])).encode(),
+            json.dumps(event(event_id="x", items=[{"item_id": "sku-9"}])).encode(),
+            b"not json",
+        ]
+    )
+    assert activity.recent("u-1") == ["sku-1", "sku-9"]  # oldest first, repeats moved to the end
+
+
+def test_the_api_over_a_real_model_server_matches_in_process(trained, model):
+    port = free_port()
+    with server_process({"MODEL_DIR": str(trained[1]), "AIP_HTTP_PORT": str(port)}, (), port) as (_, base):
+        remote = get(RecommendationApi(HttpEndpoint(base)), "/recommendations/user-000003?k=7").json()
+    local = get(RecommendationApi(LocalEndpoint(model)), "/recommendations/user-000003?k=7").json()
+    assert remote == local
+
+
+def test_an_unreachable_endpoint_is_a_502_with_the_reason():
+    api = RecommendationApi(HttpEndpoint(f"http://127.0.0.1:{free_port()}"))
+    response = get(api, "/recommendations/u")
+    assert response.status_code == 502
+    assert "unreachable" in response.json()["error"]["message"]
+    assert (
+        'dataflow_api_errors_total{kind="upstream",route="recommendations"} 1.0' in get(api, "/metrics").text
+    )
