@@ -43,6 +43,7 @@ FRESH_WEIGHT = 1.0  # an item sent as recent counts like one view in the fold-in
 MAX_RECENT = 20
 RANKED_DEPTH = 150  # items kept per cached user: the largest k plus room for excludes
 RANKED_CACHE_USERS = 100_000  # about 150 * 2 * 8 bytes each: ~250 MB at most
+FOLD_IN_CACHE_USERS = 10_000  # an f x f inverse each: 8 KB at 32 factors, ~80 MB at most
 
 
 class ModelError(Exception):
@@ -107,6 +108,9 @@ class Recommender:
         self._nb_valid = self.neighbours >= 0
         self._decay = RECENT_DECAY ** np.arange(MAX_RECENT, dtype=np.float32)
         self._ranked_cache = functools.lru_cache(maxsize=RANKED_CACHE_USERS)(self._ranked)
+        self._normal_equations_cache = functools.lru_cache(maxsize=FOLD_IN_CACHE_USERS)(
+            self._normal_equations
+        )
 
     # -- introspection ---------------------------------------------------------
     @property
@@ -151,6 +155,29 @@ class Recommender:
         b = y.T @ c
         return np.linalg.solve(a, b)
 
+    def _normal_equations(self, u: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """``(A^-1, b)`` of the user's fold-in system from their history alone;
+        cached, so new items cost rank-one updates instead of a new solve."""
+        items, weights = self._history(u)
+        c = confidence(weights.astype(np.float64), self.alpha)
+        keep = c > 0
+        y, c = self._y64[items[keep]], c[keep]
+        a = self._yty_reg + (y.T * (c - 1.0)) @ y
+        return np.linalg.inv(a), y.T @ c
+
+    def fresh_factor(self, u: int | None, fresh: list[int]) -> np.ndarray:
+        """``fold_in`` of the user's history plus ``fresh`` items (each one
+        observation of ``FRESH_WEIGHT``), by Sherman-Morrison updates of the
+        cached inverse: the same solution, without refactoring the matrix."""
+        inv, b = self._normal_equations_cache(u)
+        c1 = float(confidence(np.array([FRESH_WEIGHT]), self.alpha)[0])
+        for i in fresh:
+            y = self._y64[i]
+            z = inv @ y
+            inv = inv - ((c1 - 1.0) / (1.0 + (c1 - 1.0) * (y @ z))) * np.outer(z, z)
+            b = b + c1 * y
+        return inv @ b
+
     def scores(
         self, user_id: str | None, recent_items: list[str] | tuple[str, ...] = ()
     ) -> tuple[np.ndarray, np.ndarray, str, int]:
@@ -162,7 +189,7 @@ class Recommender:
         return scores, seen, strategy, len(recent_items) - len(fresh)
 
     def _scores(self, u: int | None, fresh: list[int]) -> tuple[np.ndarray, np.ndarray, str]:
-        hist_items, hist_w = self._history(u)
+        hist_items, _ = self._history(u)
         if not fresh and len(hist_items) == 0:
             return self.popularity, hist_items, "popularity"
         total = self.blend.popularity * self.popularity
@@ -172,11 +199,7 @@ class Recommender:
         else:
             seen = hist_items
         if self.blend.als:
-            if fresh:
-                weights = np.concatenate([hist_w, np.full(len(fresh), FRESH_WEIGHT, np.float32)])
-                x = self.fold_in(seen, weights).astype(np.float32)
-            else:
-                x = self.user_factors[u]
+            x = self.fresh_factor(u, fresh).astype(np.float32) if fresh else self.user_factors[u]
             als = self.item_factors @ x
             top = als.max()
             if top > 0:

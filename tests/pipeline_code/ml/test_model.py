@@ -48,6 +48,21 @@ def test_fold_in_matches_implicit_for_a_trained_user(model):
     assert np.allclose(model.fold_in(items, weights), expected, atol=2e-3)
 
 
+def test_fresh_items_update_the_cached_factor_exactly(model):
+    """Sherman-Morrison updates give the same factor as solving again."""
+    user = _busiest_user(model)
+    u = model._user_index[user]
+    items, weights = model._history(u)
+    fresh = [int(items[0]), 7, 7]  # one item already in the history, one new twice
+    expected = model.fold_in(
+        np.concatenate([items, np.asarray(fresh, np.int32)]),
+        np.concatenate([weights, np.ones(3, np.float32)]),
+    )
+    assert np.allclose(model.fresh_factor(u, fresh), expected, rtol=1e-6, atol=1e-8)
+    cold = model.fold_in(np.array([3], np.int32), np.ones(1, np.float32))
+    assert np.allclose(model.fresh_factor(None, [3]), cold, rtol=1e-6, atol=1e-8)
+
+
 def test_known_users_get_personal_lists_without_items_they_already_had(model):
     user = _busiest_user(model)
     rec = model.recommend(user, k=10)
