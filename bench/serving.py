@@ -262,15 +262,17 @@ def measure(kind: str, model_dir: Path | None, bodies: list[bytes], args: argpar
 
 
 def _train_model(events: int, workdir: Path) -> Path:
-    from pipeline_code.local.chain import process_files
-    from pipeline_code.ml.train import train
-    from pipeline_code.synth import StoreSpec, write
-
-    data = workdir / "events.jsonl"
-    with open(data, "wb") as f:
-        write(StoreSpec(events=events), f)
-    process_files([data], workdir / "wh.duckdb")
-    return train(workdir / "wh.duckdb", workdir / "models").directory
+    """Generate, process and train in child processes, so that no training
+    thread pool lingers in the process that measures latency."""
+    cli = [sys.executable, "-m", "pipeline_code.cli"]
+    data, warehouse, models = workdir / "events.jsonl", workdir / "wh.duckdb", workdir / "models"
+    for args in (
+        ["generate", "--events", str(events), "--out", str(data)],
+        ["process", "--input", str(data), "--warehouse", str(warehouse)],
+        ["train", "--warehouse", str(warehouse), "--model-dir", str(models)],
+    ):
+        subprocess.run([*cli, *args], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return models
 
 
 def main() -> None:
@@ -286,6 +288,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model_dir or _train_model(args.events, Path(tmp))
+        _pin(CLIENT_CPU)()  # the load generator keeps off the servers' core
         bodies = request_bodies(model_dir)
         model = measure("model", model_dir, bodies, args)
         hello = measure("hello", None, bodies, args)
