@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import httpx
 
@@ -41,11 +41,9 @@ def server_process(
         while True:
             if proc.poll() is not None:
                 raise AssertionError(f"server exited {proc.returncode}: {proc.stderr.read()}")
-            try:
+            with suppress(httpx.TransportError):  # not listening yet
                 if httpx.get(base + ready, timeout=1).status_code == 200:
                     break
-            except httpx.TransportError:
-                pass
             if time.monotonic() > deadline:
                 raise AssertionError(f"server not ready on {base}{ready}")
             time.sleep(0.1)
