@@ -19,7 +19,7 @@ from scipy import sparse
 
 from pipeline_code.core.features import COOCCURRENCE_EVENTS, INTERACTION_WEIGHTS
 
-_US_PER_DAY = 86_400 * 1_000_000
+US_PER_DAY = 86_400 * 1_000_000
 
 
 class TrainingDataError(Exception):
@@ -90,10 +90,10 @@ def split_by_time(data: Interactions, holdout_days: float) -> tuple[Interactions
     """
     if holdout_days <= 0:
         raise ValueError(f"holdout_days must be positive, got {holdout_days}")
-    cutoff = data.last_us - int(holdout_days * _US_PER_DAY)
+    cutoff = data.last_us - int(holdout_days * US_PER_DAY)
     before = data.ts < cutoff
     if not before.any() or before.all():
-        span = (data.last_us - data.first_us) / _US_PER_DAY
+        span = (data.last_us - data.first_us) / US_PER_DAY
         raise TrainingDataError(
             f"holdout_days={holdout_days} leaves an empty side: the data spans {span:.1f} days"
         )
@@ -108,7 +108,6 @@ class Matrices:
     item_ids: np.ndarray  # sorted unique item ids (str)
     weights: sparse.csr_matrix  # users x items, summed event weights (may be <= 0)
     cooccurrence: sparse.csr_matrix  # items x items, sessions with both (diagonal: sessions with item)
-    last_seen: sparse.csr_matrix  # users x items, newest interaction (us) per pair
 
     def user_index(self) -> dict[str, int]:
         return {u: i for i, u in enumerate(self.user_ids.tolist())}
@@ -124,24 +123,17 @@ def build_matrices(data: Interactions, item_ids: np.ndarray | None = None) -> Ma
     so that train and test index items alike); items outside it are dropped.
     """
     user_ids, u = np.unique(data.user.astype(str), return_inverse=True)
+    items = data.item.astype(str)
     if item_ids is None:
-        item_ids, i = np.unique(data.item.astype(str), return_inverse=True)
+        item_ids, i = np.unique(items, return_inverse=True)
         keep = np.ones(len(i), dtype=bool)
     else:
-        pos = np.searchsorted(item_ids, data.item.astype(str))
-        pos = np.minimum(pos, len(item_ids) - 1)
-        keep = item_ids[pos] == data.item.astype(str)
-        i = pos
+        i = np.minimum(np.searchsorted(item_ids, items), len(item_ids) - 1)
+        keep = item_ids[i] == items
     u, i = u[keep], i[keep]
     shape = (len(user_ids), len(item_ids))
     weights = sparse.csr_matrix((data.weight[keep], (u, i)), shape=shape)
     weights.sum_duplicates()
-    # Newest interaction per pair: a max, which COO->CSR cannot do, so sort first.
-    order = np.lexsort((data.ts[keep], i, u))
-    uu, ii, tt = u[order], i[order], data.ts[keep][order]
-    last = np.ones(len(uu), dtype=bool)
-    last[:-1] = (uu[1:] != uu[:-1]) | (ii[1:] != ii[:-1])
-    last_seen = sparse.csr_matrix((tt[last].astype(np.float64), (uu[last], ii[last])), shape=shape)
     # Sessions x items (binary), then items x items = B^T B: sessions with both.
     co = keep & data.cooccurs
     _, s = np.unique(data.session[co].astype(str), return_inverse=True)
@@ -149,4 +141,4 @@ def build_matrices(data: Interactions, item_ids: np.ndarray | None = None) -> Ma
     b.sum_duplicates()
     b.data[:] = 1.0  # a session counts once however often it touched the item
     cooccurrence = (b.T @ b).tocsr()
-    return Matrices(user_ids, item_ids, weights, cooccurrence, last_seen)
+    return Matrices(user_ids, item_ids, weights, cooccurrence)

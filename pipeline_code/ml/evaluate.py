@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from pipeline_code.ml.data import Interactions, Matrices
-from pipeline_code.ml.model import Recommendation
+from pipeline_code.ml.data import Interactions
+from pipeline_code.ml.model import Recommendation, Recommender
 
 
 @dataclass(frozen=True)
@@ -34,17 +34,14 @@ class Metrics:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
-def holdout_targets(train: Matrices, test: Interactions) -> dict[str, set[str]]:
+def holdout_targets(model: Recommender, test: Interactions) -> dict[str, set[str]]:
     """Per user, the items with a positive total after the cutoff that the
-    user had no positive total for before it."""
+    user had no positive total for before it (``model`` was fit on before)."""
     totals: dict[tuple[str, str], float] = {}
     for user, item, weight in zip(test.user.tolist(), test.item.tolist(), test.weight.tolist(), strict=True):
         totals[(user, item)] = totals.get((user, item), 0.0) + weight
-    w = train.weights.tocoo()
-    positive = w.data > 0
-    had = set(
-        zip(train.user_ids[w.row[positive]].tolist(), train.item_ids[w.col[positive]].tolist(), strict=True)
-    )
+    rows = np.repeat(np.arange(len(model.user_ids)), np.diff(model.history_indptr))
+    had = set(zip(model.user_ids[rows].tolist(), model.item_ids[model.history_items].tolist(), strict=True))
     targets: dict[str, set[str]] = {}
     for pair, total in totals.items():
         if total > 0 and pair not in had:

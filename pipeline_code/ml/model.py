@@ -121,9 +121,6 @@ class Recommender:
     def n_items(self) -> int:
         return len(self.item_ids)
 
-    def knows_user(self, user_id: str) -> bool:
-        return user_id in self._user_index
-
     def with_blend(self, blend: Blend) -> Recommender:
         """The same arrays scored with other weights (the evaluation compares them)."""
         clone = object.__new__(Recommender)
@@ -144,26 +141,23 @@ class Recommender:
         return self.recent_items[self.recent_indptr[u] : self.recent_indptr[u + 1]]
 
     # -- scoring ---------------------------------------------------------------
-    def fold_in(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """One ALS user step: the factor that best explains these interactions
-        given the trained item factors (Hu, Koren & Volinsky, eq. 4)."""
-        c = confidence(weights.astype(np.float64), self.alpha)
-        keep = c > 0
-        y = self._y64[items[keep]]
-        c = c[keep]
-        a = self._yty_reg + (y.T * (c - 1.0)) @ y
-        b = y.T @ c
-        return np.linalg.solve(a, b)
-
-    def _normal_equations(self, u: int | None) -> tuple[np.ndarray, np.ndarray]:
-        """``(A^-1, b)`` of the user's fold-in system from their history alone;
-        cached, so new items cost rank-one updates instead of a new solve."""
-        items, weights = self._history(u)
+    def _system(self, items: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(A, b)`` of the ALS user step for these interactions given the
+        trained item factors (Hu, Koren & Volinsky, eq. 4): A x = b."""
         c = confidence(weights.astype(np.float64), self.alpha)
         keep = c > 0
         y, c = self._y64[items[keep]], c[keep]
-        a = self._yty_reg + (y.T * (c - 1.0)) @ y
-        return np.linalg.inv(a), y.T @ c
+        return self._yty_reg + (y.T * (c - 1.0)) @ y, y.T @ c
+
+    def fold_in(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """The user factor that best explains these interactions: one ALS step."""
+        return np.linalg.solve(*self._system(items, weights))
+
+    def _normal_equations(self, u: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """``(A^-1, b)`` of the user's fold-in from their history alone;
+        cached, so new items cost rank-one updates instead of a new solve."""
+        a, b = self._system(*self._history(u))
+        return np.linalg.inv(a), b
 
     def fresh_factor(self, u: int | None, fresh: list[int]) -> np.ndarray:
         """``fold_in`` of the user's history plus ``fresh`` items (each one
@@ -177,16 +171,6 @@ class Recommender:
             inv = inv - ((c1 - 1.0) / (1.0 + (c1 - 1.0) * (y @ z))) * np.outer(z, z)
             b = b + c1 * y
         return inv @ b
-
-    def scores(
-        self, user_id: str | None, recent_items: list[str] | tuple[str, ...] = ()
-    ) -> tuple[np.ndarray, np.ndarray, str, int]:
-        """Blended scores for every item, the items the user has seen, the
-        strategy used and how many recent items were unknown."""
-        u = self._user_index.get(user_id) if user_id is not None else None
-        fresh = [self._item_index[x] for x in recent_items if x in self._item_index]
-        scores, seen, strategy = self._scores(u, fresh)
-        return scores, seen, strategy, len(recent_items) - len(fresh)
 
     def _scores(self, u: int | None, fresh: list[int]) -> tuple[np.ndarray, np.ndarray, str]:
         hist_items, _ = self._history(u)

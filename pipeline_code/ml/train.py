@@ -32,11 +32,17 @@ import numpy as np
 from scipy import sparse
 
 from pipeline_code.contract import SCHEMA_VERSION
-from pipeline_code.ml.data import Interactions, Matrices, build_matrices, read_interactions, split_by_time
+from pipeline_code.ml.data import (
+    US_PER_DAY,
+    Interactions,
+    Matrices,
+    TrainingDataError,
+    build_matrices,
+    read_interactions,
+    split_by_time,
+)
 from pipeline_code.ml.evaluate import Metrics, evaluate, holdout_targets
 from pipeline_code.ml.model import LATEST_FILE, MAX_RECENT, Blend, Recommender, confidence
-
-_US_PER_DAY = 86_400 * 1_000_000
 
 
 class TrainingError(Exception):
@@ -133,7 +139,7 @@ def _popularity(data: Interactions, item_index: dict[str, int], n: int, half_lif
     """Positive interaction weight per item, halved every ``half_life_days``
     before the newest interaction; scaled to a maximum of 1."""
     idx = np.fromiter((item_index.get(i, -1) for i in data.item.tolist()), np.int64, len(data))
-    age_days = (data.last_us - data.ts) / _US_PER_DAY
+    age_days = (data.last_us - data.ts) / US_PER_DAY
     w = np.maximum(data.weight, 0.0) * 0.5 ** (age_days / half_life_days)
     keep = idx >= 0
     pop = np.bincount(idx[keep], weights=w[keep], minlength=n)
@@ -195,7 +201,7 @@ def compare_on_holdout(data: Interactions, s: TrainSettings) -> tuple[dict[str, 
     train_part, test_part, cutoff = split_by_time(data, s.holdout_days)
     catalogue = np.unique(data.item.astype(str))
     model = fit(train_part, s, catalogue)
-    targets = holdout_targets(build_matrices(train_part, catalogue), test_part)
+    targets = holdout_targets(model, test_part)
     variants = {
         "popularity": Blend(als=0.0, item_to_item=0.0, popularity=1.0),
         "item-to-item": Blend(als=0.0, item_to_item=1.0, popularity=s.blend.popularity),
@@ -244,8 +250,6 @@ def train(
     except duckdb.Error as exc:
         raise TrainingError(f"warehouse {warehouse} cannot be opened: {exc}".splitlines()[0]) from exc
     try:
-        from pipeline_code.ml.data import TrainingDataError
-
         try:
             data = read_interactions(con)
         except TrainingDataError as exc:
