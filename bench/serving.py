@@ -118,11 +118,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 # -- load ------------------------------------------------------------------------
-def request_bodies(model_dir: Path | None, n: int = 256) -> list[bytes]:
+def request_bodies(model_dir: Path, n: int = 256) -> list[bytes]:
     """Top-10 requests for known users (a third with a fresh recent item),
-    as the API sends them."""
-    if model_dir is None:
-        return [b'{"instances":[{"user_id":"u","k":10}]}']
+    as the API sends them. The hello-world gets the same bodies."""
     from pipeline_code.ml.model import Recommender, find_model
 
     model = Recommender.load(find_model(model_dir))

@@ -20,7 +20,9 @@ answer: ``{"predictions": [{"items": [{"item_id": ..., "score": ...}],
 Bad requests get a 4xx with a message and never a 5xx: 415 for a body
 that is not declared JSON, 413 over 1.5 MB (Vertex's request limit), 400
 for malformed JSON or a schema error (the message names the field), 404 and
-405 for unknown routes and methods, 503 while loading or draining.
+405 for unknown routes and methods. Scoring answers 503 only while the model
+is still loading; while draining it keeps answering (readiness is what turns
+503), so requests already routed here finish.
 """
 
 from __future__ import annotations
