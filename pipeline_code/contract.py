@@ -9,8 +9,9 @@ object). A tracker that speaks either maps field for field.
 The msgspec ``Event`` struct below is the single source of truth: it decodes
 and type-checks a JSON line in C, and ``json_schema()`` renders it as the
 JSON Schema committed at ``pipeline_code/schemas/event.v1.json`` (regenerate
-with ``python -m pipeline_code.contract > pipeline_code/schemas/event.v1.json``;
-a test fails when the two drift). Rules that a JSON Schema cannot express
+with ``python -m pipeline_code.contract > pipeline_code/schemas/event.v1.json``,
+and the Pub/Sub topic's proto3 schema with ``--proto > .../event.v1.proto``;
+tests fail when either drifts). Rules that a JSON Schema cannot express
 well (which fields each event name requires, timestamp bounds) live in
 ``pipeline_code.core.parse`` and are listed in ``EVENT_REQUIREMENTS``.
 """
@@ -126,10 +127,58 @@ def json_schema() -> dict:
     return schema
 
 
+def _proto_type(t: msgspec.inspect.Type) -> tuple[str, bool]:
+    """A field's proto3 type, and whether it may be absent."""
+    if isinstance(t, msgspec.inspect.UnionType):
+        inner = [x for x in t.types if not isinstance(x, msgspec.inspect.NoneType)]
+        return _proto_type(inner[0])[0], True
+    if isinstance(t, msgspec.inspect.StructType):
+        return t.cls.__name__, True
+    if isinstance(t, msgspec.inspect.IntType):
+        return "int64", False
+    if isinstance(t, msgspec.inspect.FloatType):
+        return "double", False
+    # Strings, enums as their names, and RFC 3339 timestamps: proto3's JSON
+    # mapping reads a plain JSON string into each.
+    return "string", False
+
+
+def _proto_message(cls: type, indent: str, nested: list[type]) -> list[str]:
+    info = msgspec.inspect.type_info(cls)
+    lines = [f"{indent}message {cls.__name__} {{"]
+    for sub in nested:
+        lines += _proto_message(sub, indent + "  ", [])
+    for number, f in enumerate(info.fields, start=1):
+        if isinstance(f.type, msgspec.inspect.ListType):
+            label, (type_, _) = "repeated ", _proto_type(f.type.item_type)
+        else:
+            type_, nullable = _proto_type(f.type)
+            optional = nullable or not f.required
+            label = "optional " if optional and type_ in ("string", "int64", "double") else ""
+        lines.append(f"{indent}  {label}{type_} {f.name} = {number};")
+    return [*lines, f"{indent}}}"]
+
+
+def proto_schema_text() -> str:
+    """The contract as a proto3 schema for the Pub/Sub topic (one top-level
+    message, as Pub/Sub requires). Publishers send JSON; Pub/Sub checks it
+    against this with proto3's JSON mapping, so snake_case keys and plain
+    values are what it expects."""
+    header = [
+        f"// Data-Flow user activity event, version {SCHEMA_VERSION}.",
+        "// Generated from pipeline_code/contract.py: python -m pipeline_code.contract --proto",
+        'syntax = "proto3";',
+        "",
+    ]
+    return "\n".join([*header, *_proto_message(Event, "", [Item, Context])]) + "\n"
+
+
 def json_schema_text() -> str:
     """The committed file's exact text."""
     return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
 
 
 if __name__ == "__main__":
-    print(json_schema_text(), end="")
+    import sys
+
+    print(proto_schema_text() if "--proto" in sys.argv else json_schema_text(), end="")

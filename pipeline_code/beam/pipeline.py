@@ -36,20 +36,12 @@ from pipeline_code.beam.transforms import (
 )
 
 
-class ChainOptions(PipelineOptions):
-    """Flags of the processing pipeline (each has a default)."""
+class ProcessingOptions(PipelineOptions):
+    """Flags every engine's processing shares (each has a default)."""
 
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
-        parser.add_argument(
-            "--event_log_dir", default=".dataflow/warehouse.eventlog", help="Local event log to read."
-        )
-        parser.add_argument("--warehouse", default=".dataflow/warehouse.duckdb", help="DuckDB file to load.")
-        parser.add_argument(
-            "--staging_dir", default=None, help="Where staged files go (default: a temp dir)."
-        )
         parser.add_argument("--shards", type=int, default=8, help="Hash shards for keyed work.")
-        parser.add_argument("--chunk_bytes", type=int, default=1 << 20, help="Bytes of log per input batch.")
         parser.add_argument(
             "--window_minutes", type=int, default=60, help="Item popularity window (event time)."
         )
@@ -67,6 +59,22 @@ class ChainOptions(PipelineOptions):
         )
 
 
+class ChainOptions(ProcessingOptions):
+    """Flags of the local pipeline, beyond ``ProcessingOptions``."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        # Beam collects the flags of every options class; each adds only its own.
+        parser.add_argument(
+            "--event_log_dir", default=".dataflow/warehouse.eventlog", help="Local event log to read."
+        )
+        parser.add_argument("--warehouse", default=".dataflow/warehouse.duckdb", help="DuckDB file to load.")
+        parser.add_argument(
+            "--staging_dir", default=None, help="Where staged files go (default: a temp dir)."
+        )
+        parser.add_argument("--chunk_bytes", type=int, default=1 << 20, help="Bytes of log per input batch.")
+
+
 @dataclass(frozen=True)
 class ProcessingSettings:
     shards: int = 8
@@ -82,8 +90,9 @@ class ProcessingSettings:
             raise ValueError(f"allowed_lateness_minutes must be >= 0, got {self.allowed_lateness_minutes}")
 
     @classmethod
-    def from_options(cls, opts: ChainOptions) -> ProcessingSettings:
-        return cls(opts.shards, opts.window_minutes, opts.allowed_lateness_minutes, opts.session_gap_minutes)
+    def from_options(cls, opts: PipelineOptions) -> ProcessingSettings:
+        o = opts.view_as(ProcessingOptions)
+        return cls(o.shards, o.window_minutes, o.allowed_lateness_minutes, o.session_gap_minutes)
 
 
 def local_runner(streaming: bool = False):

@@ -1,0 +1,459 @@
+"""The streaming pipeline Dataflow runs: Pub/Sub in, BigQuery out.
+
+The stages in the middle are the batch chain's (``ParseEvents``,
+``BuildFeatures``) and the same pure core; what changes is how a user's
+history reaches them. In batch, a snapshot of the warehouse is shuffled
+next to the new events. In streaming there is no "before the run", so:
+
+    Pub/Sub -> ReadPubSubEvents -> MicroBatch -> ParseEvents
+            -> LookupHistory (one warehouse query per user shard and micro-batch)
+            -> EnrichWithUserState (per-user state: history and recent ids)
+            -> BuildFeatures -> WriteToBigQueryTables
+                 \\-> dead letters (parse, validate, load) ------^
+
+Per-user state makes one user's events sequential, so a retried event meets
+its twin even before the first copy is queryable, and each micro-batch
+starts from the history the previous one left. The warehouse lookup seeds
+the state for users the job has not seen since it started (a new job, a
+drained and replaced job, a user idle past ``state_idle_hours``).
+
+Only Python-native IO is used (``ReadFromPubSub``, ``WriteToBigQuery`` with
+streaming inserts): no cross-language transforms, so the Flex Template image
+needs no Java. Run on Dataflow through the Flex Template in
+``pipeline_code/dataflow/``; locally the same composites run under
+``BundleBasedDirectRunner`` with ``TestStream`` (see the tests).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zlib
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import apache_beam as beam
+from apache_beam.coders import PickleCoder
+from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import StandardOptions
+from apache_beam.transforms import window
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.utils.timestamp import Duration, Timestamp
+
+from pipeline_code import bigquery
+from pipeline_code.beam.pipeline import ProcessingOptions, ProcessingSettings
+from pipeline_code.beam.transforms import (
+    DEAD_LETTERS,
+    EVENTS,
+    NAMESPACE,
+    USER_FEATURES,
+    BuildFeatures,
+    ParseEvents,
+    pack,
+    unpack,
+)
+from pipeline_code.core.history import UserHistory, enrich_user, keep_first_seen, split_by_shard
+from pipeline_code.core.parse import RawEvent, dead_letter, now_us
+from pipeline_code.tables import TABLES
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+STAGE_LOAD = "load"
+
+
+def to_us(value: dt.datetime | int | None) -> int | None:
+    """A warehouse timestamp (datetime, or microseconds already) -> microseconds."""
+    if value is None or isinstance(value, int):
+        return value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return (value - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+def pubsub_offset(message_id: str) -> int:
+    """``source_offset`` for a Pub/Sub message. Pub/Sub has no offsets; its
+    message ids are decimal strings in practice, which keep log order within a
+    publisher. Anything else gets a stable 63-bit hash, so the column stays
+    a non-null INT64 either way."""
+    if message_id.isdigit() and int(message_id) < 2**63:
+        return int(message_id)
+    return zlib.crc32(message_id.encode()) << 31 | zlib.adler32(message_id.encode()) >> 1
+
+
+def to_raw_event(message) -> RawEvent:
+    """A ``PubsubMessage`` -> ``RawEvent(offset, publish time in us, data)``."""
+    return RawEvent(
+        pubsub_offset(message.message_id or ""), to_us(message.publish_time) or now_us(), message.data
+    )
+
+
+class ReadPubSubEvents(beam.PTransform):
+    """A Pub/Sub subscription -> ``RawEvent`` stamped with its publish time."""
+
+    def __init__(self, subscription: str) -> None:
+        super().__init__()
+        self.subscription = subscription
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "ReadFromPubSub" >> beam.io.ReadFromPubSub(subscription=self.subscription, with_attributes=True)
+            | "ToRawEvent" >> beam.Map(to_raw_event)
+        )
+
+
+class MicroBatch(beam.PTransform):
+    """``RawEvent`` -> lists of them, per ``batch_seconds`` of arrival time.
+    Batches keep the per-element cost of the batch chain's stages low."""
+
+    def __init__(self, batch_seconds: int, max_batch: int = 500) -> None:
+        super().__init__()
+        self.batch_seconds = batch_seconds
+        self.max_batch = max_batch
+
+    def expand(self, raws):
+        return (
+            raws
+            | "ArrivalWindows" >> beam.WindowInto(window.FixedWindows(self.batch_seconds))
+            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self.max_batch)
+        )
+
+
+class WarehouseLookup(Protocol):
+    """What the streaming job asks the warehouse: which of these ids are
+    stored, and what is known about these users. Picklable: it connects in
+    ``open``, on the worker."""
+
+    def open(self) -> None: ...
+
+    def known_ids(self, event_ids: list[str], first_day: int, last_day: int) -> set[str]: ...
+
+    def histories(self, user_keys: list[str]) -> dict[str, dict[str, Any]]: ...
+
+
+class BigQueryLookup:
+    """``WarehouseLookup`` over the BigQuery dataset the warehouse component
+    created. Both queries prune: ``events`` by its date partition and
+    clustering, ``user_features`` by its clustering on ``user_key``."""
+
+    def __init__(self, project: str, dataset: str) -> None:
+        self.project = project
+        self.dataset = dataset
+        self.client = None
+
+    def open(self) -> None:
+        from google.cloud import bigquery as bq
+
+        self.client = bq.Client(project=self.project)
+
+    def _query(self, sql: str, params: list) -> list:
+        from google.cloud import bigquery as bq
+
+        job = self.client.query(sql, job_config=bq.QueryJobConfig(query_parameters=params))  # type: ignore[union-attr]
+        return list(job.result())
+
+    def known_ids(self, event_ids: list[str], first_day: int, last_day: int) -> set[str]:
+        from google.cloud import bigquery as bq
+
+        table = f"`{self.project}.{self.dataset}.events`"
+        rows = self._query(
+            f"SELECT event_id FROM {table} WHERE event_date BETWEEN @lo AND @hi AND event_id IN UNNEST(@ids)",
+            [
+                bq.ScalarQueryParameter("lo", "DATE", (_EPOCH + dt.timedelta(days=first_day)).date()),
+                bq.ScalarQueryParameter("hi", "DATE", (_EPOCH + dt.timedelta(days=last_day)).date()),
+                bq.ArrayQueryParameter("ids", "STRING", event_ids),
+            ],
+        )
+        return {r["event_id"] for r in rows}
+
+    def histories(self, user_keys: list[str]) -> dict[str, dict[str, Any]]:
+        from google.cloud import bigquery as bq
+
+        table = f"`{self.project}.{self.dataset}.{USER_FEATURES}`"
+        rows = self._query(
+            f"SELECT * FROM {table} WHERE user_key IN UNNEST(@users)",
+            [bq.ArrayQueryParameter("users", "STRING", user_keys)],
+        )
+        return {r["user_key"]: history_row(dict(r.items())) for r in rows}
+
+
+class DuckDBLookup:
+    """``WarehouseLookup`` over a local DuckDB warehouse (read-only)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.con = None
+
+    def open(self) -> None:
+        import duckdb
+
+        self.con = duckdb.connect(self.path, read_only=True)
+
+    def known_ids(self, event_ids: list[str], first_day: int, last_day: int) -> set[str]:
+        rows = self.con.execute(  # type: ignore[union-attr]
+            "SELECT event_id FROM events WHERE event_id IN (SELECT unnest(?::VARCHAR[]))", [event_ids]
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def histories(self, user_keys: list[str]) -> dict[str, dict[str, Any]]:
+        cur = self.con.execute(  # type: ignore[union-attr]
+            f"SELECT * FROM {USER_FEATURES} WHERE user_key IN (SELECT unnest(?::VARCHAR[]))", [user_keys]
+        )
+        names = [d[0] for d in cur.description]
+        return {row[0]: history_row(dict(zip(names, row, strict=True))) for row in cur.fetchall()}
+
+
+def history_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored ``user_features`` row in the core's units (microseconds)."""
+    row = {k: row[k] for k in UserHistory.__dataclass_fields__}
+    row["first_seen_at"] = to_us(row["first_seen_at"])
+    row["last_seen_at"] = to_us(row["last_seen_at"])
+    row["recent_items"] = list(row["recent_items"] or [])
+    row["last_session_items"] = list(row["last_session_items"] or [])
+    return row
+
+
+class _ShardBatchFn(beam.DoFn):
+    def __init__(self, shards: int) -> None:
+        self.shards = shards
+
+    def process(self, batch: list[dict]):
+        for shard, records in split_by_shard(batch, "user_key", self.shards).items():
+            yield shard, pack(records)
+
+
+class _LookupShardFn(beam.DoFn):
+    """``(shard, [packed batch, ...])`` of one micro-batch -> per user
+    ``(user_key, (records, stored ids among them, stored history or None))``,
+    from two warehouse queries for the whole shard."""
+
+    def __init__(self, lookup: WarehouseLookup) -> None:
+        self.lookup = lookup
+        self.queries = Metrics.counter(NAMESPACE, "warehouse_lookups")
+
+    def setup(self) -> None:
+        self.lookup.open()
+
+    def process(self, element):
+        _, packed = element
+        records = [rec for p in packed for rec in unpack(p)]
+        by_user: dict[str, list[dict]] = {}
+        for rec in records:
+            by_user.setdefault(rec["user_key"], []).append(rec)
+        days = [rec["event_date"] for rec in records]
+        known = self.lookup.known_ids(sorted({r["event_id"] for r in records}), min(days), max(days))
+        histories = self.lookup.histories(sorted(by_user))
+        self.queries.inc(2)
+        for user_key, recs in by_user.items():
+            ids = sorted({r["event_id"] for r in recs} & known)
+            yield user_key, (recs, ids, histories.get(user_key))
+
+
+class LookupHistory(beam.PTransform):
+    """Event batches of one micro-batch -> per-user work items carrying what
+    the warehouse already holds for those users and ids."""
+
+    def __init__(self, lookup: WarehouseLookup, shards: int) -> None:
+        super().__init__()
+        self.lookup = lookup
+        self.shards = shards
+
+    def expand(self, events):
+        return (
+            events
+            | "KeyByUserShard" >> beam.ParDo(_ShardBatchFn(self.shards))
+            | "GroupByUserShard" >> beam.GroupByKey()
+            | "QueryWarehouse" >> beam.ParDo(_LookupShardFn(self.lookup))
+        )
+
+
+_HISTORY = ReadModifyWriteStateSpec("history", PickleCoder())
+_SEEN = ReadModifyWriteStateSpec("seen", PickleCoder())
+_IDLE = TimerSpec("idle", TimeDomain.REAL_TIME)
+_HISTORY_STATE = beam.DoFn.StateParam(_HISTORY)
+_SEEN_STATE = beam.DoFn.StateParam(_SEEN)
+_IDLE_TIMER = beam.DoFn.TimerParam(_IDLE)
+
+
+class _UserStateFn(beam.DoFn):
+    """``(user_key, (records, stored ids, stored history))`` -> the user's
+    first-seen events, enriched (main), and their updated history (tagged).
+
+    State per user: the history, and the ids accepted in the last
+    ``dedup_hours`` (they may not be queryable in the warehouse yet). Both
+    are cleared after ``idle_hours`` without events; the warehouse lookup
+    seeds them again on the user's next event.
+    """
+
+    def __init__(self, session_gap_us: int, dedup_hours: int, idle_hours: int) -> None:
+        self.session_gap_us = session_gap_us
+        self.dedup_us = dedup_hours * 3600 * 1_000_000
+        self.idle_s = idle_hours * 3600
+        self.duplicates = Metrics.counter(NAMESPACE, "duplicates_skipped")
+
+    def process(
+        self,
+        element,
+        history=_HISTORY_STATE,
+        seen=_SEEN_STATE,
+        idle=_IDLE_TIMER,
+    ):
+        user_key, (records, stored_ids, stored_history) = element
+        row = history.read() or stored_history
+        recent: dict[str, int] = seen.read() or {}
+        unique, dropped = keep_first_seen(records, [*recent, *stored_ids])
+        self.duplicates.inc(dropped)
+        if not unique:
+            return
+        enriched, updated = enrich_user(
+            user_key, unique, UserHistory.from_row(row) if row else None, self.session_gap_us
+        )
+        now = now_us()
+        recent = {i: t for i, t in recent.items() if now - t < self.dedup_us}
+        recent.update((rec["event_id"], now) for rec in unique)
+        history.write(updated.to_row())
+        seen.write(recent)
+        idle.set(Timestamp.now() + Duration(seconds=self.idle_s))
+        yield enriched
+        yield beam.pvalue.TaggedOutput(USER_FEATURES, [updated.to_row()])
+
+    @on_timer(_IDLE)
+    def expire(self, history=_HISTORY_STATE, seen=_SEEN_STATE):
+        history.clear()
+        seen.clear()
+
+
+class EnrichWithUserState(beam.PTransform):
+    """Per-user work items -> ``{"events": enriched batches, "user_features": rows}``.
+    State lives in the global window, so it outlasts the micro-batches."""
+
+    def __init__(self, settings: ProcessingSettings, dedup_hours: int = 24, idle_hours: int = 72) -> None:
+        super().__init__()
+        self.settings = settings
+        self.dedup_hours = dedup_hours
+        self.idle_hours = idle_hours
+
+    def expand(self, work):
+        fn = _UserStateFn(self.settings.session_gap_minutes * 60_000_000, self.dedup_hours, self.idle_hours)
+        return (
+            work
+            | "GlobalWindow" >> beam.WindowInto(window.GlobalWindows())
+            | "PerUserState" >> beam.ParDo(fn).with_outputs(USER_FEATURES, main=EVENTS)
+        )
+
+
+def build_streaming_chain(
+    raw, lookup: WarehouseLookup, settings: ProcessingSettings, batch_seconds: int = 10
+):
+    """``RawEvent`` -> ``{table name: PCollection of row batches}`` for every table."""
+    batches = raw | "MicroBatch" >> MicroBatch(batch_seconds)
+    parsed = batches | "ParseEvents" >> ParseEvents()
+    work = parsed.events | "LookupHistory" >> LookupHistory(lookup, settings.shards)
+    enriched = work | "EnrichWithUserState" >> EnrichWithUserState(settings)
+    tables = enriched.events | "BuildFeatures" >> BuildFeatures(
+        settings.window_minutes * 60_000_000, settings.allowed_lateness_minutes * 60
+    )
+    tables[EVENTS] = enriched.events
+    tables[USER_FEATURES] = enriched[USER_FEATURES]
+    tables[DEAD_LETTERS] = parsed[DEAD_LETTERS]
+    return tables
+
+
+def _bigquery_rows(rows: list[dict], table: str) -> Iterable[dict]:
+    t = TABLES[table]
+    changed_at = now_us() if bigquery.is_change_log(t) else None
+    for row in rows:
+        yield bigquery.to_row(t, row, changed_at)
+
+
+def _load_failure(element, table: str) -> dict:
+    """A row BigQuery refused for good -> a dead letter keeping the row."""
+    import json
+
+    _destination, row, errors = element
+    payload = json.dumps(row, sort_keys=True, default=str).encode()
+    reason = f"BigQuery refused a {table} row: {json.dumps(errors, default=str)[:1500]}"
+    dead = dead_letter(RawEvent(0, now_us(), payload), reason, STAGE_LOAD, row.get("event_id"))
+    return bigquery.to_row(TABLES[DEAD_LETTERS], dead)
+
+
+class WriteToBigQueryTables(beam.PTransform):
+    """``{table: PCollection of row batches}`` -> the dataset's physical tables,
+    with streaming inserts. Rows BigQuery refuses for good (not transient
+    errors, which are retried) are written to ``dead_letters`` with stage
+    ``load``, so nothing the job accepted is lost."""
+
+    def __init__(self, project: str, dataset: str) -> None:
+        super().__init__()
+        self.project = project
+        self.dataset = dataset
+
+    def _write(self, rows, table: str, label: str):
+        from apache_beam.io.gcp.bigquery import BigQueryDisposition, RetryStrategy, WriteToBigQuery
+
+        physical = bigquery.physical_name(TABLES[table])
+        return rows | label >> WriteToBigQuery(
+            table=f"{self.project}:{self.dataset}.{physical}",
+            method=WriteToBigQuery.Method.STREAMING_INSERTS,
+            create_disposition=BigQueryDisposition.CREATE_NEVER,
+            write_disposition=BigQueryDisposition.WRITE_APPEND,
+            insert_retry_strategy=RetryStrategy.RETRY_ON_TRANSIENT_ERROR,
+            # The event id as insertId: BigQuery drops a retried insert.
+            ignore_insert_ids=table != EVENTS,
+        )
+
+    def expand(self, tables: dict):
+        failures = []
+        for name, batches in sorted(tables.items()):
+            rows = batches | f"Rows_{name}" >> beam.FlatMap(_bigquery_rows, name)
+            if name == DEAD_LETTERS:
+                dead_rows = rows
+                continue
+            result = self._write(rows, name, f"Write_{name}")
+            failures.append(
+                result.failed_rows_with_errors | f"LoadFailures_{name}" >> beam.Map(_load_failure, name)
+            )
+        all_dead = [dead_rows, *failures] | "AllDeadLetters" >> beam.Flatten()
+        return self._write(all_dead, DEAD_LETTERS, f"Write_{DEAD_LETTERS}")
+
+
+class StreamingOptions(ProcessingOptions):
+    """Flags of the streaming job beyond ``ProcessingOptions`` (the Flex
+    Template's parameters are both sets)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        parser.add_argument(
+            "--input_subscription",
+            required=True,
+            help="Pub/Sub subscription to read: projects/<project>/subscriptions/<name>.",
+        )
+        parser.add_argument(
+            "--output_dataset", required=True, help="BigQuery dataset to write: <project>:<dataset>."
+        )
+        parser.add_argument(
+            "--batch_seconds", type=int, default=10, help="Micro-batch length, in arrival time."
+        )
+
+
+def split_dataset(value: str) -> tuple[str, str]:
+    """``project:dataset`` or ``project.dataset`` -> ``(project, dataset)``."""
+    match = re.fullmatch(r"([a-z][a-z0-9.:-]*[a-z0-9])[:.]([A-Za-z0-9_]{1,1024})", value)
+    if match:
+        return match.group(1), match.group(2)
+    raise ValueError(f"--output_dataset must be <project>:<dataset>, got {value!r}")
+
+
+def run_streaming(argv: list[str] | None = None):
+    """Build and run the streaming job (on Dataflow, from the Flex Template)."""
+    opts = StreamingOptions(argv)
+    opts.view_as(StandardOptions).streaming = True
+    project, dataset = split_dataset(opts.output_dataset)
+    settings = ProcessingSettings.from_options(opts)
+    if opts.batch_seconds < 1:
+        raise ValueError(f"--batch_seconds must be at least 1, got {opts.batch_seconds}")
+    p = beam.Pipeline(options=opts)
+    raw = p | "ReadPubSubEvents" >> ReadPubSubEvents(opts.input_subscription)
+    tables = build_streaming_chain(raw, BigQueryLookup(project, dataset), settings, opts.batch_seconds)
+    _ = tables | "WriteToBigQueryTables" >> WriteToBigQueryTables(project, dataset)
+    return p.run()
