@@ -2,6 +2,7 @@
 
     python -m pipeline_code.serving          # Vertex AI, Azure ML
     python -m pipeline_code.serving serve    # SageMaker runs the image with `serve`
+    python -m pipeline_code.serving api      # the recommendation API (Cloud Run)
 
 Everything else comes from the environment (see ``serving.server``).
 """
@@ -15,13 +16,30 @@ import sys
 from pipeline_code.serving.server import ServeError, serve_model
 
 
+def serve_api() -> int:
+    """The recommendation API in front of ``MODEL_ENDPOINT``, on ``PORT``."""
+    from pipeline_code.serving.api import RecommendationApi, endpoint_from_env
+    from pipeline_code.serving.server import make_server, port_from_env
+
+    try:
+        endpoint = endpoint_from_env(os.environ.get("MODEL_ENDPOINT"))
+        port = port_from_env(None, os.environ)
+    except (ValueError, ServeError) as exc:
+        print(f"recommendation api: {exc}", file=sys.stderr)
+        return 1
+    make_server(RecommendationApi(endpoint), "0.0.0.0", port, log_level="info").run()
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    if argv not in ([], ["serve"]):
-        print(f"usage: python -m pipeline_code.serving [serve]; got {' '.join(argv)!r}", file=sys.stderr)
+    if argv not in ([], ["serve"], ["api"]):
+        print(f"usage: python -m pipeline_code.serving [serve|api]; got {' '.join(argv)!r}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=os.environ.get("DATAFLOW_LOG_LEVEL", "INFO"), format="%(levelname)s %(message)s"
     )
+    if argv == ["api"]:
+        return serve_api()
     try:
         serve_model(log_level="info")
     except ServeError as exc:

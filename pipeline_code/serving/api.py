@@ -10,13 +10,17 @@
 
 The API reaches the model through one small interface, ``Endpoint``: here
 in-process (``LocalEndpoint``) or over HTTP to the model server
-(``HttpEndpoint``); in the clouds, Vertex AI, SageMaker and Azure ML
-endpoints implement the same two methods. Before asking, it adds the user's
+(``HttpEndpoint``), or a Vertex AI endpoint (``VertexEndpoint``); SageMaker
+and Azure ML endpoints implement the same two methods. In a container,
+``python -m pipeline_code.serving api`` serves it on ``PORT`` with the
+endpoint from ``MODEL_ENDPOINT`` (see ``endpoint_from_env``). Before asking, it adds the user's
 events since training (``RecentActivity``) as ``recent_items``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
 from typing import Protocol
 from urllib.parse import parse_qs
@@ -93,6 +97,50 @@ class HttpEndpoint:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+class VertexEndpoint(HttpEndpoint):
+    """A Vertex AI endpoint (``projects/P/locations/L/endpoints/E``): the
+    same body as our model server, sent to ``:predict`` with the service
+    account's token from the metadata server (``google-auth``)."""
+
+    def __init__(self, resource: str, timeout: float = 5.0) -> None:
+        match = re.fullmatch(r"projects/[^/]+/locations/([a-z0-9-]+)/endpoints/[0-9]+", resource)
+        if not match:
+            raise ValueError(f"MODEL_ENDPOINT vertex:{resource!r} is not projects/P/locations/L/endpoints/ID")
+        super().__init__(
+            f"https://{match.group(1)}-aiplatform.googleapis.com/v1/{resource}", ":predict", timeout
+        )
+        self.credentials = None
+
+    async def _token(self) -> str:
+        import google.auth
+        from google.auth.transport.requests import Request
+
+        if self.credentials is None:
+            self.credentials, _ = google.auth.default(
+                scopes=["https://www.googleapis.com/auth/cloud-platform"]
+            )
+        if not self.credentials.valid:
+            # A blocking refresh, about once an hour: keep it off the event loop.
+            await asyncio.to_thread(self.credentials.refresh, Request())
+        return self.credentials.token
+
+    async def predict(self, request: dict) -> dict:
+        self.client.headers["Authorization"] = f"Bearer {await self._token()}"
+        return await super().predict(request)
+
+
+def endpoint_from_env(value: str | None) -> Endpoint:
+    """``MODEL_ENDPOINT`` -> the endpoint: ``http(s)://host[:port]`` (a model
+    server) or ``vertex:projects/P/locations/L/endpoints/ID``."""
+    if not value:
+        raise ValueError("MODEL_ENDPOINT is not set (got None); set http(s)://... or vertex:projects/...")
+    if value.startswith("vertex:"):
+        return VertexEndpoint(value.removeprefix("vertex:"))
+    if value.startswith(("http://", "https://")):
+        return HttpEndpoint(value)
+    raise ValueError(f"MODEL_ENDPOINT {value!r} must start with http://, https:// or vertex:")
 
 
 class RecommendationApi:

@@ -56,11 +56,40 @@ def resolve_model_dir(explicit: Path | None, env: Mapping[str, str]) -> Path:
                 return find_model(path)
             except FileNotFoundError as exc:
                 raise ServeError(str(exc)) from exc
+    if env.get("AIP_STORAGE_URI", "").startswith("gs://"):
+        return find_model(
+            download_from_gcs(env["AIP_STORAGE_URI"], Path(env.get("MODEL_CACHE_DIR", "/tmp/model")))
+        )
     raise ServeError(
         "no model directory: pass --model-dir or set MODEL_DIR (looked in "
         + ", ".join(str(p) for p in candidates)
         + ")"
     )
+
+
+def download_from_gcs(uri: str, target: Path) -> Path:
+    """Vertex AI copies the model's artifact folder to ``AIP_STORAGE_URI``
+    and passes only that URI: fetch its files (google-cloud-storage, in the
+    image) into ``target``. Any failure is a ``ServeError`` naming the URI."""
+    try:
+        from google.cloud import storage
+    except ImportError as exc:
+        raise ServeError(f"AIP_STORAGE_URI {uri!r} needs google-cloud-storage in the image") from exc
+    bucket_name, _, prefix = uri.removeprefix("gs://").partition("/")
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    try:
+        blobs = [
+            b for b in storage.Client().list_blobs(bucket_name, prefix=prefix) if not b.name.endswith("/")
+        ]
+        for blob in blobs:
+            local = target / blob.name[len(prefix) :]
+            local.parent.mkdir(parents=True, exist_ok=True)
+            blob.download_to_filename(str(local))
+    except Exception as exc:  # auth, network, permissions: all mean "no model"
+        raise ServeError(f"cannot download the model from AIP_STORAGE_URI {uri!r}: {exc}") from exc
+    if not blobs:
+        raise ServeError(f"AIP_STORAGE_URI {uri!r} holds no files")
+    return target
 
 
 def port_from_env(explicit: int | None, env: Mapping[str, str]) -> int:

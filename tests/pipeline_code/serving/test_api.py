@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 
 import httpx
@@ -13,7 +14,13 @@ import pytest
 from pipeline_code.local.chain import default_log_dir
 from pipeline_code.local.eventlog import EventLog
 from pipeline_code.ml.model import Recommender, find_model
-from pipeline_code.serving.api import HttpEndpoint, LocalEndpoint, RecommendationApi
+from pipeline_code.serving.api import (
+    HttpEndpoint,
+    LocalEndpoint,
+    RecommendationApi,
+    VertexEndpoint,
+    endpoint_from_env,
+)
 from pipeline_code.serving.freshness import RecentActivity
 from tests.conftest import event
 from tests.pipeline_code.serving.conftest import free_port, server_process
@@ -110,4 +117,37 @@ def test_an_unreachable_endpoint_is_a_502_with_the_reason():
     assert "unreachable" in response.json()["error"]["message"]
     assert (
         'dataflow_api_errors_total{kind="upstream",route="recommendations"} 1.0' in get(api, "/metrics").text
+    )
+
+
+def test_the_api_container_mode_serves_in_front_of_a_model_server(trained, model):
+    """``python -m pipeline_code.serving api`` as Cloud Run starts it: PORT and MODEL_ENDPOINT."""
+    model_port, api_port = free_port(), free_port()
+    model_env = {"MODEL_DIR": str(trained[1]), "AIP_HTTP_PORT": str(model_port)}
+    with server_process(model_env, (), model_port) as (_, model_base):
+        api_env = {"MODEL_ENDPOINT": model_base, "PORT": str(api_port)}
+        with server_process(api_env, ("api",), api_port, ready="/live") as (_, api_base):
+            remote = httpx.get(api_base + "/recommendations/user-000003?k=7", timeout=5).json()
+    local = get(RecommendationApi(LocalEndpoint(model)), "/recommendations/user-000003?k=7").json()
+    assert remote == local
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        (None, "MODEL_ENDPOINT is not set"),
+        ("ftp://x", "MODEL_ENDPOINT 'ftp://x' must start with"),
+        ("vertex:endpoints/1", "vertex:'endpoints/1' is not projects/P/locations/L/endpoints/ID"),
+    ],
+)
+def test_bad_model_endpoints_name_the_value(value, fragment):
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        endpoint_from_env(value)
+
+
+def test_vertex_endpoints_post_to_the_regional_predict_url():
+    endpoint = endpoint_from_env("vertex:projects/shop/locations/europe-west1/endpoints/1234567890")
+    assert isinstance(endpoint, VertexEndpoint)
+    assert endpoint.url == (
+        "https://europe-west1-aiplatform.googleapis.com/v1/projects/shop/locations/europe-west1/endpoints/1234567890:predict"
     )

@@ -161,7 +161,7 @@ def test_unknown_arguments_are_refused():
     done = subprocess.run(
         [sys.executable, "-m", "pipeline_code.serving", "train"], capture_output=True, text=True, timeout=30
     )
-    assert done.returncode == 2 and "usage: python -m pipeline_code.serving [serve]" in done.stderr
+    assert done.returncode == 2 and "usage: python -m pipeline_code.serving [serve|api]" in done.stderr
 
 
 @pytest.mark.parametrize("value", ["eighty", "70000"])
@@ -190,6 +190,7 @@ def test_the_entrypoint_needs_only_the_images_requirements():
     loaded = {m for m in loaded if not m.startswith(("_", "pipeline_code"))}
     requirements = Path("pipeline_code/serving/requirements.txt").read_text().splitlines()
     named = {r.split(">=")[0].replace("-", "_") for r in requirements if r and not r.startswith("#")}
+    named |= {"google"}  # google-auth's package
     # uvicorn's own dependencies, and what msgspec uses only when it is present.
     installed_with_them = {"click", "h11", "typing_extensions"}
     assert loaded <= named | installed_with_them, loaded - named - installed_with_them
