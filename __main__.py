@@ -1,0 +1,22 @@
+"""The Pulumi program: read the stack's config, build the chain on its cloud.
+
+    pulumi up -s gcp-dev
+
+Config keys are described in ``components/spec.py`` and the README; invalid
+config stops here, before any resource, with the key and the value.
+"""
+
+import pulumi
+
+from components.spec import spec_from_pulumi_config
+
+spec = spec_from_pulumi_config()
+if spec.cloud == "gcp":
+    from components.gcp import GcpChain
+
+    chain = GcpChain("dataflow", spec)
+else:
+    raise SystemExit(f"data-flow:cloud {spec.cloud!r} has no chain in this release yet; use 'gcp'")
+
+for key, value in chain.outputs().items():
+    pulumi.export(key, value)

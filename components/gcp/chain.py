@@ -1,0 +1,121 @@
+"""The whole chain on GCP, from one ``ChainSpec``.
+
+    Pub/Sub (Ingest) -> Dataflow (Processing) -> BigQuery (Warehouse)
+        -> Vertex AI (Model) -> Cloud Run (Serve), watched by Monitoring
+
+Each link is its own component and can be used alone; this one wires them:
+the job reads the subscription Ingest created and writes the tables
+Warehouse created, the API calls the endpoint Model created, and each
+identity is granted exactly those resources. ``outputs()`` is the stack's
+contract for other stacks (the same names on every cloud).
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_gcp as gcp
+
+from components.gcp.ingest import Ingest
+from components.gcp.ml import Model
+from components.gcp.monitoring import Monitoring
+from components.gcp.process import Processing
+from components.gcp.serve import Serve
+from components.gcp.warehouse import Warehouse
+from components.spec import ChainSpec, SpecError
+
+TYPE = "data-flow:gcp:Chain"
+
+
+class GcpChain(pulumi.ComponentResource):
+    """Every link of the chain on GCP."""
+
+    def __init__(self, name: str, spec: ChainSpec, opts: pulumi.ResourceOptions | None = None) -> None:
+        if spec.cloud != "gcp" or spec.gcp is None:
+            raise SpecError(
+                f"GcpChain needs data-flow:cloud 'gcp' and a data-flow:gcp section (got {spec.cloud!r})"
+            )
+        super().__init__(TYPE, name, None, opts)
+        g = spec.gcp
+        labels = spec.house_labels()
+        child = pulumi.ResourceOptions(parent=self)
+        project_number = gcp.organizations.get_project_output(project_id=g.project).number
+
+        self.ingest = Ingest(
+            f"{name}-ingest",
+            project=g.project,
+            project_number=project_number,
+            stream=spec.stream,
+            dead_letters=spec.dead_letters,
+            labels=labels,
+            kms_key_name=g.kms_key_name,
+            opts=child,
+        )
+        self.warehouse = Warehouse(
+            f"{name}-warehouse",
+            project=g.project,
+            location=g.region,
+            warehouse=spec.warehouse,
+            dead_letters=spec.dead_letters,
+            labels=labels,
+            kms_key_name=g.kms_key_name,
+            opts=child,
+        )
+        self.processing = Processing(
+            f"{name}-process",
+            project=g.project,
+            region=g.region,
+            ingest=self.ingest,
+            warehouse=self.warehouse,
+            processing=spec.processing,
+            image=g.pipeline_image,
+            labels=labels,
+            subnetwork=g.subnetwork,
+            machine_type=g.machine_type,
+            kms_key_name=g.kms_key_name,
+            opts=child,
+        )
+        self.model = Model(
+            f"{name}-ml",
+            project=g.project,
+            region=g.region,
+            model=spec.model,
+            image=g.model_server_image,
+            artifact_uri=g.model_artifact_uri,
+            labels=labels,
+            network=g.network,
+            kms_key_name=g.kms_key_name,
+            opts=child,
+        )
+        self.serve = Serve(
+            f"{name}-serve",
+            project=g.project,
+            region=g.region,
+            model=self.model,
+            serve=spec.serve,
+            image=g.api_image,
+            labels=labels,
+            opts=child,
+        )
+        self.monitoring = Monitoring(
+            f"{name}-monitoring",
+            project=g.project,
+            alerts=spec.alerts,
+            subscription_name=self.ingest.subscription.name,
+            dead_letter_topic_name=self.ingest.dead_letter_topic.name,
+            job_name=self.processing.job.name,
+            endpoint_id=self.model.endpoint.name,
+            labels=labels,
+            opts=child,
+        )
+        self.register_outputs(self.outputs())
+
+    def outputs(self) -> dict[str, pulumi.Output]:
+        """What other stacks read (``pulumi.StackReference``); same keys on every cloud."""
+        return {
+            "ingest_endpoint": self.ingest.topic.id,
+            "dead_letter_location": self.ingest.dead_letter_topic.id,
+            "warehouse_location": self.warehouse.dataset.id,
+            "processing_job": self.processing.job.job_id,
+            "model_endpoint": self.model.endpoint.id,
+            "api_url": self.serve.url,
+        }

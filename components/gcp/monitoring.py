@@ -1,0 +1,226 @@
+"""Monitoring on GCP: alert policies on every link, and one dashboard.
+
+Alerts (thresholds from the spec's ``alerts``):
+
+- backlog: the oldest unacknowledged event on the pipeline's subscription;
+- dead letters: inputs the job dead-lettered (its ``dead_lettered`` counter)
+  and messages Pub/Sub set aside on the dead-letter topic;
+- processing: the job's system lag and its data freshness (watermark age);
+- model: the endpoint's error share and 99th-percentile latency.
+
+They notify an email channel when ``alerts.email`` is set; otherwise they
+show in the console only.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pulumi_gcp as gcp
+
+from components.spec import AlertSpec
+
+TYPE = "data-flow:gcp:Monitoring"
+WINDOW = "300s"
+
+
+def _condition(
+    display_name: str,
+    filter_: pulumi.Input[str],
+    threshold: float,
+    aligner: str,
+    denominator: pulumi.Input[str] | None = None,
+) -> gcp.monitoring.AlertPolicyConditionArgs:
+    aggregation = [
+        gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
+            alignment_period="60s" if aligner != "ALIGN_SUM" else WINDOW, per_series_aligner=aligner
+        )
+    ]
+    return gcp.monitoring.AlertPolicyConditionArgs(
+        display_name=display_name,
+        condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
+            filter=filter_,
+            comparison="COMPARISON_GT",
+            threshold_value=threshold,
+            duration="60s" if aligner != "ALIGN_SUM" else "0s",
+            aggregations=aggregation,
+            denominator_filter=denominator,
+            denominator_aggregations=aggregation if denominator is not None else None,
+        ),
+    )
+
+
+class Monitoring(pulumi.ComponentResource):
+    """Alert policies and a dashboard for one GCP chain."""
+
+    policies: dict[str, gcp.monitoring.AlertPolicy]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        project: str,
+        alerts: AlertSpec,
+        subscription_name: pulumi.Input[str],
+        dead_letter_topic_name: pulumi.Input[str],
+        job_name: pulumi.Input[str],
+        endpoint_id: pulumi.Input[str],
+        labels: dict[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(TYPE, name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.channel = None
+        channels: list[pulumi.Output[str]] = []
+        if alerts.email:
+            self.channel = gcp.monitoring.NotificationChannel(
+                f"{name}-email",
+                project=project,
+                display_name=f"{name} alerts",
+                type="email",
+                labels={"email_address": alerts.email},
+                user_labels=labels,
+                opts=child,
+            )
+            channels = [self.channel.id]
+
+        sub = pulumi.Output.concat(
+            'resource.type="pubsub_subscription" AND resource.label.subscription_id="', subscription_name, '"'
+        )
+        dlq = pulumi.Output.concat(
+            'resource.type="pubsub_topic" AND resource.label.topic_id="', dead_letter_topic_name, '"'
+        )
+        job = pulumi.Output.concat(
+            'resource.type="dataflow_job" AND resource.label.job_name="', job_name, '"'
+        )
+        endpoint = pulumi.Output.concat(
+            'resource.type="aiplatform.googleapis.com/Endpoint" AND resource.label.endpoint_id="',
+            endpoint_id,
+            '"',
+        )
+
+        def metric(kind: str, where: pulumi.Output[str], extra: str = "") -> pulumi.Output[str]:
+            return pulumi.Output.concat(f'metric.type="{kind}" AND ', where, extra)
+
+        specs = {
+            "backlog": [
+                _condition(
+                    "Oldest unprocessed event",
+                    metric("pubsub.googleapis.com/subscription/oldest_unacked_message_age", sub),
+                    alerts.backlog_seconds,
+                    "ALIGN_MAX",
+                )
+            ],
+            "dead-letters": [
+                _condition(
+                    "Events dead-lettered by the job",
+                    metric(
+                        "dataflow.googleapis.com/job/user_counter",
+                        job,
+                        ' AND metric.label.metric_name="dead_lettered"',
+                    ),
+                    alerts.dead_letters_per_5min,
+                    "ALIGN_DELTA",
+                ),
+                _condition(
+                    "Messages set aside by Pub/Sub",
+                    metric("pubsub.googleapis.com/topic/send_message_operation_count", dlq),
+                    alerts.dead_letters_per_5min,
+                    "ALIGN_SUM",
+                ),
+            ],
+            "processing-lag": [
+                _condition(
+                    "System lag",
+                    metric("dataflow.googleapis.com/job/system_lag", job),
+                    alerts.processing_lag_seconds,
+                    "ALIGN_MAX",
+                ),
+                _condition(
+                    "Data freshness",
+                    metric("dataflow.googleapis.com/job/data_watermark_age", job),
+                    alerts.freshness_seconds,
+                    "ALIGN_MAX",
+                ),
+            ],
+            "model-errors": [
+                _condition(
+                    "Share of failed predictions",
+                    metric("aiplatform.googleapis.com/prediction/online/error_count", endpoint),
+                    alerts.error_rate,
+                    "ALIGN_RATE",
+                    denominator=metric(
+                        "aiplatform.googleapis.com/prediction/online/prediction_count", endpoint
+                    ),
+                )
+            ],
+            "model-latency": [
+                _condition(
+                    "p99 prediction latency (ms)",
+                    metric("aiplatform.googleapis.com/prediction/online/prediction_latencies", endpoint),
+                    alerts.latency_p99_ms,
+                    "ALIGN_PERCENTILE_99",
+                )
+            ],
+        }
+        self.policies = {
+            key: gcp.monitoring.AlertPolicy(
+                f"{name}-{key}",
+                project=project,
+                display_name=f"{name}: {key.replace('-', ' ')}",
+                combiner="OR",
+                conditions=conditions,
+                notification_channels=channels,
+                user_labels=labels,
+                opts=child,
+            )
+            for key, conditions in specs.items()
+        }
+        tiles = [
+            (c.display_name, c.condition_threshold.filter)  # type: ignore[union-attr]
+            for conditions in specs.values()
+            for c in conditions
+        ]
+        self.dashboard = gcp.monitoring.Dashboard(
+            f"{name}-dashboard",
+            project=project,
+            dashboard_json=pulumi.Output.all(*[f for _, f in tiles]).apply(
+                lambda filters: dashboard_json(name, [t for t, _ in tiles], filters)
+            ),
+            opts=child,
+        )
+        self.register_outputs({"policies": [p.name for p in self.policies.values()]})
+
+
+def dashboard_json(name: str, titles: list[str], filters: list[str]) -> str:
+    """A two-column grid of line charts, one per alerted metric."""
+    tiles = [
+        {
+            "xPos": (i % 2) * 6,
+            "yPos": (i // 2) * 4,
+            "width": 6,
+            "height": 4,
+            "widget": {
+                "title": title,
+                "xyChart": {
+                    "dataSets": [
+                        {
+                            "timeSeriesQuery": {
+                                "timeSeriesFilter": {
+                                    "filter": f,
+                                    "aggregation": {
+                                        "alignmentPeriod": "60s",
+                                        "perSeriesAligner": "ALIGN_MEAN",
+                                    },
+                                }
+                            },
+                            "plotType": "LINE",
+                        }
+                    ]
+                },
+            },
+        }
+        for i, (title, f) in enumerate(zip(titles, filters, strict=True))
+    ]
+    return json.dumps({"displayName": f"Data-Flow {name}", "mosaicLayout": {"columns": 12, "tiles": tiles}})

@@ -1,0 +1,330 @@
+"""The cloud-neutral description of one chain, read from Pulumi config.
+
+Every cloud's components take the same ``ChainSpec``; only where a cloud
+needs its own facts (a GCP project, an image in its registry) do they read a
+cloud section (``GcpSettings``). The stack config uses the same keys on
+every cloud::
+
+    config:
+      data-flow:cloud: gcp                  # gcp | aws | azure
+      data-flow:environment: dev
+      data-flow:labels: {team: data}
+      data-flow:stream: {retention_hours: 168}
+      data-flow:processing: {max_workers: 3}
+      ...
+      gcp:project: my-project               # the cloud's own namespace
+      gcp:region: europe-west1
+      data-flow:gcp: {pipeline_image: ...}  # what only GCP needs
+
+``load_spec`` validates everything before a single resource is declared: an
+unknown key, a wrong type or a value out of range raises ``SpecError``
+naming the key and the value received. It needs no Pulumi engine, so
+``python -m components.spec stacks/Pulumi.gcp-dev.yaml`` checks a stack file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+PROJECT = "data-flow"
+Cloud = Literal["gcp", "aws", "azure"]
+Size = Literal["small", "medium", "large"]
+
+_LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+_LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+_ENV = re.compile(r"[a-z][a-z0-9-]{0,15}")
+
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    pass
+
+
+class StreamSpec(_Section):
+    retention_hours: Annotated[int, msgspec.Meta(ge=24, le=7 * 24)] = 7 * 24
+    """How long the stream keeps events a consumer has not read (Pub/Sub caps it at 7 days)."""
+    throughput_mb_per_s: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
+    """Expected peak ingest; sizes Kinesis shards and Event Hubs throughput units."""
+    ack_deadline_seconds: Annotated[int, msgspec.Meta(ge=10, le=600)] = 60
+    """How long the pipeline has to process a delivery before it is redelivered."""
+    enforce_schema: bool = True
+    """Attach the event schema to the stream, so malformed events are refused at publish."""
+
+
+class DeadLetterSpec(_Section):
+    max_delivery_attempts: Annotated[int, msgspec.Meta(ge=5, le=100)] = 10
+    """Deliveries of one message before the stream sets it aside (Pub/Sub allows 5-100)."""
+    retention_days: Annotated[int, msgspec.Meta(ge=1, le=7)] = 7
+    """How long set-aside messages wait on the dead-letter stream."""
+    table_retention_days: Annotated[int, msgspec.Meta(ge=1)] | None = 400
+    """Partitions of the dead-letter table older than this are dropped; null keeps them."""
+
+
+class ProcessingSpec(_Section):
+    batch_seconds: Annotated[int, msgspec.Meta(ge=1, le=300)] = 10
+    """Micro-batch length: how long an event may wait before processing starts."""
+    window_minutes: Annotated[int, msgspec.Meta(ge=1, le=24 * 60)] = 60
+    """Item-popularity window (event time)."""
+    allowed_lateness_minutes: Annotated[int, msgspec.Meta(ge=0, le=7 * 24 * 60)] = 24 * 60
+    """How late an event may arrive and still update its popularity window."""
+    session_gap_minutes: Annotated[int, msgspec.Meta(ge=1, le=24 * 60)] = 30
+    """Inactivity that ends a session the tracker did not name."""
+    shards: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 32
+    """User shards: one warehouse lookup per shard and micro-batch."""
+    min_workers: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
+    """Workers the job starts with and never scales below."""
+    max_workers: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 3
+    """Autoscaling ceiling: bounds the processing bill."""
+
+
+class WarehouseSpec(_Section):
+    dataset: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")] = "dataflow"
+    """Dataset (BigQuery), database (Redshift) or schema (Synapse) holding the tables."""
+    partition_retention_days: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """Drop partitions of event-date tables older than this; null keeps them all."""
+    deletion_protection: bool = True
+    """Refuse to delete the dataset and tables; set false only for throwaway stacks."""
+
+
+class ModelSpec(_Section):
+    size: Size = "small"
+    """Serving machine size; each cloud maps it to an instance type."""
+    min_replicas: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
+    max_replicas: Annotated[int, msgspec.Meta(ge=1, le=100)] = 2
+    private: bool = False
+    """Serve the endpoint on a private network only (needs a network in the cloud section)."""
+
+
+class ServeSpec(_Section):
+    min_instances: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
+    """Zero lets the API scale to nothing when idle (first request pays a cold start)."""
+    max_instances: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    memory_mb: Annotated[int, msgspec.Meta(ge=128, le=32768)] = 512
+    public: bool = False
+    """Let anyone on the internet call the API. Off: callers need an identity allowed to invoke."""
+
+
+class AlertSpec(_Section):
+    backlog_seconds: Annotated[int, msgspec.Meta(ge=30)] = 300
+    """Alert when the oldest unprocessed event is older than this."""
+    dead_letters_per_5min: Annotated[int, msgspec.Meta(ge=1)] = 10
+    """Alert when more inputs than this are dead-lettered in five minutes."""
+    processing_lag_seconds: Annotated[int, msgspec.Meta(ge=30)] = 120
+    """Alert when the job's system lag exceeds this."""
+    freshness_seconds: Annotated[int, msgspec.Meta(ge=30)] = 300
+    """Alert when the job's output is staler than this."""
+    error_rate: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.05
+    """Alert when this share of model requests fail."""
+    latency_p99_ms: Annotated[int, msgspec.Meta(ge=1)] = 500
+    """Alert when the model's 99th-percentile latency exceeds this."""
+    email: str | None = None
+    """Where alerts go. Without it, alerts only show in the console."""
+
+
+class GcpSettings(_Section):
+    """What only GCP needs (``data-flow:gcp``); project and region come from
+    the provider's own ``gcp:project`` and ``gcp:region``."""
+
+    project: str
+    region: str
+    pipeline_image: str
+    """Flex Template launcher image with the pipeline (Artifact Registry)."""
+    model_server_image: str
+    """The one model-server image (``pipeline_code/serving/Dockerfile``)."""
+    api_image: str
+    """The recommendation API image (the same image, ``api`` entrypoint)."""
+    model_artifact_uri: str
+    """``gs://`` folder holding a trained model version (``dataflow train`` output)."""
+    subnetwork: str | None = None
+    """Subnetwork for the job's private-IP workers; regional self link or ``regions/R/subnetworks/S``."""
+    network: str | None = None
+    """VPC network (``projects/NUMBER/global/networks/NAME``) for a private endpoint."""
+    kms_key_name: str | None = None
+    """Customer-managed key for the stream, bucket, dataset, job and endpoint."""
+    machine_type: str = "n2-standard-2"
+    """Dataflow worker machine type."""
+
+
+class ChainSpec(_Section):
+    cloud: Cloud
+    environment: Annotated[str, msgspec.Meta(pattern=f"^{_ENV.pattern}$")] = "dev"
+    labels: dict[str, str] = {}
+    stream: StreamSpec = StreamSpec()
+    dead_letters: DeadLetterSpec = DeadLetterSpec()
+    processing: ProcessingSpec = ProcessingSpec()
+    warehouse: WarehouseSpec = WarehouseSpec()
+    model: ModelSpec = ModelSpec()
+    serve: ServeSpec = ServeSpec()
+    alerts: AlertSpec = AlertSpec()
+    gcp: GcpSettings | None = None
+
+    def house_labels(self) -> dict[str, str]:
+        """The stack's labels merged over the house ones, for every child."""
+        return {"app": PROJECT, "environment": self.environment, "managed-by": "pulumi", **self.labels}
+
+
+class SpecError(ValueError):
+    """Invalid config; the message names the key and the value."""
+
+
+SECTIONS = tuple(f for f in ChainSpec.__struct_fields__)
+
+
+def _at(config: Mapping[str, Any], path: list[str]) -> Any:
+    value: Any = config
+    for part in path:
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
+def _key(path: list[str]) -> str:
+    return f"{PROJECT}:{path[0]}" + "".join(f".{p}" for p in path[1:]) if path else PROJECT
+
+
+def load_spec(config: Mapping[str, Any]) -> ChainSpec:
+    """Plain config values (section name -> value) -> a validated ``ChainSpec``."""
+    try:
+        spec = msgspec.convert(dict(config), ChainSpec)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        found = re.search(r" - at `\$((?:\.\w+|\[\d+\])*)`$", message)
+        path = re.findall(r"\w+", found.group(1)) if found else []
+        reason = message[: found.start()] if found else message
+        missing = re.match(r"Object missing required field `(\w+)`", reason)
+        if missing:
+            path = [*path, missing.group(1)]
+            raise SpecError(f"{_key(path)} is required (got None)") from None
+        unknown = re.match(r"Object contains unknown field `(\w+)`", reason)
+        if unknown:
+            path = [*path, unknown.group(1)]
+            raise SpecError(
+                f"{_key(path)} is not a setting (value {_at(config, path)!r}); check the spelling"
+            ) from None
+        raise SpecError(f"{_key(path)}: {reason} (got {_at(config, path)!r})") from None
+    _check(spec)
+    return spec
+
+
+def _check(spec: ChainSpec) -> None:
+    """Rules across fields, which types alone cannot say."""
+    for key, value in spec.labels.items():
+        if not _LABEL_KEY.fullmatch(key):
+            raise SpecError(
+                f"{PROJECT}:labels key {key!r} must be lower case, start with a letter, <= 63 chars"
+            )
+        if not _LABEL_VALUE.fullmatch(value):
+            raise SpecError(
+                f"{PROJECT}:labels.{key} value {value!r} must be lower case letters, digits, _ or -"
+            )
+    if spec.processing.min_workers > spec.processing.max_workers:
+        raise SpecError(
+            f"{PROJECT}:processing.min_workers ({spec.processing.min_workers}) is above "
+            f"max_workers ({spec.processing.max_workers})"
+        )
+    if spec.model.min_replicas > spec.model.max_replicas:
+        raise SpecError(
+            f"{PROJECT}:model.min_replicas ({spec.model.min_replicas}) is above "
+            f"max_replicas ({spec.model.max_replicas})"
+        )
+    if spec.serve.min_instances > spec.serve.max_instances:
+        raise SpecError(
+            f"{PROJECT}:serve.min_instances ({spec.serve.min_instances}) is above "
+            f"max_instances ({spec.serve.max_instances})"
+        )
+    if spec.cloud == "gcp":
+        _check_gcp(spec)
+
+
+def _check_gcp(spec: ChainSpec) -> None:
+    gcp = spec.gcp
+    if gcp is None:
+        raise SpecError(f"{PROJECT}:gcp is required when {PROJECT}:cloud is 'gcp' (got None)")
+    if not re.fullmatch(r"[a-z][a-z0-9.:-]{4,61}[a-z0-9]", gcp.project):
+        raise SpecError(f"gcp:project {gcp.project!r} is not a GCP project id")
+    if not re.fullmatch(r"[a-z]+-[a-z]+\d", gcp.region):
+        raise SpecError(f"gcp:region {gcp.region!r} is not a GCP region such as 'europe-west1'")
+    for field in ("pipeline_image", "model_server_image", "api_image"):
+        value = getattr(gcp, field)
+        if not re.fullmatch(r"[a-z0-9-]+-docker\.pkg\.dev/[^/]+/[^/]+/[^:@\s]+[:@][^\s]+", value):
+            raise SpecError(
+                f"{PROJECT}:gcp.{field} {value!r} must be an Artifact Registry image with a tag or "
+                "digest: REGION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE:TAG"
+            )
+    if not re.fullmatch(r"gs://[a-z0-9][a-z0-9._-]{1,220}(/[^\s]*)?", gcp.model_artifact_uri):
+        raise SpecError(f"{PROJECT}:gcp.model_artifact_uri {gcp.model_artifact_uri!r} must be a gs:// folder")
+    if spec.model.private and not gcp.network:
+        raise SpecError(
+            f"{PROJECT}:model.private is true but {PROJECT}:gcp.network is not set (got None); "
+            "a private endpoint is reached over a VPC network"
+        )
+    if gcp.kms_key_name is not None and not re.fullmatch(
+        r"projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+", gcp.kms_key_name
+    ):
+        raise SpecError(
+            f"{PROJECT}:gcp.kms_key_name {gcp.kms_key_name!r} must be "
+            "projects/P/locations/L/keyRings/R/cryptoKeys/K"
+        )
+
+
+def spec_from_pulumi_config() -> ChainSpec:
+    """Read every section from the running stack's config (``__main__``)."""
+    import pulumi
+
+    cfg = pulumi.Config(PROJECT)
+    values: dict[str, Any] = {}
+    for section in SECTIONS:
+        raw = cfg.get(section)
+        if raw is None:
+            continue
+        try:
+            values[section] = cfg.get_object(section)
+        except Exception:  # a plain string value (cloud, environment)
+            values[section] = raw
+    if values.get("cloud") == "gcp":
+        gcp_cfg = pulumi.Config("gcp")
+        section = dict(values.get("gcp") or {})
+        # Project and region live in the provider's namespace, where the provider reads them too.
+        for key in ("project", "region"):
+            if gcp_cfg.get(key) is not None:
+                section.setdefault(key, gcp_cfg.get(key))
+        values["gcp"] = section
+    return load_spec(values)
+
+
+def spec_from_stack_file(path: str) -> ChainSpec:
+    """Validate a ``stacks/Pulumi.<stack>.yaml`` without the Pulumi engine."""
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        config = (yaml.safe_load(f) or {}).get("config", {})
+    values: dict[str, Any] = {}
+    for key, value in config.items():
+        namespace, _, name = key.partition(":")
+        if namespace == PROJECT:
+            values[name] = value
+    if values.get("cloud") == "gcp":
+        section = dict(values.get("gcp") or {})
+        for key in ("project", "region"):
+            if f"gcp:{key}" in config:
+                section.setdefault(key, config[f"gcp:{key}"])
+        values["gcp"] = section
+    return load_spec(values)
+
+
+if __name__ == "__main__":
+    import sys
+
+    try:
+        print(spec_from_stack_file(sys.argv[1]))
+    except SpecError as exc:
+        sys.exit(f"invalid config: {exc}")

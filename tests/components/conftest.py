@@ -1,0 +1,100 @@
+"""Run a Pulumi program under the engine's mocks and record what it declares.
+
+``run_program(build)`` runs ``build`` the way ``pulumi preview`` runs
+``__main__.py``, with ``pulumi.runtime.set_mocks`` standing in for the
+engine (not for any cloud), waits until every resource is registered, and
+returns the recorded resources. Tests then assert on the inputs the engine
+received, synchronously, so a failed check fails the test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pytest
+
+pytest.importorskip("pulumi_gcp", reason="the gcp extra is not installed")
+
+PROJECT_NUMBER = "123456789012"
+
+
+@dataclass
+class Declared:
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    id: str
+    parent: str | None = None
+
+
+@dataclass
+class Recorder(pulumi.runtime.Mocks):
+    resources: list[Declared] = field(default_factory=list)
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        inputs = dict(args.inputs)
+        state = dict(inputs)
+        physical = inputs.get("name") or args.name
+        project = inputs.get("project", "p")
+        rid = f"{args.name}-id"
+        t = args.typ
+        if t == "gcp:serviceaccount/account:Account":
+            state["email"] = f"{inputs['accountId']}@{project}.iam.gserviceaccount.com"
+        elif t == "gcp:pubsub/topic:Topic":
+            rid, state["name"] = f"projects/{project}/topics/{physical}", physical
+        elif t == "gcp:pubsub/subscription:Subscription":
+            rid, state["name"] = f"projects/{project}/subscriptions/{physical}", physical
+        elif t == "gcp:bigquery/dataset:Dataset":
+            rid = f"projects/{project}/datasets/{inputs['datasetId']}"
+        elif t == "gcp:dataflow/flexTemplateJob:FlexTemplateJob":
+            state["jobId"], state["name"] = "2026-11-24_00_00_00-1", physical
+        elif t == "gcp:vertex/aiEndpoint:AiEndpoint":
+            rid = f"projects/{project}/locations/{inputs['location']}/endpoints/{inputs['name']}"
+        elif t == "gcp:cloudrunv2/service:Service":
+            state["name"], state["uri"] = physical, f"https://{physical}-abc-ew.a.run.app"
+        elif t == "gcp:storage/bucket:Bucket":
+            state["name"], state["url"] = physical, f"gs://{physical}"
+        elif t == "gcp:storage/bucketObject:BucketObject":
+            state["name"] = physical
+        self.resources.append(Declared(t, args.name, inputs, rid))
+        return rid, state
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        if args.token == "gcp:organizations/getProject:getProject":
+            return {"number": PROJECT_NUMBER, "projectId": args.args.get("projectId")}
+        raise AssertionError(f"unexpected invoke {args.token}")
+
+    # Queries for the tests.
+    def of_type(self, suffix: str) -> list[Declared]:
+        return [r for r in self.resources if r.type.endswith(suffix)]
+
+    def one(self, suffix: str, name: str | None = None) -> Declared:
+        found = [r for r in self.of_type(suffix) if name is None or r.name == name]
+        assert len(found) == 1, f"{len(found)} resources of {suffix} named {name}: {[r.name for r in found]}"
+        return found[0]
+
+    def iam(self) -> list[Declared]:
+        return [r for r in self.resources if "IAMMember" in r.type or "IamMember" in r.type]
+
+
+def run_program(build) -> tuple[Recorder, Any]:
+    """Run ``build()`` under mocks; returns the recorder and what it returned."""
+    recorder = Recorder()
+    pulumi.runtime.set_mocks(recorder, project="data-flow", stack="test", preview=False)
+    result: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program():
+        result["value"] = build()
+
+    program()
+    return recorder, result["value"]
+
+
+def resolved(output: pulumi.Output) -> Any:
+    """The value of an Output from a finished program run."""
+    from pulumi.runtime.sync_await import _sync_await
+
+    return _sync_await(output.future())

@@ -1,0 +1,91 @@
+"""The cloud-neutral spec: defaults, every validation error, stack files."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.spec import ChainSpec, SpecError, load_spec, spec_from_stack_file
+
+GCP = {
+    "project": "shop-analytics-dev",
+    "region": "europe-west1",
+    "pipeline_image": "europe-west1-docker.pkg.dev/shop-analytics-dev/data-flow/pipeline:1.0.0",
+    "model_server_image": "europe-west1-docker.pkg.dev/shop-analytics-dev/data-flow/model-server:1.0.0",
+    "api_image": "europe-west1-docker.pkg.dev/shop-analytics-dev/data-flow/model-server:1.0.0",
+    "model_artifact_uri": "gs://shop-models/recommender/20261124",
+}
+
+
+def gcp_config(**sections) -> dict:
+    return {"cloud": "gcp", "gcp": dict(GCP), **sections}
+
+
+def test_defaults_are_safe():
+    spec = load_spec(gcp_config())
+    assert spec.warehouse.deletion_protection is True
+    assert spec.serve.public is False
+    assert spec.stream.enforce_schema is True
+    assert spec.stream.retention_hours == 168
+    assert 5 <= spec.dead_letters.max_delivery_attempts <= 100
+    assert spec.processing.min_workers <= spec.processing.max_workers
+
+
+def test_labels_merge_over_house_labels():
+    spec = load_spec(gcp_config(labels={"team": "growth", "environment": "staging"}))
+    assert spec.house_labels() == {
+        "app": "data-flow",
+        "environment": "staging",
+        "managed-by": "pulumi",
+        "team": "growth",
+    }
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({}, "data-flow:cloud"),
+        ({"cloud": "gcpp"}, "data-flow:cloud: Invalid enum value 'gcpp'"),
+        (gcp_config(stream={"retention_hours": 1000}), "data-flow:stream.retention_hours.*got 1000"),
+        (gcp_config(stream={"retention_hours": "a week"}), "data-flow:stream.retention_hours.*'a week'"),
+        (gcp_config(stream={"retension_hours": 24}), "data-flow:stream.retension_hours is not a setting"),
+        (gcp_config(dead_letters={"max_delivery_attempts": 2}), "max_delivery_attempts.*got 2"),
+        (
+            gcp_config(processing={"min_workers": 5, "max_workers": 2}),
+            r"min_workers \(5\) is above max_workers",
+        ),
+        (gcp_config(model={"min_replicas": 3, "max_replicas": 1}), r"min_replicas \(3\) is above"),
+        (gcp_config(serve={"min_instances": 9, "max_instances": 1}), r"min_instances \(9\) is above"),
+        (gcp_config(model={"size": "huge"}), "data-flow:model.size.*'huge'"),
+        (gcp_config(labels={"Team": "x"}), "labels key 'Team'"),
+        (gcp_config(labels={"team": "Growth!"}), "labels.team value 'Growth!'"),
+        (gcp_config(environment="Prod"), "data-flow:environment.*'Prod'"),
+        (gcp_config(warehouse={"dataset": "has-dash"}), "data-flow:warehouse.dataset.*'has-dash'"),
+        ({"cloud": "gcp"}, "data-flow:gcp is required"),
+        (gcp_config(gcp={**GCP, "project": "X"}), "gcp:project 'X'"),
+        (gcp_config(gcp={**GCP, "region": "europe"}), "gcp:region 'europe'"),
+        (
+            gcp_config(gcp={**GCP, "pipeline_image": "docker.io/me/pipeline"}),
+            "gcp.pipeline_image 'docker.io/me/pipeline'",
+        ),
+        (gcp_config(gcp={**GCP, "model_artifact_uri": "/tmp/model"}), "gcp.model_artifact_uri '/tmp/model'"),
+        (gcp_config(gcp={**GCP, "kms_key_name": "my-key"}), "gcp.kms_key_name 'my-key'"),
+        (gcp_config(model={"private": True}), "model.private is true but data-flow:gcp.network"),
+        (gcp_config(gcp={k: v for k, v in GCP.items() if k != "api_image"}), "data-flow:gcp.*api_image"),
+    ],
+)
+def test_invalid_config_names_the_key_and_value(config, message):
+    with pytest.raises(SpecError, match=message):
+        load_spec(config)
+
+
+def test_every_committed_stack_file_is_valid():
+    spec = spec_from_stack_file("stacks/Pulumi.gcp-dev.yaml")
+    assert isinstance(spec, ChainSpec) and spec.cloud == "gcp" and spec.gcp is not None
+    assert spec.gcp.project and spec.gcp.region
+
+
+def test_a_stack_file_error_names_the_key(tmp_path):
+    bad = tmp_path / "Pulumi.bad.yaml"
+    bad.write_text("config:\n  data-flow:cloud: gcp\n  data-flow:processing:\n    max_workers: many\n")
+    with pytest.raises(SpecError, match=r"data-flow:processing\.max_workers.*'many'"):
+        spec_from_stack_file(str(bad))
