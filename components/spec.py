@@ -42,7 +42,7 @@ Positive = Annotated[int, msgspec.Meta(ge=1)]
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    pass
+    """A config section: unknown keys are errors (a typo must not be ignored)."""
 
 
 class StreamSpec(_Section):

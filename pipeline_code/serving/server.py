@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,9 @@ def resolve_model_dir(explicit: Path | None, env: Mapping[str, str]) -> Path:
                 raise ServeError(str(exc)) from exc
     if env.get("AIP_STORAGE_URI", "").startswith("gs://"):
         return find_model(
-            download_from_gcs(env["AIP_STORAGE_URI"], Path(env.get("MODEL_CACHE_DIR", "/tmp/model")))
+            download_from_gcs(
+                env["AIP_STORAGE_URI"], Path(env.get("MODEL_CACHE_DIR") or tempfile.mkdtemp(prefix="model-"))
+            )
         )
     raise ServeError(
         "no model directory: pass --model-dir or set MODEL_DIR (looked in "

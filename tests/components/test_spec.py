@@ -67,7 +67,7 @@ def test_labels_merge_over_house_labels():
             gcp_config(gcp={**GCP, "pipeline_image": "docker.io/me/pipeline"}),
             "gcp.pipeline_image 'docker.io/me/pipeline'",
         ),
-        (gcp_config(gcp={**GCP, "model_artifact_uri": "/tmp/model"}), "gcp.model_artifact_uri '/tmp/model'"),
+        (gcp_config(gcp={**GCP, "model_artifact_uri": "/srv/model"}), "gcp.model_artifact_uri '/srv/model'"),
         (gcp_config(gcp={**GCP, "kms_key_name": "my-key"}), "gcp.kms_key_name 'my-key'"),
         (gcp_config(model={"private": True}), "model.private is true but data-flow:gcp.network"),
         (gcp_config(gcp={k: v for k, v in GCP.items() if k != "api_image"}), "data-flow:gcp.*api_image"),
