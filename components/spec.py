@@ -276,6 +276,18 @@ def _check_gcp(spec: ChainSpec) -> None:
         )
 
 
+def _with_provider_settings(values: dict[str, Any], provider_setting) -> dict[str, Any]:
+    """Project and region live in the provider's own namespace (``gcp:project``),
+    where the provider reads them too; copy them into the cloud section."""
+    if values.get("cloud") != "gcp":
+        return values
+    section = dict(values.get("gcp") or {})
+    for key in ("project", "region"):
+        if provider_setting(key) is not None:
+            section.setdefault(key, provider_setting(key))
+    return {**values, "gcp": section}
+
+
 def spec_from_pulumi_config() -> ChainSpec:
     """Read every section from the running stack's config (``__main__``)."""
     import pulumi
@@ -290,15 +302,7 @@ def spec_from_pulumi_config() -> ChainSpec:
             values[section] = cfg.get_object(section)
         except Exception:  # a plain string value (cloud, environment)
             values[section] = raw
-    if values.get("cloud") == "gcp":
-        gcp_cfg = pulumi.Config("gcp")
-        section = dict(values.get("gcp") or {})
-        # Project and region live in the provider's namespace, where the provider reads them too.
-        for key in ("project", "region"):
-            if gcp_cfg.get(key) is not None:
-                section.setdefault(key, gcp_cfg.get(key))
-        values["gcp"] = section
-    return load_spec(values)
+    return load_spec(_with_provider_settings(values, pulumi.Config("gcp").get))
 
 
 def spec_from_stack_file(path: str) -> ChainSpec:
@@ -312,13 +316,7 @@ def spec_from_stack_file(path: str) -> ChainSpec:
         namespace, _, name = key.partition(":")
         if namespace == PROJECT:
             values[name] = value
-    if values.get("cloud") == "gcp":
-        section = dict(values.get("gcp") or {})
-        for key in ("project", "region"):
-            if f"gcp:{key}" in config:
-                section.setdefault(key, config[f"gcp:{key}"])
-        values["gcp"] = section
-    return load_spec(values)
+    return load_spec(_with_provider_settings(values, lambda key: config.get(f"gcp:{key}")))
 
 
 if __name__ == "__main__":

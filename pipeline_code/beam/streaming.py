@@ -42,6 +42,7 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from pipeline_code import bigquery
+from pipeline_code.beam.io import history_row, to_us
 from pipeline_code.beam.pipeline import ProcessingOptions, ProcessingSettings
 from pipeline_code.beam.transforms import (
     DEAD_LETTERS,
@@ -50,24 +51,15 @@ from pipeline_code.beam.transforms import (
     USER_FEATURES,
     BuildFeatures,
     ParseEvents,
-    pack,
+    ShardBatchFn,
     unpack,
 )
-from pipeline_code.core.history import UserHistory, enrich_user, keep_first_seen, split_by_shard
+from pipeline_code.core.history import UserHistory, enrich_user, keep_first_seen
 from pipeline_code.core.parse import RawEvent, dead_letter, now_us
 from pipeline_code.tables import TABLES
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 STAGE_LOAD = "load"
-
-
-def to_us(value: dt.datetime | int | None) -> int | None:
-    """A warehouse timestamp (datetime, or microseconds already) -> microseconds."""
-    if value is None or isinstance(value, int):
-        return value
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return (value - _EPOCH) // dt.timedelta(microseconds=1)
 
 
 def pubsub_offset(message_id: str) -> int:
@@ -203,25 +195,6 @@ class DuckDBLookup:
         return {row[0]: history_row(dict(zip(names, row, strict=True))) for row in cur.fetchall()}
 
 
-def history_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A stored ``user_features`` row in the core's units (microseconds)."""
-    row = {k: row[k] for k in UserHistory.__dataclass_fields__}
-    row["first_seen_at"] = to_us(row["first_seen_at"])
-    row["last_seen_at"] = to_us(row["last_seen_at"])
-    row["recent_items"] = list(row["recent_items"] or [])
-    row["last_session_items"] = list(row["last_session_items"] or [])
-    return row
-
-
-class _ShardBatchFn(beam.DoFn):
-    def __init__(self, shards: int) -> None:
-        self.shards = shards
-
-    def process(self, batch: list[dict]):
-        for shard, records in split_by_shard(batch, "user_key", self.shards).items():
-            yield shard, pack(records)
-
-
 class _LookupShardFn(beam.DoFn):
     """``(shard, [packed batch, ...])`` of one micro-batch -> per user
     ``(user_key, (records, stored ids among them, stored history or None))``,
@@ -261,7 +234,7 @@ class LookupHistory(beam.PTransform):
     def expand(self, events):
         return (
             events
-            | "KeyByUserShard" >> beam.ParDo(_ShardBatchFn(self.shards))
+            | "KeyByUserShard" >> beam.ParDo(ShardBatchFn(self.shards))
             | "GroupByUserShard" >> beam.GroupByKey()
             | "QueryWarehouse" >> beam.ParDo(_LookupShardFn(self.lookup))
         )

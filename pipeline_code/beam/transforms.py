@@ -77,7 +77,7 @@ def unpack(data: bytes) -> Batch:
     return pickle.loads(data)
 
 
-class _ShardBatchFn(beam.DoFn):
+class ShardBatchFn(beam.DoFn):
     """A batch -> ``(shard, packed sub-batch)`` for each user shard it touches."""
 
     def __init__(self, shards: int) -> None:
@@ -104,7 +104,7 @@ class ShardByUser(beam.PTransform):
         self.shards = shards
 
     def expand(self, events):
-        keyed = events | "KeyByUserShard" >> beam.ParDo(_ShardBatchFn(self.shards))
+        keyed = events | "KeyByUserShard" >> beam.ParDo(ShardBatchFn(self.shards))
         return {
             "new": keyed,
             "known": self.known_ids,
