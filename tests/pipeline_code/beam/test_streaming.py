@@ -8,7 +8,9 @@ chain's second run over the same log.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import pickle
 import shutil
 import uuid
@@ -25,12 +27,13 @@ from apache_beam.transforms.window import TimestampedValue
 from pipeline_code.beam.pipeline import ProcessingSettings, local_runner
 from pipeline_code.beam.streaming import (
     DuckDBLookup,
+    _load_failure,
     build_streaming_chain,
     pubsub_offset,
     split_dataset,
     to_raw_event,
 )
-from pipeline_code.core.parse import RawEvent
+from pipeline_code.core.parse import RawEvent, parse_event
 from pipeline_code.local.chain import process_log
 from pipeline_code.local.eventlog import EventLog
 from pipeline_code.synth import StoreSpec, generate
@@ -165,7 +168,24 @@ def test_every_input_is_an_event_a_duplicate_or_a_dead_letter(two_halves):
     )
     assert sorted(d["payload"] for d in dead) == sorted(d["payload"] for d in batch_dead)
     assert b"{not json" in {d["payload"] for d in dead}
-    assert len(events) + len(dead) <= len(two_halves["second"])
+    # Events in = events stored + duplicates skipped + dead letters, exactly.
+    seen = {r["event_id"] for r in stored(two_halves["first"], "SELECT event_id FROM events")}
+    duplicates = 0
+    for raw in sorted(two_halves["second"], key=lambda r: r.offset):
+        rec, _ = parse_event(raw)
+        if rec is not None:
+            duplicates += rec["event_id"] in seen
+            seen.add(rec["event_id"])
+    assert duplicates >= len(two_halves["retries"])
+    assert len(events) + duplicates + len(dead) == len(two_halves["second"])
+
+
+def test_refused_rows_become_load_dead_letters_keeping_the_row():
+    row = {"event_id": "e-9", "user_key": "u"}
+    dead = _load_failure(("p:d.events", row, [{"reason": "invalid", "message": "no such field"}]), "events")
+    assert dead["failed_stage"] == "load" and dead["event_id"] == "e-9"
+    assert "no such field" in dead["error_message"] and "events" in dead["error_message"]
+    assert json.loads(base64.b64decode(dead["payload"])) == row
 
 
 def test_feature_tables_sum_to_the_batch_chains(two_halves):
