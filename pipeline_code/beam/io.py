@@ -7,18 +7,17 @@ the sink is the DuckDB warehouse; the cloud chains add their own here
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from pathlib import Path
-from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline_code.core.history import UserHistory, shard_of
+from pipeline_code.core.history import shard_of
 from pipeline_code.local.eventlog import EventLog
 from pipeline_code.local.warehouse import LoadResult, Warehouse
+from pipeline_code.lookup import history_row
 from pipeline_code.tables import TABLES, arrow_schema
 
 
@@ -70,27 +69,6 @@ def _history_by_shard(path: str, shards: int):
     for row in pq.read_table(path).to_pylist():
         out[shard_of(row["user_key"], shards)].append(history_row(row))
     return out.items()
-
-
-def to_us(value: dt.datetime | int | None) -> int | None:
-    """A warehouse timestamp (a datetime, or microseconds already) -> the
-    core's microseconds."""
-    if value is None or isinstance(value, int):
-        return value
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return (value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
-
-
-def history_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A stored ``user_features`` row (Parquet, DuckDB or BigQuery) in the
-    core's units: microsecond timestamps, plain lists."""
-    row = {k: row[k] for k in UserHistory.__dataclass_fields__}
-    row["first_seen_at"] = to_us(row["first_seen_at"])
-    row["last_seen_at"] = to_us(row["last_seen_at"])
-    row["recent_items"] = list(row["recent_items"] or [])
-    row["last_session_items"] = list(row["last_session_items"] or [])
-    return row
 
 
 class ReadWarehouseSnapshot(beam.PTransform):

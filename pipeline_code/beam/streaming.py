@@ -26,11 +26,9 @@ needs no Java. Run on Dataflow through the Flex Template in
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import zlib
 from collections.abc import Iterable
-from typing import Any, Protocol
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder
@@ -42,7 +40,6 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from pipeline_code import bigquery
-from pipeline_code.beam.io import history_row, to_us
 from pipeline_code.beam.pipeline import ProcessingOptions, ProcessingSettings
 from pipeline_code.beam.transforms import (
     DEAD_LETTERS,
@@ -56,9 +53,9 @@ from pipeline_code.beam.transforms import (
 )
 from pipeline_code.core.history import UserHistory, enrich_user, keep_first_seen
 from pipeline_code.core.parse import RawEvent, dead_letter, now_us
+from pipeline_code.lookup import BigQueryLookup, WarehouseLookup, to_us
 from pipeline_code.tables import TABLES
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 STAGE_LOAD = "load"
 
 
@@ -109,90 +106,6 @@ class MicroBatch(beam.PTransform):
             | "ArrivalWindows" >> beam.WindowInto(window.FixedWindows(self.batch_seconds))
             | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self.max_batch)
         )
-
-
-class WarehouseLookup(Protocol):
-    """What the streaming job asks the warehouse: which of these ids are
-    stored, and what is known about these users. Picklable: it connects in
-    ``open``, on the worker."""
-
-    def open(self) -> None: ...
-
-    def known_ids(self, event_ids: list[str], first_day: int, last_day: int) -> set[str]: ...
-
-    def histories(self, user_keys: list[str]) -> dict[str, dict[str, Any]]: ...
-
-
-class BigQueryLookup:
-    """``WarehouseLookup`` over the BigQuery dataset the warehouse component
-    created. Both queries prune: ``events`` by its date partition and
-    clustering, ``user_features`` by its clustering on ``user_key``."""
-
-    def __init__(self, project: str, dataset: str) -> None:
-        self.project = project
-        self.dataset = dataset
-        self.client = None
-
-    def open(self) -> None:
-        from google.cloud import bigquery as bq
-
-        self.client = bq.Client(project=self.project)
-
-    def _query(self, sql: str, params: list) -> list:
-        from google.cloud import bigquery as bq
-
-        job = self.client.query(sql, job_config=bq.QueryJobConfig(query_parameters=params))  # type: ignore[union-attr]
-        return list(job.result())
-
-    def known_ids(self, event_ids: list[str], first_day: int, last_day: int) -> set[str]:
-        from google.cloud import bigquery as bq
-
-        table = f"`{self.project}.{self.dataset}.events`"
-        rows = self._query(
-            f"SELECT event_id FROM {table} WHERE event_date BETWEEN @lo AND @hi AND event_id IN UNNEST(@ids)",
-            [
-                bq.ScalarQueryParameter("lo", "DATE", (_EPOCH + dt.timedelta(days=first_day)).date()),
-                bq.ScalarQueryParameter("hi", "DATE", (_EPOCH + dt.timedelta(days=last_day)).date()),
-                bq.ArrayQueryParameter("ids", "STRING", event_ids),
-            ],
-        )
-        return {r["event_id"] for r in rows}
-
-    def histories(self, user_keys: list[str]) -> dict[str, dict[str, Any]]:
-        from google.cloud import bigquery as bq
-
-        table = f"`{self.project}.{self.dataset}.{USER_FEATURES}`"
-        rows = self._query(
-            f"SELECT * FROM {table} WHERE user_key IN UNNEST(@users)",
-            [bq.ArrayQueryParameter("users", "STRING", user_keys)],
-        )
-        return {r["user_key"]: history_row(dict(r.items())) for r in rows}
-
-
-class DuckDBLookup:
-    """``WarehouseLookup`` over a local DuckDB warehouse (read-only)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.con = None
-
-    def open(self) -> None:
-        import duckdb
-
-        self.con = duckdb.connect(self.path, read_only=True)
-
-    def known_ids(self, event_ids: list[str], first_day: int, last_day: int) -> set[str]:
-        rows = self.con.execute(  # type: ignore[union-attr]
-            "SELECT event_id FROM events WHERE event_id IN (SELECT unnest(?::VARCHAR[]))", [event_ids]
-        ).fetchall()
-        return {r[0] for r in rows}
-
-    def histories(self, user_keys: list[str]) -> dict[str, dict[str, Any]]:
-        cur = self.con.execute(  # type: ignore[union-attr]
-            f"SELECT * FROM {USER_FEATURES} WHERE user_key IN (SELECT unnest(?::VARCHAR[]))", [user_keys]
-        )
-        names = [d[0] for d in cur.description]
-        return {row[0]: history_row(dict(zip(names, row, strict=True))) for row in cur.fetchall()}
 
 
 class _LookupShardFn(beam.DoFn):

@@ -26,7 +26,6 @@ from apache_beam.transforms.window import TimestampedValue
 
 from pipeline_code.beam.pipeline import ProcessingSettings, local_runner
 from pipeline_code.beam.streaming import (
-    DuckDBLookup,
     _load_failure,
     build_streaming_chain,
     pubsub_offset,
@@ -36,6 +35,7 @@ from pipeline_code.beam.streaming import (
 from pipeline_code.core.parse import RawEvent, parse_event
 from pipeline_code.local.chain import process_log
 from pipeline_code.local.eventlog import EventLog
+from pipeline_code.lookup import DuckDBLookup
 from pipeline_code.synth import StoreSpec, generate
 from pipeline_code.tables import TABLES
 from tests.conftest import line
