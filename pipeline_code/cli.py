@@ -37,7 +37,7 @@ from rich.table import Table
 from pipeline_code.synth import DEFAULT_START, StoreSpec, write
 
 if TYPE_CHECKING:
-    from pipeline_code.beam.pipeline import ProcessingSettings
+    from pipeline_code.core.settings import ProcessingSettings
     from pipeline_code.local.chain import RunSummary
     from pipeline_code.ml.train import TrainResult, TrainSettings
 
@@ -146,7 +146,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 def cmd_process(args: argparse.Namespace) -> None:
     """Ingest files into the event log, process them, and load the warehouse."""
-    from pipeline_code.beam.pipeline import ProcessingSettings
+    from pipeline_code.core.settings import ProcessingSettings
 
     try:
         settings = ProcessingSettings(
@@ -300,7 +300,7 @@ def cmd_status(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """Generate a store's events, run the whole local chain, train, and report."""
-    from pipeline_code.beam.pipeline import ProcessingSettings
+    from pipeline_code.core.settings import ProcessingSettings
     from pipeline_code.ml.train import TrainSettings
 
     data = args.workdir / "events.jsonl"

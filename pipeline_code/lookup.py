@@ -21,6 +21,7 @@ import time
 from typing import Any, Protocol
 
 from pipeline_code.core.history import UserHistory
+from pipeline_code.redshift import sql_string
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 USER_FEATURES = "user_features"
@@ -56,6 +57,8 @@ class WarehouseLookup(Protocol):
 
     def open(self) -> None: ...
 
+    def close(self) -> None: ...
+
     def known_ids(self, event_ids: list[str], first_day: int, last_day: int) -> set[str]: ...
 
     def histories(self, user_keys: list[str]) -> dict[str, dict[str, Any]]: ...
@@ -75,6 +78,11 @@ class BigQueryLookup:
         from google.cloud import bigquery as bq
 
         self.client = bq.Client(project=self.project)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
 
     def _query(self, sql: str, params: list) -> list:
         from google.cloud import bigquery as bq
@@ -119,6 +127,11 @@ class DuckDBLookup:
 
         self.con = duckdb.connect(self.path, read_only=True)
 
+    def close(self) -> None:
+        if self.con is not None:
+            self.con.close()
+            self.con = None
+
     def known_ids(self, event_ids: list[str], first_day: int, last_day: int) -> set[str]:
         rows = self.con.execute(  # type: ignore[union-attr]
             "SELECT event_id FROM events WHERE event_id IN (SELECT unnest(?::VARCHAR[]))", [event_ids]
@@ -135,11 +148,6 @@ class DuckDBLookup:
 
 class RedshiftError(Exception):
     """A Data API statement failed or was aborted."""
-
-
-def sql_literal(value: str) -> str:
-    """A string as a Redshift literal (quotes doubled, backslashes escaped)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 class RedshiftDataLookup:
@@ -161,6 +169,9 @@ class RedshiftDataLookup:
         import boto3
 
         self.client = boto3.client("redshift-data", region_name=self.region)
+
+    def close(self) -> None:
+        self.client = None
 
     def _rows(self, sql: str) -> list[list[Any]]:
         client = self.client
@@ -191,7 +202,7 @@ class RedshiftDataLookup:
         hi = (_EPOCH + dt.timedelta(days=last_day)).date().isoformat()
         found: set[str] = set()
         for i in range(0, len(event_ids), self.CHUNK):
-            ids = ", ".join(sql_literal(e) for e in event_ids[i : i + self.CHUNK])
+            ids = ", ".join(sql_string(e) for e in event_ids[i : i + self.CHUNK])
             rows = self._rows(
                 "SELECT event_id FROM events"
                 f" WHERE event_date BETWEEN '{lo}' AND '{hi}' AND event_id IN ({ids})"
@@ -211,7 +222,7 @@ class RedshiftDataLookup:
         )
         out: dict[str, dict[str, Any]] = {}
         for i in range(0, len(user_keys), self.CHUNK):
-            keys = ", ".join(sql_literal(u) for u in user_keys[i : i + self.CHUNK])
+            keys = ", ".join(sql_string(u) for u in user_keys[i : i + self.CHUNK])
             for r in self._rows(f"SELECT {select} FROM {USER_FEATURES} WHERE user_key IN ({keys})"):
                 row = dict(zip(names, r, strict=True))
                 out[row["user_key"]] = history_row(row)

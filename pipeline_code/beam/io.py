@@ -7,18 +7,12 @@ the sink is the DuckDB warehouse; the cloud chains add their own here
 
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
-
 import apache_beam as beam
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline_code.core.history import shard_of
 from pipeline_code.local.eventlog import EventLog
-from pipeline_code.local.warehouse import LoadResult, Warehouse
 from pipeline_code.lookup import history_row
-from pipeline_code.tables import TABLES, arrow_schema
 
 
 class _ReadRangeFn(beam.DoFn):
@@ -94,27 +88,3 @@ class ReadWarehouseSnapshot(beam.PTransform):
             | "HistoryByShard" >> beam.FlatMap(_history_by_shard, shards)
         )
         return known, history
-
-
-class LocalWarehouseSink:
-    """Stages row batches as Parquet and commits them to DuckDB with the
-    log checkpoint. Picklable: it carries paths and offsets, not connections."""
-
-    def __init__(
-        self, warehouse: str, staging_dir: str, log_id: str, from_offset: int, to_offset: int
-    ) -> None:
-        self.warehouse = warehouse
-        self.staging_dir = staging_dir
-        self.log_id = log_id
-        self.from_offset = from_offset
-        self.to_offset = to_offset
-
-    def stage(self, table: str, rows: list[dict]) -> str:
-        path = Path(self.staging_dir) / table / f"{uuid.uuid4().hex}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema(TABLES[table])), path)
-        return str(path)
-
-    def commit(self, files: dict[str, list[str]]) -> LoadResult:
-        with Warehouse(self.warehouse) as wh:
-            return wh.load(files, self.log_id, self.from_offset, self.to_offset)

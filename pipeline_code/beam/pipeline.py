@@ -16,14 +16,13 @@ twice).
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipeline_code.beam.io import LocalWarehouseSink, ReadEventLog, ReadWarehouseSnapshot
+from pipeline_code.beam.io import ReadEventLog, ReadWarehouseSnapshot
 from pipeline_code.beam.transforms import (
     DEAD_LETTERS,
     USER_FEATURES,
@@ -34,6 +33,8 @@ from pipeline_code.beam.transforms import (
     ShardByUser,
     WriteToWarehouse,
 )
+from pipeline_code.core.settings import ProcessingSettings
+from pipeline_code.local.warehouse import LocalWarehouseSink
 
 
 class ProcessingOptions(PipelineOptions):
@@ -75,24 +76,10 @@ class ChainOptions(ProcessingOptions):
         parser.add_argument("--chunk_bytes", type=int, default=1 << 20, help="Bytes of log per input batch.")
 
 
-@dataclass(frozen=True)
-class ProcessingSettings:
-    shards: int = 8
-    window_minutes: int = 60
-    allowed_lateness_minutes: int = 24 * 60
-    session_gap_minutes: int = 30
-
-    def __post_init__(self) -> None:
-        for name in ("shards", "window_minutes", "session_gap_minutes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.allowed_lateness_minutes < 0:
-            raise ValueError(f"allowed_lateness_minutes must be >= 0, got {self.allowed_lateness_minutes}")
-
-    @classmethod
-    def from_options(cls, opts: PipelineOptions) -> ProcessingSettings:
-        o = opts.view_as(ProcessingOptions)
-        return cls(o.shards, o.window_minutes, o.allowed_lateness_minutes, o.session_gap_minutes)
+def settings_from_options(opts: PipelineOptions) -> ProcessingSettings:
+    """The ``ProcessingOptions`` flags as the engine-free settings."""
+    o = opts.view_as(ProcessingOptions)
+    return ProcessingSettings(o.shards, o.window_minutes, o.allowed_lateness_minutes, o.session_gap_minutes)
 
 
 def local_runner(streaming: bool = False):
@@ -149,7 +136,7 @@ def run(argv: list[str] | None = None):
     return process_log(
         opts.event_log_dir,
         opts.warehouse,
-        ProcessingSettings.from_options(opts),
+        settings_from_options(opts),
         staging_dir=staging,
         chunk_bytes=opts.chunk_bytes,
         options=opts,

@@ -40,7 +40,7 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from pipeline_code import bigquery
-from pipeline_code.beam.pipeline import ProcessingOptions, ProcessingSettings
+from pipeline_code.beam.pipeline import ProcessingOptions, settings_from_options
 from pipeline_code.beam.transforms import (
     DEAD_LETTERS,
     EVENTS,
@@ -53,6 +53,7 @@ from pipeline_code.beam.transforms import (
 )
 from pipeline_code.core.history import UserHistory, enrich_user, keep_first_seen
 from pipeline_code.core.parse import RawEvent, dead_letter, now_us
+from pipeline_code.core.settings import ProcessingSettings
 from pipeline_code.lookup import BigQueryLookup, WarehouseLookup, to_us
 from pipeline_code.tables import TABLES
 
@@ -119,6 +120,9 @@ class _LookupShardFn(beam.DoFn):
 
     def setup(self) -> None:
         self.lookup.open()
+
+    def teardown(self) -> None:
+        self.lookup.close()
 
     def process(self, element):
         _, packed = element
@@ -335,7 +339,7 @@ def run_streaming(argv: list[str] | None = None):
     opts = StreamingOptions(argv)
     opts.view_as(StandardOptions).streaming = True
     project, dataset = split_dataset(opts.output_dataset)
-    settings = ProcessingSettings.from_options(opts)
+    settings = settings_from_options(opts)
     if opts.batch_seconds < 1:
         raise ValueError(f"--batch_seconds must be at least 1, got {opts.batch_seconds}")
     p = beam.Pipeline(options=opts)

@@ -20,8 +20,9 @@ from pathlib import Path
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline_code.beam.pipeline import ProcessingSettings, local_pipeline
+from pipeline_code.beam.pipeline import local_pipeline
 from pipeline_code.beam.transforms import NAMESPACE
+from pipeline_code.core.settings import ProcessingSettings
 from pipeline_code.local.eventlog import EventLog, iter_input_lines
 from pipeline_code.local.warehouse import Warehouse
 

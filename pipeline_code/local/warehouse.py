@@ -10,12 +10,15 @@ neither loses nor re-adds events. Each table merges by its rule in
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from pipeline_code.tables import TABLES, Table, duckdb_ddl
+from pipeline_code.tables import TABLES, Table, arrow_schema, duckdb_ddl
 
 _META_DDL = (
     """CREATE TABLE IF NOT EXISTS _dataflow_checkpoints (
@@ -208,3 +211,27 @@ class Warehouse:
     # -- reporting -------------------------------------------------------------
     def row_counts(self) -> dict[str, int]:
         return {name: self.con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for name in TABLES}
+
+
+class LocalWarehouseSink:
+    """Stages row batches as Parquet and commits them to DuckDB with the
+    log checkpoint. Picklable: it carries paths and offsets, not connections."""
+
+    def __init__(
+        self, warehouse: str, staging_dir: str, log_id: str, from_offset: int, to_offset: int
+    ) -> None:
+        self.warehouse = warehouse
+        self.staging_dir = staging_dir
+        self.log_id = log_id
+        self.from_offset = from_offset
+        self.to_offset = to_offset
+
+    def stage(self, table: str, rows: list[dict]) -> str:
+        path = Path(self.staging_dir) / table / f"{uuid.uuid4().hex}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema(TABLES[table])), path)
+        return str(path)
+
+    def commit(self, files: dict[str, list[str]]) -> LoadResult:
+        with Warehouse(self.warehouse) as wh:
+            return wh.load(files, self.log_id, self.from_offset, self.to_offset)

@@ -24,7 +24,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 
-from pipeline_code.beam.pipeline import ProcessingSettings, local_runner
+from pipeline_code.beam.pipeline import local_runner
 from pipeline_code.beam.streaming import (
     _load_failure,
     build_streaming_chain,
@@ -33,6 +33,7 @@ from pipeline_code.beam.streaming import (
     to_raw_event,
 )
 from pipeline_code.core.parse import RawEvent, parse_event
+from pipeline_code.core.settings import ProcessingSettings
 from pipeline_code.local.chain import process_log
 from pipeline_code.local.eventlog import EventLog
 from pipeline_code.lookup import DuckDBLookup

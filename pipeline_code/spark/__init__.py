@@ -1,0 +1,1 @@
+"""The Spark adapter: the shared core on Glue, Synapse Spark and local PySpark."""

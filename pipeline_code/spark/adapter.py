@@ -1,0 +1,231 @@
+"""The Spark adapter: the chain's pure core on Spark, one micro-batch at a time.
+
+Glue and Synapse run Spark, not Beam, so this module composes the same
+core functions the Beam pipeline composes (``parse_batch``,
+``keep_first_seen``, ``enrich_shard``, the feature builders) over Spark
+RDDs, with the same shuffle (one by user shard) and the same sink protocol
+as Beam's ``WriteToWarehouse`` (``stage`` row batches on the executors,
+then one ``commit`` on the driver). Nothing here re-implements a rule.
+
+    raw rows -> parse (per partition) -> dead letters ----------------------\\
+             -> shard by user -> lookup + dedup + enrich (per shard)          -> stage -> commit
+                                  -> features per shard; popularity per window /
+
+``process_micro_batch`` is what ``glueContext.forEachBatch`` calls on Glue
+(``pipeline_code.spark.glue``) and what ``pipeline_code.spark.local`` calls
+once per run over the local event log. Each micro-batch is committed before
+the next starts, so the warehouse lookup of batch N sees everything batches
+before it stored: it plays the part the Beam streaming job's per-user state
+plays.
+
+Popularity windows late beyond ``allowed_lateness`` (measured against the
+``watermark_us`` the caller passes: the newest event time of the batches
+before) are left out of ``item_popularity`` only, as in the Dataflow job;
+their events are still stored. With no watermark nothing is late, as in the
+Beam batch chain.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pipeline_code.core import features as feat
+from pipeline_code.core.history import UserHistory, enrich_shard, keep_first_seen, split_by_shard
+from pipeline_code.core.parse import RawEvent, parse_batch
+from pipeline_code.core.settings import ProcessingSettings
+from pipeline_code.lookup import WarehouseLookup
+
+EVENTS = "events"
+DEAD_LETTERS = "dead_letters"
+USER_FEATURES = "user_features"
+ITEM_POPULARITY = "item_popularity"
+
+# Kinds of what a partition emits besides table rows.
+_DUPLICATES = "_duplicates"
+_WINDOW = "_window"
+_MAX_EVENT_TIME = "_max_event_time"
+
+
+class Sink(Protocol):
+    """Where a micro-batch's rows go: staged per batch of rows on the
+    executors (picklable), committed once on the driver. The same protocol
+    as the Beam chain's sink (``pipeline_code.local.warehouse.LocalWarehouseSink``)."""
+
+    def stage(self, table: str, rows: list[dict[str, Any]]) -> str: ...
+
+    def commit(self, files: dict[str, list[str]]) -> Any: ...
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one micro-batch did; ``balanced`` is the conservation rule."""
+
+    events_read: int
+    events_stored: int
+    duplicates_skipped: int
+    dead_lettered: int
+    late_windows_dropped: int
+    max_event_time_us: int | None
+    commit: Any
+
+    @property
+    def balanced(self) -> bool:
+        return self.events_read == self.events_stored + self.duplicates_skipped + self.dead_lettered
+
+
+def kinesis_offset(sequence_number: str, arrival_ms: int) -> int:
+    """``source_offset`` for a Kinesis record. Sequence numbers are decimal
+    strings of up to 128 bits, too wide for the INT64 column, and only
+    ordered within a shard. Arrival milliseconds in the high bits keep log
+    order across shards; 20 bits of the sequence number's hash separate
+    records that arrived in the same millisecond."""
+    if not sequence_number.isdigit():
+        raise ValueError(f"Kinesis sequenceNumber must be decimal digits, got {sequence_number!r}")
+    return (arrival_ms << 20) | (zlib.crc32(sequence_number.encode()) & 0xFFFFF)
+
+
+def _parse_partition(raws: Iterator[RawEvent]) -> Iterator[tuple[str, Any]]:
+    """One partition of raw events -> its record batch and its dead letters."""
+    records, dead = parse_batch([RawEvent(*r) for r in raws])
+    if records:
+        yield EVENTS, records
+    if dead:
+        yield DEAD_LETTERS, dead
+
+
+class _EnrichShards:
+    """A partition of ``(shard, records)`` pairs -> table rows per shard.
+
+    Per shard, as the Beam streaming job's ``LookupHistory`` does: two
+    warehouse queries (stored ids, stored histories), then the core's dedup
+    and enrichment, then the feature builders over the enriched records."""
+
+    def __init__(self, lookup: WarehouseLookup, settings: ProcessingSettings) -> None:
+        self.lookup = lookup
+        self.settings = settings
+
+    def __call__(self, pairs: Iterator[tuple[int, list[dict[str, Any]]]]) -> Iterator[tuple[str, Any]]:
+        by_shard: dict[int, list[dict[str, Any]]] = {}
+        for shard, records in pairs:
+            by_shard.setdefault(shard, []).extend(records)
+        if not by_shard:
+            return
+        self.lookup.open()
+        try:
+            for shard in sorted(by_shard):
+                yield from self._shard(by_shard[shard])
+        finally:
+            # The local warehouse is a file: the driver's commit needs the lock.
+            self.lookup.close()
+
+    def _shard(self, records: list[dict[str, Any]]) -> Iterator[tuple[str, Any]]:
+        days = [rec["event_date"] for rec in records]
+        users = sorted({rec["user_key"] for rec in records})
+        known = self.lookup.known_ids(sorted({rec["event_id"] for rec in records}), min(days), max(days))
+        stored = self.lookup.histories(users)
+        unique, dropped = keep_first_seen(records, known)
+        yield _DUPLICATES, dropped
+        if not unique:
+            return
+        histories = {user: UserHistory.from_row(row) for user, row in stored.items()}
+        enriched, updated = enrich_shard(unique, histories, self.settings.session_gap_us)
+        yield EVENTS, enriched
+        yield USER_FEATURES, [h.to_row() for h in updated]
+        yield "sessions", feat.session_rows(enriched)
+        yield "user_item_interactions", feat.user_item_interactions(enriched)
+        yield "item_features", feat.item_features(enriched)
+        yield "item_cooccurrence", feat.item_cooccurrence(enriched)
+        yield _MAX_EVENT_TIME, max(rec["event_timestamp"] for rec in enriched)
+        for start, counts in feat.popularity_counts(enriched, self.settings.window_us).items():
+            yield _WINDOW, (start, counts)
+
+
+def _stage_with(sink: Sink) -> Callable[[tuple[str, list]], tuple[str, str]]:
+    def stage(item: tuple[str, list]) -> tuple[str, str]:
+        table, rows = item
+        return table, sink.stage(table, rows)
+
+    return stage
+
+
+def _popularity_rows(window_us: int) -> Callable[[tuple[int, dict]], list[dict[str, Any]]]:
+    def rows(item: tuple[int, dict]) -> list[dict[str, Any]]:
+        start, counts = item
+        return feat.popularity_rows(start, window_us, counts)
+
+    return rows
+
+
+def process_micro_batch(
+    raws,
+    lookup: WarehouseLookup,
+    sink: Sink,
+    settings: ProcessingSettings,
+    watermark_us: int | None = None,
+) -> BatchResult:
+    """Run the chain over one micro-batch and commit it.
+
+    ``raws`` is an RDD of ``RawEvent`` tuples ``(offset, received_at_us,
+    payload bytes)``. Returns the batch's counts and the sink's commit result.
+    """
+    shards = settings.shards
+    parsed = raws.mapPartitions(_parse_partition).persist()
+    sharded = (
+        parsed.filter(lambda kv: kv[0] == EVENTS)
+        .flatMap(lambda kv: split_by_shard(kv[1], "user_key", shards).items())
+        # One partition per shard: each shard's records meet on one executor.
+        .partitionBy(shards, lambda shard: shard)
+    )
+    outputs = sharded.mapPartitions(_EnrichShards(lookup, settings)).persist()
+    try:
+        events_read = raws.count()
+        dead = parsed.filter(lambda kv: kv[0] == DEAD_LETTERS)
+        tables = outputs.filter(lambda kv: not kv[0].startswith("_") and kv[1])
+        late_before = (
+            watermark_us - settings.window_us - settings.allowed_lateness_us
+            if watermark_us is not None
+            else None
+        )
+        windows = (
+            outputs.filter(lambda kv: kv[0] == _WINDOW)
+            .map(lambda kv: kv[1])
+            .reduceByKey(lambda a, b: feat.merge_counts([a, b]))
+        )
+        # Beam fires a window late until the watermark passes its end plus
+        # the allowed lateness; after that its late data is dropped.
+        on_time = windows.filter(lambda w: late_before is None or w[0] > late_before)
+        popularity = on_time.map(_popularity_rows(settings.window_us)).filter(bool)
+        staged = (
+            tables.union(dead)
+            .union(popularity.map(lambda rows: (ITEM_POPULARITY, rows)))
+            .map(_stage_with(sink))
+            .collect()
+        )
+        files: dict[str, list[str]] = {}
+        for table, path in staged:
+            files.setdefault(table, []).append(path)
+        commit = sink.commit(files)
+        counts = outputs.filter(lambda kv: kv[0] in (_DUPLICATES, _MAX_EVENT_TIME)).collect()
+        times = [v for k, v in counts if k == _MAX_EVENT_TIME]
+        stored_events = getattr(commit, "events_stored", None)
+        duplicates = sum(v for k, v in counts if k == _DUPLICATES)
+        if stored_events is None:
+            stored_events = outputs.filter(lambda kv: kv[0] == EVENTS).map(lambda kv: len(kv[1])).sum()
+        else:
+            # An id reused under another user is only caught by the warehouse key.
+            duplicates += getattr(commit, "duplicates_at_load", 0)
+        return BatchResult(
+            events_read=events_read,
+            events_stored=int(stored_events),
+            duplicates_skipped=duplicates,
+            dead_lettered=int(dead.map(lambda kv: len(kv[1])).sum()),
+            late_windows_dropped=windows.count() - on_time.count() if late_before is not None else 0,
+            max_event_time_us=max(times) if times else None,
+            commit=commit,
+        )
+    finally:
+        outputs.unpersist()
+        parsed.unpersist()

@@ -1,0 +1,130 @@
+"""The Glue job's own parts, run here: arguments, the connector's rows into
+the adapter, the job's import closure, and the Redshift SQL it sends."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata as md
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+import sqlglot
+
+from pipeline_code import redshift
+from pipeline_code.core.settings import ProcessingSettings
+from pipeline_code.local.warehouse import LocalWarehouseSink, Warehouse
+from pipeline_code.lookup import DuckDBLookup
+from pipeline_code.spark.adapter import process_micro_batch
+from pipeline_code.spark.glue import kinesis_source_options, parse_args, to_raw
+from pipeline_code.tables import TABLES
+from tests.conftest import line
+from tests.pipeline_code.dataflow.test_template import _distributions_installed_by
+
+SPARK_DIR = Path(__file__).parents[3] / "pipeline_code" / "spark"
+ARGS = [
+    "--JOB_ID", "j_1", "--JOB_NAME", "dataflow-dev",
+    "--stream_name", "events", "--region", "eu-west-1", "--workgroup", "wg", "--database", "dataflow",
+    "--staging_uri", "s3://b/staging/", "--checkpoint_uri", "s3://b/checkpoint/",
+    "--dead_letter_uri", "s3://d/", "--copy_role_arn", "arn:aws:iam::123456789012:role/copy",
+    "--shards", "4", "--window_seconds", "20",
+]  # fmt: skip
+
+
+def test_job_arguments_parse_and_glue_extras_are_ignored():
+    args = parse_args(ARGS)
+    assert (args.job_name, args.staging_uri, args.window_seconds) == ("dataflow-dev", "s3://b/staging", 20)
+    assert args.settings == ProcessingSettings(shards=4)
+    assert kinesis_source_options(args)["kinesis.startingposition"] == "TRIM_HORIZON"
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--staging_uri", "/tmp/x", "--staging_uri must be an s3:// URI, got '/tmp/x'"),
+        ("--window_seconds", "0", "--window_seconds must be at least 1, got 0"),
+        ("--shards", "0", "shards must be at least 1, got 0"),
+    ],
+)
+def test_bad_job_arguments_are_named(flag, value, message):
+    argv = [*ARGS]
+    argv[argv.index(flag) + 1] = value
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_args(argv)
+
+
+def test_connector_rows_reach_the_adapter_byte_for_byte(spark, tmp_path):
+    """Rows shaped as the Kinesis connector's (binary data, decimal sequence
+    number, arrival timestamp) go through ``to_raw`` and the adapter."""
+    arrived = dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
+    rows = [
+        (line(event_id="k1"), "49590338271490256608559692538361571095921575989136588898", arrived),
+        (b"\xff not json", "49590338271490256608559692538361571095921575989136588899", arrived),
+    ]
+    frame = spark.createDataFrame(
+        rows, "data binary, sequenceNumber string, approximateArrivalTimestamp timestamp"
+    )
+    warehouse = tmp_path / "w.duckdb"
+    Warehouse(warehouse).close()
+    sink = LocalWarehouseSink(str(warehouse), str(tmp_path / "s"), "kinesis", 0, 2)
+    raws = frame.select("data", "sequenceNumber", "approximateArrivalTimestamp").rdd.map(to_raw)
+    result = process_micro_batch(raws, DuckDBLookup(str(warehouse)), sink, ProcessingSettings(shards=2))
+    assert result.balanced and (result.events_stored, result.dead_lettered) == (1, 1)
+    con = duckdb.connect(str(warehouse), read_only=True)
+    ((payload, received),) = con.execute("SELECT payload, received_at FROM dead_letters").fetchall()
+    con.close()
+    assert payload == b"\xff not json" and received == arrived
+
+
+def test_the_glue_job_imports_only_its_requirements_and_glues_runtime():
+    requirements = [
+        r for r in (SPARK_DIR / "requirements.txt").read_text().splitlines() if r and not r.startswith("#")
+    ]
+    # Glue's runtime ships PySpark, pyarrow, numpy and boto3.
+    glue = _distributions_installed_by([*requirements, "pyspark", "pyarrow", "numpy", "boto3"])
+    allowed = glue | {"data-flow"}
+    outside = sorted(
+        module
+        for module, dists in md.packages_distributions().items()
+        if not {re.sub(r"[-_.]+", "-", d).lower() for d in dists} & allowed
+    )
+    probe = (
+        f"import sys; sys.modules.update(dict.fromkeys({outside!r})); "
+        "import pipeline_code.spark.glue, pipeline_code.spark.glue_job; "
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules if sys.modules[m] is not None})))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert {"apache_beam", "duckdb"} <= set(outside)  # the check has teeth here
+    assert not {"apache_beam", "duckdb", "scipy", "pulumi"} & set(done.stdout.split())
+
+
+def test_redshift_ddl_and_merge_sql_parse_in_the_redshift_dialect():
+    statements = [
+        *redshift.all_ddl(),
+        *redshift.merge_statements("job:7", {t: f"s3://b/staging/7/{t}/" for t in TABLES}, "default"),
+    ]
+    for sql in statements:
+        for tree in sqlglot.parse(sql, read="redshift", error_level=sqlglot.ErrorLevel.RAISE):
+            assert type(tree).__name__ != "Command", f"not parsed, only passed through: {sql[:80]}"
+    assert sum(s.startswith("COPY ") for s in statements) == len(TABLES)
+
+
+def test_every_merge_is_guarded_by_the_batch_key_and_the_batch_is_recorded_last():
+    statements = redshift.merge_statements("job:7", {"events": "s3://b/e/", "sessions": "s3://b/s/"})
+    guard = "NOT EXISTS (SELECT 1 FROM _dataflow_batches WHERE batch_key = 'job:7')"
+    changes = [s for s in statements if s.startswith(("INSERT", "MERGE", "DELETE"))]
+    assert len(changes) == 3 and all(guard in s for s in changes)
+    assert statements[-1].startswith("INSERT INTO _dataflow_batches")
+    with pytest.raises(ValueError, match="unknown tables: \\['evnts'\\]"):
+        redshift.merge_statements("k", {"evnts": "s3://b/"})
+
+
+def test_redshift_ddl_follows_the_table_description():
+    events = redshift.ddl(TABLES["events"])
+    assert "items SUPER" in events and "event_id VARCHAR(65535) NOT NULL" in events
+    assert "DISTKEY (user_key)" in events and "SORTKEY (event_date, event_name, user_key, event_id)" in events
+    assert "payload VARBYTE(1024000) NOT NULL" in redshift.ddl(TABLES["dead_letters"])
