@@ -150,6 +150,39 @@ class GcpSettings(_Section):
     """Dataflow worker machine type."""
 
 
+KINESIS_CONNECTOR_JAR = (
+    "https://awslabs-code-us-east-1.s3.amazonaws.com/spark-sql-kinesis-connector/"
+    "spark-streaming-sql-kinesis-connector_2.12-1.0.0.jar"
+)
+"""The open-source Kinesis connector for Spark Structured Streaming (awslabs)."""
+
+
+class AwsSettings(_Section):
+    """What only AWS needs (``data-flow:aws``); the region comes from the
+    provider's own ``aws:region``."""
+
+    region: str
+    vpc_id: str
+    """The VPC the warehouse and the job's network interfaces live in."""
+    subnet_ids: list[str]
+    """Private subnets in at least three availability zones (Redshift Serverless needs three)."""
+    model_server_image: str
+    """The one model-server image in ECR (``pipeline_code/serving/Dockerfile``)."""
+    api_image: str
+    """The API as a Lambda image in ECR (serving Dockerfile; handler ``pipeline_code.serving.aws_lambda``)."""
+    model_artifact_uri: str
+    """``s3://`` URI of a ``model.tar.gz`` holding a trained model version."""
+    kinesis_shards: Annotated[int, msgspec.Meta(ge=1, le=500)] | None = None
+    """Provisioned shards; null (default) is on-demand capacity."""
+    kms_key_arn: str | None = None
+    """A customer-managed key for every store; without it the chain creates one (with rotation)."""
+    glue_worker_type: Literal["G.025X", "G.1X", "G.2X", "G.4X"] = "G.1X"
+    redshift_base_rpus: Annotated[int, msgspec.Meta(ge=8, le=1024, multiple_of=8)] = 8
+    """Redshift Serverless base capacity (RPUs, multiples of 8)."""
+    kinesis_connector_jar_url: str = KINESIS_CONNECTOR_JAR
+    """Downloaded by Pulumi at deploy time and copied into the chain's private bucket."""
+
+
 class ChainSpec(_Section):
     cloud: Cloud
     environment: Annotated[str, msgspec.Meta(pattern=f"^{_ENV.pattern}$")] = "dev"
@@ -162,6 +195,7 @@ class ChainSpec(_Section):
     serve: ServeSpec = ServeSpec()
     alerts: AlertSpec = AlertSpec()
     gcp: GcpSettings | None = None
+    aws: AwsSettings | None = None
 
     def house_labels(self) -> dict[str, str]:
         """The stack's labels merged over the house ones, for every child."""
@@ -243,6 +277,8 @@ def _check(spec: ChainSpec) -> None:
         )
     if spec.cloud == "gcp":
         _check_gcp(spec)
+    if spec.cloud == "aws":
+        _check_aws(spec)
 
 
 def _check_gcp(spec: ChainSpec) -> None:
@@ -276,16 +312,62 @@ def _check_gcp(spec: ChainSpec) -> None:
         )
 
 
+_ECR_IMAGE = re.compile(r"\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/[^:@\s]+[:@][^\s]+")
+
+
+def _check_aws(spec: ChainSpec) -> None:
+    aws = spec.aws
+    if aws is None:
+        raise SpecError(f"{PROJECT}:aws is required when {PROJECT}:cloud is 'aws' (got None)")
+    if not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", aws.region):
+        raise SpecError(f"aws:region {aws.region!r} is not an AWS region such as 'eu-west-1'")
+    if not re.fullmatch(r"vpc-[0-9a-f]{8,17}", aws.vpc_id):
+        raise SpecError(f"{PROJECT}:aws.vpc_id {aws.vpc_id!r} is not a VPC id (vpc-...)")
+    if len(aws.subnet_ids) < 3:
+        raise SpecError(
+            f"{PROJECT}:aws.subnet_ids needs at least 3 subnets in 3 availability zones "
+            f"for Redshift Serverless (got {aws.subnet_ids!r})"
+        )
+    for subnet in aws.subnet_ids:
+        if not re.fullmatch(r"subnet-[0-9a-f]{8,17}", subnet):
+            raise SpecError(f"{PROJECT}:aws.subnet_ids entry {subnet!r} is not a subnet id (subnet-...)")
+    for field in ("model_server_image", "api_image"):
+        value = getattr(aws, field)
+        if not _ECR_IMAGE.fullmatch(value):
+            raise SpecError(
+                f"{PROJECT}:aws.{field} {value!r} must be an ECR image with a tag or digest: "
+                "ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPOSITORY:TAG"
+            )
+    if not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S+\.tar\.gz", aws.model_artifact_uri):
+        raise SpecError(
+            f"{PROJECT}:aws.model_artifact_uri {aws.model_artifact_uri!r} must be s3://BUCKET/KEY.tar.gz"
+        )
+    if aws.kms_key_arn is not None and not re.fullmatch(
+        r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}", aws.kms_key_arn
+    ):
+        raise SpecError(f"{PROJECT}:aws.kms_key_arn {aws.kms_key_arn!r} is not a KMS key ARN")
+    if not aws.kinesis_connector_jar_url.startswith("https://"):
+        raise SpecError(
+            f"{PROJECT}:aws.kinesis_connector_jar_url {aws.kinesis_connector_jar_url!r} must be https://"
+        )
+
+
+# Settings each cloud's provider reads from its own namespace, copied into the cloud section.
+_PROVIDER_SETTINGS = {"gcp": ("project", "region"), "aws": ("region",)}
+
+
 def _with_provider_settings(values: dict[str, Any], provider_setting) -> dict[str, Any]:
-    """Project and region live in the provider's own namespace (``gcp:project``),
-    where the provider reads them too; copy them into the cloud section."""
-    if values.get("cloud") != "gcp":
+    """Project and region live in the provider's own namespace (``gcp:project``,
+    ``aws:region``), where the provider reads them too; copy them into the
+    cloud section. ``provider_setting(cloud, key)`` reads one."""
+    cloud = values.get("cloud")
+    if cloud not in _PROVIDER_SETTINGS:
         return values
-    section = dict(values.get("gcp") or {})
-    for key in ("project", "region"):
-        if provider_setting(key) is not None:
-            section.setdefault(key, provider_setting(key))
-    return {**values, "gcp": section}
+    section = dict(values.get(cloud) or {})
+    for key in _PROVIDER_SETTINGS[cloud]:
+        if provider_setting(cloud, key) is not None:
+            section.setdefault(key, provider_setting(cloud, key))
+    return {**values, cloud: section}
 
 
 def spec_from_pulumi_config() -> ChainSpec:
@@ -302,7 +384,7 @@ def spec_from_pulumi_config() -> ChainSpec:
             values[section] = cfg.get_object(section)
         except Exception:  # a plain string value (cloud, environment)
             values[section] = raw
-    return load_spec(_with_provider_settings(values, pulumi.Config("gcp").get))
+    return load_spec(_with_provider_settings(values, lambda cloud, key: pulumi.Config(cloud).get(key)))
 
 
 def spec_from_stack_file(path: str) -> ChainSpec:
@@ -316,7 +398,7 @@ def spec_from_stack_file(path: str) -> ChainSpec:
         namespace, _, name = key.partition(":")
         if namespace == PROJECT:
             values[name] = value
-    return load_spec(_with_provider_settings(values, lambda key: config.get(f"gcp:{key}")))
+    return load_spec(_with_provider_settings(values, lambda cloud, key: config.get(f"{cloud}:{key}")))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@
 
 The API reaches the model through one small interface, ``Endpoint``: here
 in-process (``LocalEndpoint``) or over HTTP to the model server
-(``HttpEndpoint``), or a Vertex AI endpoint (``VertexEndpoint``); SageMaker
-and Azure ML endpoints implement the same two methods. In a container,
+(``HttpEndpoint``), a Vertex AI endpoint (``VertexEndpoint``) or a SageMaker
+endpoint (``SageMakerEndpoint``); Azure ML's implements the same two methods. In a container,
 ``python -m pipeline_code.serving api`` serves it on ``PORT`` with the
 endpoint from ``MODEL_ENDPOINT`` (see ``endpoint_from_env``). Before asking, it adds the user's
 events since training (``RecentActivity``) as ``recent_items``.
@@ -131,16 +131,56 @@ class VertexEndpoint(HttpEndpoint):
         return await super().predict(request)
 
 
+class SageMakerEndpoint:
+    """A SageMaker endpoint by name: the same body, sent with
+    ``InvokeEndpoint`` (boto3, signed with the function's role)."""
+
+    def __init__(self, name: str, region: str | None = None) -> None:
+        if not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", name):
+            raise ValueError(f"MODEL_ENDPOINT sagemaker:{name!r} is not a SageMaker endpoint name")
+        self.name = name
+        self.region = region
+        self.client = None
+
+    def _invoke(self, body: bytes) -> dict:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if self.client is None:
+            self.client = boto3.client("sagemaker-runtime", region_name=self.region)
+        try:
+            response = self.client.invoke_endpoint(
+                EndpointName=self.name, ContentType="application/json", Accept="application/json", Body=body
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ValidationError":
+                raise RequestError(str(exc)) from None
+            raise EndpointError(f"SageMaker endpoint {self.name} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise EndpointError(f"SageMaker endpoint {self.name} unreachable: {exc}") from exc
+        return msgspec.json.decode(response["Body"].read())
+
+    async def predict(self, request: dict) -> dict:
+        # boto3 blocks: keep it off the event loop.
+        return await asyncio.to_thread(self._invoke, msgspec.json.encode(request))
+
+    async def close(self) -> None:
+        return None
+
+
 def endpoint_from_env(value: str | None) -> Endpoint:
     """``MODEL_ENDPOINT`` -> the endpoint: ``http(s)://host[:port]`` (a model
-    server) or ``vertex:projects/P/locations/L/endpoints/ID``."""
+    server), ``vertex:projects/P/locations/L/endpoints/ID`` or
+    ``sagemaker:<endpoint name>``."""
     if not value:
         raise ValueError("MODEL_ENDPOINT is not set (got None); set http(s)://... or vertex:projects/...")
     if value.startswith("vertex:"):
         return VertexEndpoint(value.removeprefix("vertex:"))
+    if value.startswith("sagemaker:"):
+        return SageMakerEndpoint(value.removeprefix("sagemaker:"))
     if value.startswith(("http://", "https://")):
         return HttpEndpoint(value)
-    raise ValueError(f"MODEL_ENDPOINT {value!r} must start with http://, https:// or vertex:")
+    raise ValueError(f"MODEL_ENDPOINT {value!r} must start with http://, https://, vertex: or sagemaker:")
 
 
 class RecommendationApi:

@@ -14,10 +14,12 @@ import pytest
 from pipeline_code.local.chain import default_log_dir
 from pipeline_code.local.eventlog import EventLog
 from pipeline_code.ml.model import Recommender, find_model
+from pipeline_code.serving import aws_lambda
 from pipeline_code.serving.api import (
     HttpEndpoint,
     LocalEndpoint,
     RecommendationApi,
+    SageMakerEndpoint,
     VertexEndpoint,
     endpoint_from_env,
 )
@@ -151,3 +153,36 @@ def test_vertex_endpoints_post_to_the_regional_predict_url():
     assert endpoint.url == (
         "https://europe-west1-aiplatform.googleapis.com/v1/projects/shop/locations/europe-west1/endpoints/1234567890:predict"
     )
+
+
+def function_url_event(path: str, query: str = "", method: str = "GET") -> dict:
+    """A Lambda function-URL event (payload format 2.0) as AWS sends it."""
+    return {
+        "version": "2.0",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": {"accept": "application/json", "host": "abc.lambda-url.eu-west-1.on.aws"},
+        "requestContext": {
+            "domainName": "abc.lambda-url.eu-west-1.on.aws",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9"},
+        },
+        "isBase64Encoded": False,
+    }
+
+
+def test_the_lambda_bridge_answers_as_the_container_does(model):
+    api = RecommendationApi(LocalEndpoint(model))
+    lam = asyncio.run(aws_lambda.invoke(api, function_url_event("/recommendations/user-000001", "k=5")))
+    assert lam["statusCode"] == 200 and lam["headers"]["content-type"].startswith("application/json")
+    assert json.loads(lam["body"]) == get(api, "/recommendations/user-000001?k=5").json()
+    bad = asyncio.run(aws_lambda.invoke(api, function_url_event("/recommendations/u", "k=0")))
+    assert bad["statusCode"] == 400 and "k must be an integer" in bad["body"]
+    post = asyncio.run(aws_lambda.invoke(api, function_url_event("/recommendations/u", method="POST")))
+    assert post["statusCode"] == 405
+
+
+def test_sagemaker_endpoints_are_named_and_checked():
+    endpoint = endpoint_from_env("sagemaker:dataflow-dev-model")
+    assert isinstance(endpoint, SageMakerEndpoint) and endpoint.name == "dataflow-dev-model"
+    with pytest.raises(ValueError, match=re.escape("sagemaker:'bad_name!' is not a SageMaker endpoint name")):
+        endpoint_from_env("sagemaker:bad_name!")
