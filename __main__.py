@@ -1,6 +1,6 @@
 """The Pulumi program: read the stack's config, build the chain on its cloud.
 
-    pulumi up -s gcp-dev
+    pulumi up -s gcp-dev      # or aws-dev
 
 Config keys are described in ``components/spec.py`` and the README; invalid
 config stops here, before any resource, with the key and the value.
@@ -15,8 +15,12 @@ if spec.cloud == "gcp":
     from components.gcp import GcpChain
 
     chain = GcpChain("dataflow", spec)
+elif spec.cloud == "aws":
+    from components.aws import AwsChain
+
+    chain = AwsChain("dataflow", spec)
 else:
-    raise SystemExit(f"data-flow:cloud {spec.cloud!r} has no chain in this release yet; use 'gcp'")
+    raise SystemExit(f"data-flow:cloud {spec.cloud!r} has no chain in this release yet; use 'gcp' or 'aws'")
 
 for key, value in chain.outputs().items():
     pulumi.export(key, value)

@@ -81,17 +81,24 @@ def _generate(events: int, out_path: Path, seed: int, start: dt.datetime, days: 
 
 
 def _process(
-    inputs: list[Path], warehouse: Path, log_dir: Path | None, settings: ProcessingSettings
+    inputs: list[Path],
+    warehouse: Path,
+    log_dir: Path | None,
+    settings: ProcessingSettings,
+    engine: str = "beam",
 ) -> RunSummary:
     from pipeline_code.local.chain import InputError, process_files
     from pipeline_code.local.eventlog import EventLogError
     from pipeline_code.local.warehouse import WarehouseError
+    from pipeline_code.spark.local import SparkUnavailable
 
     try:
         with _progress() as progress:
             task = progress.add_task("ingesting, processing, loading", total=None)
-            summary = process_files(inputs, warehouse, log_dir, settings, lambda n: progress.advance(task, n))
-    except (InputError, WarehouseError, EventLogError) as exc:
+            summary = process_files(
+                inputs, warehouse, log_dir, settings, lambda n: progress.advance(task, n), engine
+            )
+    except (InputError, WarehouseError, EventLogError, SparkUnavailable) as exc:
         raise UserError(str(exc)) from exc
     return summary
 
@@ -156,7 +163,7 @@ def cmd_process(args: argparse.Namespace) -> None:
         )
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    _print_summary(_process(args.input, args.warehouse, args.log_dir, settings))
+    _print_summary(_process(args.input, args.warehouse, args.log_dir, settings, args.engine))
 
 
 def _train(warehouse: Path, model_dir: Path, settings: TrainSettings) -> TrainResult:
@@ -374,6 +381,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=30,
         help="inactivity that ends an unnamed session (default 30)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=["beam", "spark"],
+        default="beam",
+        help="beam: Beam's local runner (default); spark: the Spark adapter Glue and Synapse run",
     )
     p.set_defaults(func=cmd_process)
 

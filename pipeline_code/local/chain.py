@@ -173,11 +173,24 @@ def process_files(
     log_dir: str | Path | None = None,
     settings: ProcessingSettings | None = None,
     on_progress: Callable[[int], None] | None = None,
+    engine: str = "beam",
 ) -> RunSummary:
-    """``dataflow process``: ingest the inputs into the log, then process."""
+    """``dataflow process``: ingest the inputs into the log, then process
+    with ``engine``: ``beam`` (the local runner) or ``spark`` (the Spark
+    adapter on local PySpark; the ``spark`` extra and Java 17+)."""
+    if engine not in ("beam", "spark"):
+        raise ValueError(f"engine must be 'beam' or 'spark', got {engine!r}")
     files = [f for i in inputs for f in input_files(i)]
     log = EventLog(log_dir or default_log_dir(warehouse))
     # Open the warehouse before ingesting, so a bad path fails before the log grows.
     Warehouse(warehouse).close()
+    if engine == "spark":
+        from pipeline_code.spark.local import spark_session
+
+        spark = spark_session()  # before ingesting: a missing Java fails first
+        ingest_files(log, files, on_progress)
+        from pipeline_code.spark.local import process_log_spark
+
+        return process_log_spark(log.path, warehouse, settings, spark=spark)
     ingest_files(log, files, on_progress)
     return process_log(log.path, warehouse, settings)

@@ -41,6 +41,9 @@ from pipeline_code.spark.adapter import kinesis_offset, process_micro_batch
 from pipeline_code.tables import TABLES, arrow_schema
 
 log = logging.getLogger("dataflow.glue")
+METRICS_NAMESPACE = "DataFlow"
+"""CloudWatch namespace of the job's own metrics (dimension ``Job``): the
+monitoring component's dead-letter and spill alarms read them."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,20 @@ class RedshiftSink:
             time.sleep(0.5)
 
 
+def put_metrics(args: JobArgs, values: dict[str, float]) -> None:
+    """Publish one micro-batch's counts (``EventsRead``, ``DeadLettered``, ...)."""
+    import boto3
+
+    dims = [{"Name": "Job", "Value": args.job_name}]
+    boto3.client("cloudwatch", region_name=args.region).put_metric_data(
+        Namespace=METRICS_NAMESPACE,
+        MetricData=[
+            {"MetricName": name, "Dimensions": dims, "Value": float(v), "Unit": "Count"}
+            for name, v in sorted(values.items())
+        ],
+    )
+
+
 def spill(args: JobArgs, batch_id: int, raws: list[tuple[int, int, bytes]], error: str) -> str:
     """Write a batch that could not be committed, raw, to the dead-letter bucket."""
     import boto3
@@ -218,9 +235,20 @@ class BatchProcessor:
             if result.max_event_time_us is not None:
                 self.watermark_us = max(self.watermark_us or 0, result.max_event_time_us)
             log.info("batch %s: %s", batch_id, result)
+            put_metrics(
+                self.args,
+                {
+                    "EventsRead": result.events_read,
+                    "EventsStored": result.events_stored,
+                    "DuplicatesSkipped": result.duplicates_skipped,
+                    "DeadLettered": result.dead_lettered,
+                    "LateWindowsDropped": result.late_windows_dropped,
+                },
+            )
             return
         where = spill(self.args, batch_id, raws.collect(), error[:2000])
         log.error("batch %s could not be committed; its raw records are in %s", batch_id, where)
+        put_metrics(self.args, {"SpilledBatches": 1})
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -46,6 +46,7 @@ def spark_session(cores: int = 2):
         SparkSession.builder.master(f"local[{cores}]")
         .appName("dataflow")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", str(cores * 2))
         .config("spark.driver.memory", "2g")
         .getOrCreate()

@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-import pytest
-
-pytest.importorskip("pulumi_gcp", reason="the gcp extra is not installed")
 
 PROJECT_NUMBER = "123456789012"
+AWS_ACCOUNT = "210987654321"
+AWS_REGION = "eu-west-1"
 
 
 @dataclass
@@ -58,12 +57,22 @@ class Recorder(pulumi.runtime.Mocks):
             state["name"], state["url"] = physical, f"gs://{physical}"
         elif t == "gcp:storage/bucketObject:BucketObject":
             state["name"] = physical
+        elif t.startswith("aws:"):
+            rid, state = _aws_state(t, args.name, inputs, state)
         self.resources.append(Declared(t, args.name, inputs, rid))
         return rid, state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         if args.token == "gcp:organizations/getProject:getProject":
             return {"number": PROJECT_NUMBER, "projectId": args.args.get("projectId")}
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {
+                "accountId": AWS_ACCOUNT,
+                "arn": f"arn:aws:iam::{AWS_ACCOUNT}:user/deployer",
+                "userId": "AID",
+            }
+        if args.token == "aws:ec2/getSubnet:getSubnet":
+            return {"id": args.args["id"], "availabilityZone": f"{AWS_REGION}a", "vpcId": "vpc-0abc1234"}
         raise AssertionError(f"unexpected invoke {args.token}")
 
     # Queries for the tests.
@@ -77,6 +86,31 @@ class Recorder(pulumi.runtime.Mocks):
 
     def iam(self) -> list[Declared]:
         return [r for r in self.resources if "IAMMember" in r.type or "IamMember" in r.type]
+
+
+def _aws_state(t: str, name: str, inputs: dict, state: dict) -> tuple[str, dict]:
+    """Computed outputs AWS would return, in the shapes the provider uses."""
+    service = t.split(":")[1].split("/")[0]
+    physical = inputs.get("name") or inputs.get("workgroupName") or inputs.get("namespaceName") or name
+    state.setdefault("name", physical)
+    state["arn"] = f"arn:aws:{service}:{AWS_REGION}:{AWS_ACCOUNT}:{t.rsplit(':', 1)[1].lower()}/{physical}"
+    rid = f"{name}-id"
+    if t == "aws:s3/bucket:Bucket":
+        state["bucket"], state["arn"] = name, f"arn:aws:s3:::{name}"
+        rid = name
+    elif t == "aws:iam/role:Role":
+        state["arn"] = f"arn:aws:iam::{AWS_ACCOUNT}:role/{name}"
+        rid = name
+    elif t == "aws:kms/key:Key":
+        state["keyId"] = "1234abcd-12ab-34cd-56ef-1234567890ab"
+        state["arn"] = f"arn:aws:kms:{AWS_REGION}:{AWS_ACCOUNT}:key/{state['keyId']}"
+    elif t == "aws:redshiftserverless/namespace:Namespace":
+        state["adminPasswordSecretArn"] = f"arn:aws:secretsmanager:{AWS_REGION}:{AWS_ACCOUNT}:secret:rs-admin"
+    elif t == "aws:lambda/functionUrl:FunctionUrl":
+        state["functionUrl"] = "https://abc123.lambda-url.eu-west-1.on.aws/"
+    elif t == "aws:cloudwatch/logGroup:LogGroup":
+        state["arn"] = f"arn:aws:logs:{AWS_REGION}:{AWS_ACCOUNT}:log-group:{physical}"
+    return rid, state
 
 
 def run_program(build) -> tuple[Recorder, Any]:

@@ -16,8 +16,22 @@ GCP = {
 }
 
 
+AWS = {
+    "region": "eu-west-1",
+    "vpc_id": "vpc-0a1b2c3d4e5f60718",
+    "subnet_ids": ["subnet-0a1b2c3d4e5f60711", "subnet-0a1b2c3d4e5f60722", "subnet-0a1b2c3d4e5f60733"],
+    "model_server_image": "210987654321.dkr.ecr.eu-west-1.amazonaws.com/data-flow/model-server:1.0.0",
+    "api_image": "210987654321.dkr.ecr.eu-west-1.amazonaws.com/data-flow/model-server:1.0.0",
+    "model_artifact_uri": "s3://shop-models/recommender/20261124/model.tar.gz",
+}
+
+
 def gcp_config(**sections) -> dict:
     return {"cloud": "gcp", "gcp": dict(GCP), **sections}
+
+
+def aws_config(**sections) -> dict:
+    return {"cloud": "aws", "aws": dict(AWS), **sections}
 
 
 def test_defaults_are_safe():
@@ -78,10 +92,34 @@ def test_invalid_config_names_the_key_and_value(config, message):
         load_spec(config)
 
 
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"cloud": "aws"}, "data-flow:aws is required when data-flow:cloud is 'aws'"),
+        (aws_config(aws={**AWS, "region": "ireland"}), "aws:region 'ireland'"),
+        (aws_config(aws={**AWS, "vpc_id": "my-vpc"}), "aws.vpc_id 'my-vpc'"),
+        (aws_config(aws={**AWS, "subnet_ids": AWS["subnet_ids"][:2]}), "at least 3 subnets"),
+        (aws_config(aws={**AWS, "subnet_ids": [*AWS["subnet_ids"], "sn-1"]}), "entry 'sn-1'"),
+        (aws_config(aws={**AWS, "api_image": "docker.io/me/api:1"}), "aws.api_image 'docker.io/me/api:1'"),
+        (aws_config(aws={**AWS, "model_artifact_uri": "s3://b/model"}), "must be s3://BUCKET/KEY.tar.gz"),
+        (aws_config(aws={**AWS, "kms_key_arn": "alias/x"}), "aws.kms_key_arn 'alias/x'"),
+        (aws_config(aws={**AWS, "redshift_base_rpus": 12}), r"aws\.redshift_base_rpus.*12"),
+        (aws_config(aws={**AWS, "kinesis_shards": 0}), r"aws\.kinesis_shards.*0"),
+        (aws_config(aws={**AWS, "glue_worker_type": "G.8X"}), r"aws\.glue_worker_type.*G.8X"),
+        (aws_config(aws={**AWS, "kinesis_connector_jar_url": "http://x/a.jar"}), "must be https://"),
+    ],
+)
+def test_invalid_aws_config_names_the_key_and_value(config, message):
+    with pytest.raises(SpecError, match=message):
+        load_spec(config)
+
+
 def test_every_committed_stack_file_is_valid():
     spec = spec_from_stack_file("stacks/Pulumi.gcp-dev.yaml")
     assert isinstance(spec, ChainSpec) and spec.cloud == "gcp" and spec.gcp is not None
     assert spec.gcp.project and spec.gcp.region
+    aws = spec_from_stack_file("stacks/Pulumi.aws-dev.yaml")
+    assert aws.cloud == "aws" and aws.aws is not None and aws.aws.region == "eu-west-1"
 
 
 def test_a_stack_file_error_names_the_key(tmp_path):

@@ -326,7 +326,8 @@ def test_spec_sizes_reach_the_resources():
 
 def test_a_chain_for_another_cloud_is_refused():
     from components.spec import SpecError
+    from tests.components.test_spec import aws_config
 
-    spec = load_spec({"cloud": "aws"})
+    spec = load_spec(aws_config())
     with pytest.raises(SpecError, match=r"GcpChain needs data-flow:cloud 'gcp'.*'aws'"):
         GcpChain("dataflow", spec)

@@ -1,0 +1,260 @@
+"""Monitoring on AWS: CloudWatch alarms on every link, an SNS topic, a dashboard.
+
+Alarms (thresholds from the spec's ``alerts``):
+
+- ingest backlog: the stream's ``GetRecords.IteratorAgeMilliseconds`` (max);
+- dead letters: the job's ``DataFlow/DeadLettered`` per five minutes, and any
+  ``SpilledBatches`` (a micro-batch that could not be committed);
+- processing: Glue's failed tasks, and the job's events read dropping to
+  nothing while the stream still receives records (the job stopped);
+- model: the share of 5xx answers (metric math over invocations) and the
+  p99 ``ModelLatency``.
+
+Every alarm notifies the SNS topic (encrypted with the chain's key); an
+email subscription is added when ``alerts.email`` is set (the address must
+confirm it). Missing data is "not breaching", so a quiet stream is not an
+incident; the job-stopped alarm is the one that watches for silence.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pulumi_aws as aws
+
+from components.spec import AlertSpec
+from pipeline_code.spark.glue import METRICS_NAMESPACE
+
+TYPE = "data-flow:aws:Monitoring"
+
+
+class Monitoring(pulumi.ComponentResource):
+    topic: aws.sns.Topic
+    alarms: dict[str, aws.cloudwatch.MetricAlarm]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        region: str,
+        alerts: AlertSpec,
+        stream_name: pulumi.Input[str],
+        job_name: pulumi.Input[str],
+        endpoint_name: pulumi.Input[str],
+        kms_key_arn: pulumi.Input[str],
+        tags: dict[str, str],
+        variant: str = "primary",
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(TYPE, name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.topic = aws.sns.Topic(f"{name}-alerts", kms_master_key_id=kms_key_arn, tags=tags, opts=child)
+        if alerts.email:
+            aws.sns.TopicSubscription(
+                f"{name}-email", topic=self.topic.arn, protocol="email", endpoint=alerts.email, opts=child
+            )
+        notify = [self.topic.arn]
+
+        def alarm(key: str, description: str, **kwargs) -> aws.cloudwatch.MetricAlarm:
+            return aws.cloudwatch.MetricAlarm(
+                f"{name}-{key}",
+                alarm_description=description,
+                alarm_actions=notify,
+                ok_actions=notify,
+                treat_missing_data=kwargs.pop("treat_missing_data", "notBreaching"),
+                tags=tags,
+                opts=child,
+                **kwargs,
+            )
+
+        job_dims = {"Job": job_name}
+        endpoint_dims = {"EndpointName": endpoint_name, "VariantName": variant}
+        self.alarms = {
+            "backlog": alarm(
+                "backlog",
+                f"The oldest unread event is older than {alerts.backlog_seconds}s",
+                namespace="AWS/Kinesis",
+                metric_name="GetRecords.IteratorAgeMilliseconds",
+                dimensions={"StreamName": stream_name},
+                statistic="Maximum",
+                period=60,
+                evaluation_periods=5,
+                comparison_operator="GreaterThanThreshold",
+                threshold=alerts.backlog_seconds * 1000,
+            ),
+            "dead-letters": alarm(
+                "dead-letters",
+                f"More than {alerts.dead_letters_per_5min} events dead-lettered in 5 minutes",
+                namespace=METRICS_NAMESPACE,
+                metric_name="DeadLettered",
+                dimensions=job_dims,
+                statistic="Sum",
+                period=300,
+                evaluation_periods=1,
+                comparison_operator="GreaterThanThreshold",
+                threshold=alerts.dead_letters_per_5min,
+            ),
+            "spilled-batches": alarm(
+                "spilled-batches",
+                "A micro-batch could not be committed; its raw records are in the dead-letter bucket",
+                namespace=METRICS_NAMESPACE,
+                metric_name="SpilledBatches",
+                dimensions=job_dims,
+                statistic="Sum",
+                period=300,
+                evaluation_periods=1,
+                comparison_operator="GreaterThanOrEqualToThreshold",
+                threshold=1,
+            ),
+            "job-failures": alarm(
+                "job-failures",
+                "The Glue job has failed tasks",
+                namespace="Glue",
+                metric_name="glue.driver.aggregate.numFailedTasks",
+                dimensions={"JobName": job_name, "JobRunId": "ALL", "Type": "count"},
+                statistic="Sum",
+                period=300,
+                evaluation_periods=1,
+                comparison_operator="GreaterThanThreshold",
+                threshold=0,
+            ),
+            "job-stopped": alarm(
+                "job-stopped",
+                f"Records arrive but the job read none for {alerts.processing_lag_seconds}s or more",
+                evaluation_periods=max(1, alerts.processing_lag_seconds // 60),
+                comparison_operator="GreaterThanThreshold",
+                threshold=0,
+                treat_missing_data="missing",
+                metric_queries=[
+                    {
+                        "id": "incoming",
+                        "metric": {
+                            "namespace": "AWS/Kinesis",
+                            "metric_name": "IncomingRecords",
+                            "dimensions": {"StreamName": stream_name},
+                            "period": 60,
+                            "stat": "Sum",
+                        },
+                    },
+                    {
+                        "id": "read",
+                        "metric": {
+                            "namespace": METRICS_NAMESPACE,
+                            "metric_name": "EventsRead",
+                            "dimensions": job_dims,
+                            "period": 60,
+                            "stat": "Sum",
+                        },
+                    },
+                    {
+                        "id": "stalled",
+                        "expression": "IF(incoming > 0 AND FILL(read, 0) == 0, 1, 0)",
+                        "label": "records arriving, none processed",
+                        "return_data": True,
+                    },
+                ],
+            ),
+            "model-errors": alarm(
+                "model-errors",
+                f"More than {alerts.error_rate:.0%} of model requests fail (5xx)",
+                evaluation_periods=3,
+                comparison_operator="GreaterThanThreshold",
+                threshold=alerts.error_rate,
+                metric_queries=[
+                    {
+                        "id": "errors",
+                        "metric": {
+                            "namespace": "AWS/SageMaker",
+                            "metric_name": "Invocation5XXErrors",
+                            "dimensions": endpoint_dims,
+                            "period": 60,
+                            "stat": "Sum",
+                        },
+                    },
+                    {
+                        "id": "calls",
+                        "metric": {
+                            "namespace": "AWS/SageMaker",
+                            "metric_name": "Invocations",
+                            "dimensions": endpoint_dims,
+                            "period": 60,
+                            "stat": "Sum",
+                        },
+                    },
+                    {
+                        "id": "share",
+                        "expression": "IF(calls > 0, errors / calls, 0)",
+                        "label": "5xx share",
+                        "return_data": True,
+                    },
+                ],
+            ),
+            "model-latency": alarm(
+                "model-latency",
+                f"Model p99 latency above {alerts.latency_p99_ms} ms",
+                namespace="AWS/SageMaker",
+                metric_name="ModelLatency",
+                dimensions=endpoint_dims,
+                extended_statistic="p99",
+                period=60,
+                evaluation_periods=5,
+                comparison_operator="GreaterThanThreshold",
+                # ModelLatency is in microseconds.
+                threshold=alerts.latency_p99_ms * 1000,
+            ),
+        }
+        self.dashboard = aws.cloudwatch.Dashboard(
+            f"{name}-dashboard",
+            dashboard_name=f"{name}-chain",
+            dashboard_body=pulumi.Output.all(stream_name, job_name, endpoint_name).apply(
+                lambda v: dashboard(region, v[0], v[1], v[2], variant)
+            ),
+            opts=child,
+        )
+        self.register_outputs({"topic": self.topic.arn})
+
+
+def dashboard(region: str, stream: str, job: str, endpoint: str, variant: str) -> str:
+    """The chain on one screen: ingest, processing, dead letters, model."""
+
+    def widget(title: str, metrics: list, stat: str = "Sum") -> dict:
+        return {
+            "type": "metric",
+            "width": 12,
+            "height": 6,
+            "properties": {"title": title, "region": region, "stat": stat, "period": 60, "metrics": metrics},
+        }
+
+    return json.dumps(
+        {
+            "widgets": [
+                widget("Events in (records/min)", [["AWS/Kinesis", "IncomingRecords", "StreamName", stream]]),
+                widget(
+                    "Ingest backlog (ms)",
+                    [["AWS/Kinesis", "GetRecords.IteratorAgeMilliseconds", "StreamName", stream]],
+                    "Maximum",
+                ),
+                widget(
+                    "Processed per minute",
+                    [
+                        [METRICS_NAMESPACE, name, "Job", job]
+                        for name in ("EventsRead", "EventsStored", "DuplicatesSkipped", "DeadLettered")
+                    ],
+                ),
+                widget(
+                    "Model invocations and 5xx",
+                    [
+                        ["AWS/SageMaker", n, "EndpointName", endpoint, "VariantName", variant]
+                        for n in ("Invocations", "Invocation5XXErrors")
+                    ],
+                ),
+                widget(
+                    "Model latency p99 (us)",
+                    [["AWS/SageMaker", "ModelLatency", "EndpointName", endpoint, "VariantName", variant]],
+                    "p99",
+                ),
+            ]
+        },
+        sort_keys=True,
+    )

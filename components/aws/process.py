@@ -1,0 +1,291 @@
+"""Processing on AWS: the shared pipeline as a Glue streaming job.
+
+Pulumi uploads what the job runs to a private, KMS-encrypted bucket:
+
+- ``code/glue_job.py``: the script Glue starts (``pipeline_code/spark/glue_job.py``);
+- ``code/pipeline_code.zip``: the package, zipped by Pulumi at deploy time
+  (``--extra-py-files``), with ``pipeline_code/spark/requirements.txt`` as
+  ``--additional-python-modules``;
+- ``code/jars/...``: the Kinesis connector for Spark Structured Streaming,
+  downloaded by Pulumi at deploy time and served from this bucket
+  (``--extra-jars``), so the job reads no bucket but its own.
+
+The job (``gluestreaming``, Glue 5.0, auto scaling up to the spec's
+``max_workers``) runs ``glueContext.forEachBatch`` with the spec's batch
+length and its checkpoint in ``checkpoint/``; staged Parquet lives in
+``staging/`` for 7 days. It runs as its own role, which is granted, resource
+by resource: read on the stream, write to the dead-letter bucket, the
+warehouse's Data API on the workgroup, its bucket prefixes, its log group,
+the key. A security configuration encrypts its S3 output, logs and
+bookmarks; logs are kept ``log_retention_days``. A scheduled trigger starts
+the job, and restarts it within ten minutes if it ever stops (one run at
+most: the trigger's start is refused while a run is live).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from components.aws.ingest import Ingest
+from components.aws.security import (
+    PrivateBucket,
+    encrypted_log_group,
+    grant,
+    kms_statements,
+    log_write,
+    service_role,
+    statement,
+)
+from components.aws.warehouse import Warehouse
+from components.spec import ProcessingSpec
+from pipeline_code.spark.glue import METRICS_NAMESPACE
+
+TYPE = "data-flow:aws:Processing"
+PACKAGE = Path(__file__).resolve().parents[2] / "pipeline_code"
+SCRIPT = PACKAGE / "spark" / "glue_job.py"
+REQUIREMENTS = PACKAGE / "spark" / "requirements.txt"
+GLUE_VERSION = "5.0"
+
+
+def additional_modules() -> str:
+    """``pipeline_code/spark/requirements.txt`` as Glue's comma-separated list."""
+    lines = REQUIREMENTS.read_text().splitlines()
+    return ",".join(r.strip() for r in lines if r.strip() and not r.startswith("#"))
+
+
+def job_arguments(
+    *,
+    processing: ProcessingSpec,
+    stream_name: str,
+    region: str,
+    workgroup: str,
+    database: str,
+    bucket: str,
+    dead_letter_bucket: str,
+    copy_role_arn: str,
+    log_group: str,
+    jar_key: str,
+) -> dict[str, str]:
+    """The job's default arguments: Glue's own, then the pipeline's
+    (``pipeline_code.spark.glue.parse_args`` reads them)."""
+    return {
+        "--job-language": "python",
+        "--extra-py-files": f"s3://{bucket}/code/pipeline_code.zip",
+        "--additional-python-modules": additional_modules(),
+        "--extra-jars": f"s3://{bucket}/{jar_key}",
+        "--enable-auto-scaling": "true",
+        "--enable-metrics": "true",
+        "--enable-continuous-cloudwatch-log": "true",
+        "--continuous-log-logGroup": log_group,
+        "--TempDir": f"s3://{bucket}/temp/",
+        "--stream_name": stream_name,
+        "--region": region,
+        "--workgroup": workgroup,
+        "--database": database,
+        "--staging_uri": f"s3://{bucket}/staging/",
+        "--checkpoint_uri": f"s3://{bucket}/checkpoint/",
+        "--dead_letter_uri": f"s3://{dead_letter_bucket}/",
+        "--copy_role_arn": copy_role_arn,
+        "--window_seconds": str(processing.batch_seconds),
+        "--shards": str(processing.shards),
+        "--window_minutes": str(processing.window_minutes),
+        "--allowed_lateness_minutes": str(processing.allowed_lateness_minutes),
+        "--session_gap_minutes": str(processing.session_gap_minutes),
+    }
+
+
+class Processing(pulumi.ComponentResource):
+    """The Glue streaming job, its code, its role and its logs."""
+
+    job: aws.glue.Job
+    role: aws.iam.Role
+    bucket: PrivateBucket
+    log_group: aws.cloudwatch.LogGroup
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        region: str,
+        ingest: Ingest,
+        warehouse: Warehouse,
+        processing: ProcessingSpec,
+        kms_key_arn: pulumi.Input[str],
+        tags: dict[str, str],
+        connector_jar_url: str,
+        worker_type: str = "G.1X",
+        log_retention_days: int = 30,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(TYPE, name, None, opts)
+        self.name = name
+        child = pulumi.ResourceOptions(parent=self)
+        self.bucket = PrivateBucket(
+            f"{name}-code",
+            kms_key_arn=kms_key_arn,
+            tags=tags,
+            expire_prefixes={"staging/": 7, "temp/": 7},
+            opts=child,
+        )
+        bucket = self.bucket.bucket
+        jar_key = "code/jars/" + connector_jar_url.rsplit("/", 1)[-1]
+        uploads = [
+            aws.s3.BucketObjectv2(
+                f"{name}-script",
+                bucket=bucket.id,
+                key="code/glue_job.py",
+                source=pulumi.FileAsset(str(SCRIPT)),
+                opts=child,
+            ),
+            aws.s3.BucketObjectv2(
+                f"{name}-package",
+                bucket=bucket.id,
+                key="code/pipeline_code.zip",
+                # Nested so the zip's top level is the package directory.
+                source=pulumi.AssetArchive({"pipeline_code": pulumi.FileArchive(str(PACKAGE))}),
+                opts=child,
+            ),
+            aws.s3.BucketObjectv2(
+                f"{name}-connector",
+                bucket=bucket.id,
+                key=jar_key,
+                source=pulumi.RemoteAsset(connector_jar_url),
+                opts=child,
+            ),
+        ]
+        self.log_group = encrypted_log_group(
+            f"{name}-logs",
+            f"/aws-glue/jobs/{name}",
+            kms_key_arn=kms_key_arn,
+            tags=tags,
+            retention_days=log_retention_days,
+            parent=self,
+        )
+        self.security_configuration = aws.glue.SecurityConfiguration(
+            f"{name}-security",
+            name=f"{name}-security",
+            encryption_configuration={
+                "cloudwatch_encryption": {
+                    "cloudwatch_encryption_mode": "SSE-KMS",
+                    "kms_key_arn": kms_key_arn,
+                },
+                "job_bookmarks_encryption": {
+                    "job_bookmarks_encryption_mode": "CSE-KMS",
+                    "kms_key_arn": kms_key_arn,
+                },
+                "s3_encryption": {"s3_encryption_mode": "SSE-KMS", "kms_key_arn": kms_key_arn},
+            },
+            opts=child,
+        )
+
+        self.role = service_role(f"{name}-job", "glue.amazonaws.com", tags, self)
+        grants = [
+            ingest.grant_read("job", self.role),
+            *warehouse.grant_write("job", self.role),
+            grant(
+                f"{name}-job-runtime",
+                self.role,
+                [
+                    statement(["s3:ListBucket"], [bucket.arn]),
+                    statement(["s3:GetObject"], [self.bucket.objects("code/")]),
+                    statement(
+                        ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+                        [
+                            self.bucket.objects("checkpoint/"),
+                            self.bucket.objects("staging/"),
+                            self.bucket.objects("temp/"),
+                        ],
+                    ),
+                    log_write(self.log_group),
+                    kms_statements(kms_key_arn),
+                    statement(
+                        ["cloudwatch:PutMetricData"],
+                        ["*"],
+                        {"StringEquals": {"cloudwatch:namespace": ["Glue", METRICS_NAMESPACE]}},
+                    ),
+                    # Glue places the job's network interfaces in the connection's subnet.
+                    statement(
+                        [
+                            "ec2:CreateNetworkInterface",
+                            "ec2:DeleteNetworkInterface",
+                            "ec2:DescribeNetworkInterfaces",
+                            "ec2:DescribeRouteTables",
+                            "ec2:DescribeSecurityGroups",
+                            "ec2:DescribeSubnets",
+                            "ec2:DescribeVpcAttribute",
+                            "ec2:DescribeVpcEndpoints",
+                            "ec2:DescribeVpcs",
+                        ],
+                        ["*"],
+                    ),
+                ],
+                self,
+            ),
+            # COPY reads the staged batches and nothing else of the bucket.
+            grant(
+                f"{name}-copy-staging",
+                warehouse.copy_role,
+                [
+                    statement(["s3:ListBucket"], [bucket.arn]),
+                    statement(["s3:GetObject"], [self.bucket.objects("staging/")]),
+                    kms_statements(kms_key_arn, write=False),
+                ],
+                self,
+            ),
+        ]
+        arguments = pulumi.Output.all(
+            ingest.stream.name,
+            warehouse.workgroup.workgroup_name,
+            bucket.bucket,
+            ingest.dead_letters.bucket.bucket,
+            warehouse.copy_role.arn,
+            self.log_group.name,
+        ).apply(
+            lambda v: job_arguments(
+                processing=processing,
+                stream_name=v[0],
+                region=region,
+                workgroup=v[1],
+                database=warehouse.database,
+                bucket=v[2],
+                dead_letter_bucket=v[3],
+                copy_role_arn=v[4],
+                log_group=v[5],
+                jar_key=jar_key,
+            )
+        )
+        self.job = aws.glue.Job(
+            f"{name}-job",
+            name=f"{name}-stream",
+            role_arn=self.role.arn,
+            glue_version=GLUE_VERSION,
+            command={
+                "name": "gluestreaming",
+                "script_location": bucket.bucket.apply(lambda b: f"s3://{b}/code/glue_job.py"),
+                "python_version": "3",
+            },
+            default_arguments=arguments,
+            worker_type=worker_type,
+            # With auto scaling, the ceiling; Glue needs at least two workers.
+            number_of_workers=max(2, processing.max_workers),
+            max_retries=0,
+            execution_property={"max_concurrent_runs": 1},
+            connections=[warehouse.connection.name],
+            security_configuration=self.security_configuration.name,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*uploads, *grants]),
+        )
+        self.trigger = aws.glue.Trigger(
+            f"{name}-keep-running",
+            name=f"{name}-keep-running",
+            type="SCHEDULED",
+            schedule="cron(0/10 * * * ? *)",
+            start_on_creation=True,
+            actions=[{"job_name": self.job.name}],
+            tags=tags,
+            opts=child,
+        )
+        self.register_outputs({"job": self.job.name})

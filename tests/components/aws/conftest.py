@@ -1,0 +1,5 @@
+"""The AWS components' tests need the aws extra."""
+
+import pytest
+
+pytest.importorskip("pulumi_aws", reason="the aws extra is not installed")

@@ -1,0 +1,5 @@
+"""The GCP components' tests need the gcp extra."""
+
+import pytest
+
+pytest.importorskip("pulumi_gcp", reason="the gcp extra is not installed")
