@@ -86,3 +86,31 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
         assert message in r.stderr
         assert "Traceback" not in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_process_with_the_spark_engine_counts_like_beam(tmp_path, capsys):
+    """``dataflow process --engine spark`` runs the Spark adapter end to end."""
+    from pipeline_code.synth import StoreSpec, write
+
+    data = tmp_path / "events.jsonl"
+    with open(data, "wb") as f:
+        write(StoreSpec(events=600, seed=3), f)
+    counts = {}
+    for engine in ("beam", "spark"):
+        assert (
+            main(
+                [
+                    "process",
+                    "--engine",
+                    engine,
+                    "--input",
+                    str(data),
+                    "--warehouse",
+                    str(tmp_path / f"{engine}.duckdb"),
+                ]
+            )
+            == 0
+        )
+        out = capsys.readouterr().out
+        counts[engine] = [line.split("│")[2].strip() for line in out.splitlines() if line.count("│") == 3][:4]
+    assert counts["spark"] == counts["beam"] and counts["beam"][0] == "600"

@@ -44,7 +44,7 @@ def test_job_arguments_parse_and_glue_extras_are_ignored():
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
     [
-        ("--staging_uri", "/tmp/x", "--staging_uri must be an s3:// URI, got '/tmp/x'"),
+        ("--staging_uri", "staging/x", "--staging_uri must be an s3:// URI, got 'staging/x'"),
         ("--window_seconds", "0", "--window_seconds must be at least 1, got 0"),
         ("--shards", "0", "shards must be at least 1, got 0"),
     ],
