@@ -181,7 +181,9 @@ def process_micro_batch(
     )
     outputs = sharded.mapPartitions(_EnrichShards(lookup, settings)).persist()
     try:
-        events_read = raws.count()
+        # Parsing accounts for every raw event (record or dead letter): count
+        # them there rather than read the source twice.
+        events_read = parsed.map(lambda kv: len(kv[1])).sum()
         dead = parsed.filter(lambda kv: kv[0] == DEAD_LETTERS)
         tables = outputs.filter(lambda kv: not kv[0].startswith("_") and kv[1])
         late_before = (
@@ -218,7 +220,7 @@ def process_micro_batch(
             # An id reused under another user is only caught by the warehouse key.
             duplicates += getattr(commit, "duplicates_at_load", 0)
         return BatchResult(
-            events_read=events_read,
+            events_read=int(events_read),
             events_stored=int(stored_events),
             duplicates_skipped=duplicates,
             dead_lettered=int(dead.map(lambda kv: len(kv[1])).sum()),
