@@ -183,6 +183,36 @@ class AwsSettings(_Section):
     """Downloaded by Pulumi at deploy time and copied into the chain's private bucket."""
 
 
+class AzureSettings(_Section):
+    """What only Azure needs (``data-flow:azure``); the location comes from
+    the provider's own ``azure-native:location``."""
+
+    location: str
+    model_server_image: str
+    """The one model-server image in ACR (``REGISTRY.azurecr.io/REPO:TAG``)."""
+    api_image: str
+    """The API's Functions image in ACR (``pipeline_code/serving/azure/Dockerfile``)."""
+    model_artifact_uri: str
+    """``azureml://`` or ``https://ACCOUNT.blob.core.windows.net/...`` folder of a trained model version."""
+    private_endpoint_subnet_id: str
+    """Subnet for the private endpoints (the ML workspace; nothing is public by default)."""
+    function_subnet_id: str
+    """Subnet delegated to ``Microsoft.Web/serverFarms``: the API's way to the private endpoint."""
+    sql_admin_object_id: str
+    """Entra ID object id of the group that administers Synapse (AAD-only authentication)."""
+    sql_admin_login: str = "data-flow-admins"
+    """Display name of that group."""
+    api_client_id: str | None = None
+    """Entra ID app (client) id that callers get tokens for; required unless ``serve.public``."""
+    eventhub_partitions: Annotated[int, msgspec.Meta(ge=1, le=32)] = 4
+    zone_redundant: bool = True
+    spark_node_size: Literal["Small", "Medium", "Large"] = "Small"
+    sql_pool_sku: Annotated[str, msgspec.Meta(pattern=r"^DW\d+c$")] = "DW100c"
+    """Dedicated SQL pool size; pause it when idle to stop its bill."""
+    cmk_key_url: str | None = None
+    """Key Vault key URL (``https://VAULT.vault.azure.net/keys/NAME``) for Synapse, the lake, Event Hubs."""
+
+
 class ChainSpec(_Section):
     cloud: Cloud
     environment: Annotated[str, msgspec.Meta(pattern=f"^{_ENV.pattern}$")] = "dev"
@@ -196,6 +226,7 @@ class ChainSpec(_Section):
     alerts: AlertSpec = AlertSpec()
     gcp: GcpSettings | None = None
     aws: AwsSettings | None = None
+    azure: AzureSettings | None = None
 
     def house_labels(self) -> dict[str, str]:
         """The stack's labels merged over the house ones, for every child."""
@@ -279,6 +310,8 @@ def _check(spec: ChainSpec) -> None:
         _check_gcp(spec)
     if spec.cloud == "aws":
         _check_aws(spec)
+    if spec.cloud == "azure":
+        _check_azure(spec)
 
 
 def _check_gcp(spec: ChainSpec) -> None:
@@ -352,8 +385,61 @@ def _check_aws(spec: ChainSpec) -> None:
         )
 
 
+_ACR_IMAGE = re.compile(r"[a-z0-9]{5,50}\.azurecr\.io/[^:@\s]+[:@][^\s]+")
+_SUBNET_ID = re.compile(
+    r"/subscriptions/[0-9a-f-]{36}/resourceGroups/[^/]+/providers/Microsoft\.Network/"
+    r"virtualNetworks/[^/]+/subnets/[^/]+",
+    re.IGNORECASE,
+)
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _check_azure(spec: ChainSpec) -> None:
+    az = spec.azure
+    if az is None:
+        raise SpecError(f"{PROJECT}:azure is required when {PROJECT}:cloud is 'azure' (got None)")
+    if not re.fullmatch(r"[a-z]+[a-z0-9]*", az.location):
+        raise SpecError(f"azure-native:location {az.location!r} is not an Azure region such as 'westeurope'")
+    for field in ("model_server_image", "api_image"):
+        value = getattr(az, field)
+        if not _ACR_IMAGE.fullmatch(value):
+            raise SpecError(
+                f"{PROJECT}:azure.{field} {value!r} must be an ACR image with a tag or digest: "
+                "REGISTRY.azurecr.io/REPOSITORY:TAG"
+            )
+    if not re.fullmatch(
+        r"(azureml://|https://[a-z0-9]{3,24}\.blob\.core\.windows\.net/)\S+", az.model_artifact_uri
+    ):
+        raise SpecError(
+            f"{PROJECT}:azure.model_artifact_uri {az.model_artifact_uri!r} must be azureml://... "
+            "or https://ACCOUNT.blob.core.windows.net/..."
+        )
+    for field in ("private_endpoint_subnet_id", "function_subnet_id"):
+        value = getattr(az, field)
+        if not _SUBNET_ID.fullmatch(value):
+            raise SpecError(
+                f"{PROJECT}:azure.{field} {value!r} must be a subnet resource id "
+                "(/subscriptions/.../virtualNetworks/VNET/subnets/NAME)"
+            )
+    if not _GUID.fullmatch(az.sql_admin_object_id):
+        raise SpecError(
+            f"{PROJECT}:azure.sql_admin_object_id {az.sql_admin_object_id!r} is not an object id (GUID)"
+        )
+    if not spec.serve.public and (az.api_client_id is None or not _GUID.fullmatch(az.api_client_id)):
+        raise SpecError(
+            f"{PROJECT}:azure.api_client_id must be the Entra ID app id callers get tokens for "
+            f"when {PROJECT}:serve.public is false (got {az.api_client_id!r})"
+        )
+    if az.cmk_key_url is not None and not re.fullmatch(
+        r"https://[a-z0-9-]{3,24}\.vault\.azure\.net/keys/[A-Za-z0-9-]+(/[0-9a-f]{32})?", az.cmk_key_url
+    ):
+        raise SpecError(f"{PROJECT}:azure.cmk_key_url {az.cmk_key_url!r} is not a Key Vault key URL")
+
+
 # Settings each cloud's provider reads from its own namespace, copied into the cloud section.
-_PROVIDER_SETTINGS = {"gcp": ("project", "region"), "aws": ("region",)}
+_PROVIDER_SETTINGS = {"gcp": ("project", "region"), "aws": ("region",), "azure": ("location",)}
+# Each provider's config namespace.
+_PROVIDER_NAMESPACE = {"gcp": "gcp", "aws": "aws", "azure": "azure-native"}
 
 
 def _with_provider_settings(values: dict[str, Any], provider_setting) -> dict[str, Any]:
@@ -384,7 +470,9 @@ def spec_from_pulumi_config() -> ChainSpec:
             values[section] = cfg.get_object(section)
         except Exception:  # a plain string value (cloud, environment)
             values[section] = raw
-    return load_spec(_with_provider_settings(values, lambda cloud, key: pulumi.Config(cloud).get(key)))
+    return load_spec(
+        _with_provider_settings(values, lambda cloud, key: pulumi.Config(_PROVIDER_NAMESPACE[cloud]).get(key))
+    )
 
 
 def spec_from_stack_file(path: str) -> ChainSpec:
@@ -398,7 +486,9 @@ def spec_from_stack_file(path: str) -> ChainSpec:
         namespace, _, name = key.partition(":")
         if namespace == PROJECT:
             values[name] = value
-    return load_spec(_with_provider_settings(values, lambda cloud, key: config.get(f"{cloud}:{key}")))
+    return load_spec(
+        _with_provider_settings(values, lambda cloud, key: config.get(f"{_PROVIDER_NAMESPACE[cloud]}:{key}"))
+    )
 
 
 if __name__ == "__main__":

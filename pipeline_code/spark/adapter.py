@@ -231,3 +231,74 @@ def process_micro_batch(
     finally:
         outputs.unpersist()
         parsed.unpersist()
+
+
+class MicroBatchRunner:
+    """What a streaming job's ``foreachBatch`` calls, on any cloud: run a
+    micro-batch, retry it with backoff, keep the watermark, and if it still
+    cannot be committed hand its raw records to ``spill`` so the stream moves
+    on and nothing is lost.
+
+    ``make_lookup()`` and ``make_sink(batch_key, attempt)`` build a fresh
+    lookup and sink per attempt (each attempt stages under its own prefix);
+    ``publish(counts)`` reports each batch's counts (CloudWatch, Azure Monitor).
+    """
+
+    def __init__(
+        self,
+        job_name: str,
+        settings: ProcessingSettings,
+        make_lookup: Callable[[], WarehouseLookup],
+        make_sink: Callable[[str, int], Sink],
+        spill: Callable[[int, list[tuple[int, int, bytes]], str], str],
+        publish: Callable[[dict[str, float]], None] = lambda counts: None,
+        attempts: int = 3,
+        backoff_s: float = 2.0,
+    ) -> None:
+        if attempts < 1:
+            raise ValueError(f"attempts must be at least 1, got {attempts}")
+        self.job_name = job_name
+        self.settings = settings
+        self.make_lookup = make_lookup
+        self.make_sink = make_sink
+        self.spill = spill
+        self.publish = publish
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+        self.watermark_us: int | None = None
+
+    def run(self, raws, batch_id: int) -> BatchResult | None:
+        """Returns the batch's result, or None when it was spilled."""
+        import logging
+        import time
+
+        log = logging.getLogger("dataflow.spark")
+        key = f"{self.job_name}:{batch_id}"
+        error = ""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                result = process_micro_batch(
+                    raws, self.make_lookup(), self.make_sink(key, attempt), self.settings, self.watermark_us
+                )
+            except Exception as exc:  # a poison batch must not stop the stream
+                error = f"{type(exc).__name__}: {exc}"
+                log.warning("batch %s attempt %s failed: %s", batch_id, attempt, error)
+                if attempt < self.attempts:
+                    time.sleep(self.backoff_s * 2 ** (attempt - 1))
+                continue
+            if result.max_event_time_us is not None:
+                self.watermark_us = max(self.watermark_us or 0, result.max_event_time_us)
+            self.publish(
+                {
+                    "EventsRead": result.events_read,
+                    "EventsStored": result.events_stored,
+                    "DuplicatesSkipped": result.duplicates_skipped,
+                    "DeadLettered": result.dead_lettered,
+                    "LateWindowsDropped": result.late_windows_dropped,
+                }
+            )
+            return result
+        where = self.spill(batch_id, [tuple(r) for r in raws.collect()], error[:2000])
+        log.error("batch %s could not be committed; its raw records are in %s", batch_id, where)
+        self.publish({"SpilledBatches": 1})
+        return None

@@ -37,7 +37,7 @@ from pipeline_code import redshift
 from pipeline_code.core.parse import RawEvent
 from pipeline_code.core.settings import ProcessingSettings
 from pipeline_code.lookup import RedshiftDataLookup, RedshiftError, to_us
-from pipeline_code.spark.adapter import kinesis_offset, process_micro_batch
+from pipeline_code.spark.adapter import MicroBatchRunner, kinesis_offset
 from pipeline_code.tables import TABLES, arrow_schema
 
 log = logging.getLogger("dataflow.glue")
@@ -205,50 +205,34 @@ def spill(args: JobArgs, batch_id: int, raws: list[tuple[int, int, bytes]], erro
     return f"s3://{url.netloc}{url.path}"
 
 
+def batch_runner(args: JobArgs) -> MicroBatchRunner:
+    """The engine-neutral runner wired to Redshift, S3 and CloudWatch."""
+
+    def make_sink(key: str, attempt: int) -> RedshiftSink:
+        # Each attempt stages afresh: a COPY of the prefix must not load an earlier attempt's files.
+        batch = key.rsplit(":", 1)[1]
+        return RedshiftSink(args, key, f"{args.staging_uri}/{args.job_name}/batch-{batch}/attempt-{attempt}")
+
+    return MicroBatchRunner(
+        args.job_name,
+        args.settings,
+        make_lookup=lambda: RedshiftDataLookup(args.workgroup, args.database, args.region),
+        make_sink=make_sink,
+        spill=lambda batch_id, raws, error: spill(args, batch_id, raws, error),
+        publish=lambda counts: put_metrics(args, counts),
+        attempts=args.commit_attempts,
+    )
+
+
 class BatchProcessor:
     """What ``forEachBatch`` calls with each micro-batch's DataFrame."""
 
     def __init__(self, args: JobArgs) -> None:
-        self.args = args
-        self.watermark_us: int | None = None
+        self.runner = batch_runner(args)
 
     def __call__(self, frame, batch_id: int) -> None:
         raws = frame.select("data", "sequenceNumber", "approximateArrivalTimestamp").rdd.map(to_raw)
-        key = f"{self.args.job_name}:{batch_id}"
-        error = ""
-        for attempt in range(1, self.args.commit_attempts + 1):
-            # Each attempt stages afresh: a COPY of the prefix must not load an earlier attempt's files.
-            prefix = f"{self.args.staging_uri}/{self.args.job_name}/batch-{batch_id:012d}/attempt-{attempt}"
-            try:
-                result = process_micro_batch(
-                    raws,
-                    RedshiftDataLookup(self.args.workgroup, self.args.database, self.args.region),
-                    RedshiftSink(self.args, key, prefix),
-                    self.args.settings,
-                    self.watermark_us,
-                )
-            except Exception as exc:  # a poison batch must not stop the stream
-                error = f"{type(exc).__name__}: {exc}"
-                log.warning("batch %s attempt %s failed: %s", batch_id, attempt, error)
-                time.sleep(2**attempt)
-                continue
-            if result.max_event_time_us is not None:
-                self.watermark_us = max(self.watermark_us or 0, result.max_event_time_us)
-            log.info("batch %s: %s", batch_id, result)
-            put_metrics(
-                self.args,
-                {
-                    "EventsRead": result.events_read,
-                    "EventsStored": result.events_stored,
-                    "DuplicatesSkipped": result.duplicates_skipped,
-                    "DeadLettered": result.dead_lettered,
-                    "LateWindowsDropped": result.late_windows_dropped,
-                },
-            )
-            return
-        where = spill(self.args, batch_id, raws.collect(), error[:2000])
-        log.error("batch %s could not be committed; its raw records are in %s", batch_id, where)
-        put_metrics(self.args, {"SpilledBatches": 1})
+        self.runner.run(raws, batch_id)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,7 +9,7 @@ from pipeline_code.core.parse import RawEvent
 from pipeline_code.core.settings import ProcessingSettings
 from pipeline_code.local.warehouse import LocalWarehouseSink, Warehouse
 from pipeline_code.lookup import DuckDBLookup
-from pipeline_code.spark.adapter import kinesis_offset, process_micro_batch
+from pipeline_code.spark.adapter import MicroBatchRunner, kinesis_offset, process_micro_batch
 from tests.conftest import RECEIVED_US, line
 
 HOUR_US = 3_600_000_000
@@ -47,3 +47,70 @@ def test_windows_late_beyond_the_lateness_skip_popularity_but_keep_their_events(
     windows = con.execute("SELECT window_start::VARCHAR FROM item_popularity").fetchall()
     con.close()
     assert windows == [("2026-01-01 11:00:00+00",)]
+
+
+class FailingSink(LocalWarehouseSink):
+    """The local sink, failing its first ``fail`` commits (a warehouse outage)."""
+
+    failures = 0
+
+    def __init__(self, *args, fail: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fail = fail
+
+    def commit(self, files):
+        if FailingSink.failures < self.fail:
+            FailingSink.failures += 1
+            raise RuntimeError("warehouse unavailable")
+        return super().commit(files)
+
+
+def runner_for(tmp_path, warehouse, fail: int, spilled: list, published: list) -> MicroBatchRunner:
+    FailingSink.failures = 0
+    return MicroBatchRunner(
+        "job",
+        ProcessingSettings(shards=2),
+        make_lookup=lambda: DuckDBLookup(str(warehouse)),
+        make_sink=lambda key, attempt: FailingSink(
+            str(warehouse), str(tmp_path / f"staging-{attempt}"), "log", 0, 2, fail=fail
+        ),
+        spill=lambda batch_id, raws, error: spilled.append((batch_id, raws, error)) or "spill://x",
+        publish=published.append,
+        attempts=3,
+        backoff_s=0,
+    )
+
+
+def test_a_batch_that_fails_to_commit_is_retried_then_counted(spark, tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    Warehouse(warehouse).close()
+    spilled, published = [], []
+    raws = spark.sparkContext.parallelize(
+        [RawEvent(1, RECEIVED_US, line(event_id="a")), RawEvent(2, RECEIVED_US, b"x")]
+    )
+    result = runner_for(tmp_path, warehouse, 2, spilled, published).run(raws, 7)
+    assert result is not None and (result.events_stored, result.dead_lettered) == (1, 1)
+    assert not spilled and published == [
+        {
+            "EventsRead": 2,
+            "EventsStored": 1,
+            "DuplicatesSkipped": 0,
+            "DeadLettered": 1,
+            "LateWindowsDropped": 0,
+        }
+    ]
+
+
+def test_a_batch_that_never_commits_is_spilled_raw_and_nothing_is_stored(spark, tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    Warehouse(warehouse).close()
+    spilled, published = [], []
+    raws = [RawEvent(1, RECEIVED_US, line(event_id="a")), RawEvent(2, RECEIVED_US, b"\xff")]
+    runner = runner_for(tmp_path, warehouse, 99, spilled, published)
+    assert runner.run(spark.sparkContext.parallelize(raws), 8) is None
+    ((batch_id, kept, error),) = spilled
+    assert batch_id == 8 and sorted(kept) == sorted(tuple(r) for r in raws)
+    assert error == "RuntimeError: warehouse unavailable" and published == [{"SpilledBatches": 1}]
+    con = duckdb.connect(str(warehouse), read_only=True)
+    assert con.execute("SELECT count(*) FROM events").fetchone() == (0,)
+    con.close()

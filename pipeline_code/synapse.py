@@ -1,0 +1,213 @@
+"""The logical tables rendered for a Synapse dedicated SQL pool (T-SQL).
+
+Like ``pipeline_code.redshift``, from the one table description:
+
+- ``ddl(table)``: ``CREATE TABLE`` if the table does not exist, hash
+  distributed on ``user_key`` (or the key), clustered columnstore unless a
+  column is ``MAX`` (then a heap). Lists and records are JSON text;
+- ``stage_schema`` / ``stage_rows``: what the Spark job writes to the lake
+  for ``COPY INTO`` (which cannot load Parquet lists or structs, so those
+  columns are staged as JSON text);
+- ``batch_statements``: load each staged table into ``_stage_<table>_<batch>``,
+  then one transaction that merges every table by its rule, guarded by the
+  batch's key in ``_dataflow_batches`` so a replayed micro-batch changes
+  nothing, then drop the staging tables.
+
+``python -m pipeline_code.synapse`` prints the DDL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pyarrow as pa
+
+from pipeline_code.tables import TABLES, Column, Table, arrow_schema
+
+SCHEMA = "dbo"
+BATCHES = "_dataflow_batches"
+_LONG_TEXT = {"error_message", "payload_text", "page_url", "page_referrer", "user_agent"}
+_TYPES = {
+    "INT64": "BIGINT",
+    "FLOAT64": "FLOAT",
+    "BOOL": "BIT",
+    "TIMESTAMP": "DATETIME2(6)",
+    "DATE": "DATE",
+    "BYTES": "VARBINARY(MAX)",
+}
+
+
+def is_json(col: Column) -> bool:
+    return col.mode == "REPEATED" or col.type == "RECORD"
+
+
+def column_type(col: Column) -> str:
+    if is_json(col) or col.name in _LONG_TEXT:
+        return "NVARCHAR(MAX)"
+    if col.type == "STRING":
+        return "NVARCHAR(512)"
+    return _TYPES[col.type]
+
+
+def _name(table: str) -> str:
+    return f"{SCHEMA}.{table}"
+
+
+def ddl(table: Table) -> str:
+    cols = ",\n  ".join(
+        f"{c.name} {column_type(c)} {'NOT NULL' if c.mode == 'REQUIRED' else 'NULL'}" for c in table.columns
+    )
+    dist = "user_key" if "user_key" in table.column_names() else table.key[0]
+    has_max = any(column_type(c).endswith("(MAX)") for c in table.columns)
+    index = "HEAP" if has_max else "CLUSTERED COLUMNSTORE INDEX"
+    return (
+        f"IF OBJECT_ID('{_name(table.name)}') IS NULL\nCREATE TABLE {_name(table.name)} (\n  {cols}\n) "
+        f"WITH (DISTRIBUTION = HASH({dist}), {index})"
+    )
+
+
+BATCHES_DDL = (
+    f"IF OBJECT_ID('{_name(BATCHES)}') IS NULL\nCREATE TABLE {_name(BATCHES)} "
+    "(batch_key NVARCHAR(512) NOT NULL, committed_at DATETIME2(6) NOT NULL) "
+    "WITH (DISTRIBUTION = ROUND_ROBIN, CLUSTERED COLUMNSTORE INDEX)"
+)
+
+
+def all_ddl() -> list[str]:
+    return [ddl(t) for t in TABLES.values()] + [BATCHES_DDL]
+
+
+def stage_schema(table: Table) -> pa.Schema:
+    """The staged Parquet schema: the table's, with JSON text for nested columns."""
+    fields = []
+    for f, c in zip(arrow_schema(table), table.columns, strict=True):
+        fields.append(pa.field(c.name, pa.string(), c.mode != "REQUIRED") if is_json(c) else f)
+    return pa.schema(fields)
+
+
+def stage_rows(table: Table, rows: list[dict[str, Any]]) -> pa.Table:
+    nested = [c.name for c in table.columns if is_json(c)]
+    out = []
+    for row in rows:
+        row = dict(row)
+        for name in nested:
+            if row.get(name) is not None:
+                row[name] = json.dumps(row[name], sort_keys=True, separators=(",", ":"))
+        out.append(row)
+    return pa.Table.from_pylist(out, schema=stage_schema(table))
+
+
+def sql_string(value: str) -> str:
+    return "N'" + value.replace("'", "''") + "'"
+
+
+def _stage(table: Table, batch_key: str) -> str:
+    return _name(f"_stage_{table.name}_{hashlib.sha1(batch_key.encode()).hexdigest()[:12]}")
+
+
+def _guard(batch_key: str) -> str:
+    return f"NOT EXISTS (SELECT 1 FROM {_name(BATCHES)} WHERE batch_key = {sql_string(batch_key)})"
+
+
+def _load(table: Table, stage: str, location: str) -> list[str]:
+    return [
+        f"IF OBJECT_ID('{stage}') IS NOT NULL DROP TABLE {stage}",
+        f"CREATE TABLE {stage} WITH (DISTRIBUTION = ROUND_ROBIN, HEAP) "
+        f"AS SELECT * FROM {_name(table.name)} WHERE 1 = 0",
+        f"COPY INTO {stage} FROM {sql_string(location)} "
+        "WITH (FILE_TYPE = 'PARQUET', CREDENTIAL = (IDENTITY = 'Managed Identity'))",
+    ]
+
+
+def _add_merge(table: Table, stage: str, guard: str) -> str:
+    keys = list(table.key)
+    part = ", ".join(keys)
+    order = next((c.name for c in table.columns if c.combine == "max"), keys[0])
+    picks, updates = [], []
+    for c in table.columns:
+        if c.name in keys:
+            picks.append(c.name)
+        elif c.combine in ("sum", "min", "max"):
+            fn = c.combine.upper()
+            expr = f"{fn}({c.name}) OVER (PARTITION BY {part})"
+            merged = {
+                "sum": f"t.{c.name} + s.{c.name}",
+                "min": f"CASE WHEN s.{c.name} < t.{c.name} THEN s.{c.name} ELSE t.{c.name} END",
+                "max": f"CASE WHEN s.{c.name} > t.{c.name} THEN s.{c.name} ELSE t.{c.name} END",
+            }[c.combine]
+            if c.combine == "sum" and c.decimals is not None:
+                expr, merged = f"ROUND({expr}, {c.decimals})", f"ROUND({merged}, {c.decimals})"
+            if c.type == "BOOL" and c.combine == "max":
+                # BIT has no MAX: compare as integers.
+                expr = f"CAST(MAX(CAST({c.name} AS INT)) OVER (PARTITION BY {part}) AS BIT)"
+            picks.append(f"{expr} AS {c.name}")
+            updates.append(f"{c.name} = {merged}")
+        else:
+            # The newest non-null value: nulls sort last, then newest first.
+            picks.append(
+                f"FIRST_VALUE({c.name}) OVER (PARTITION BY {part} ORDER BY "
+                f"CASE WHEN {c.name} IS NULL THEN 1 ELSE 0 END, {order} DESC "
+                f"ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS {c.name}"
+            )
+            updates.append(f"{c.name} = COALESCE(s.{c.name}, t.{c.name})")
+    cols = table.column_names()
+    source = (
+        f"SELECT {', '.join(picks)}, ROW_NUMBER() OVER (PARTITION BY {part} ORDER BY {keys[0]}) AS _n "
+        f"FROM {stage} WHERE {guard}"
+    )
+    on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+    return (
+        f"MERGE INTO {_name(table.name)} AS t USING (SELECT {', '.join(cols)} FROM ({source}) AS p "
+        f"WHERE _n = 1) AS s ON {on} WHEN MATCHED THEN UPDATE SET {', '.join(updates)} "
+        f"WHEN NOT MATCHED BY TARGET THEN INSERT ({', '.join(cols)}) "
+        f"VALUES ({', '.join('s.' + c for c in cols)});"
+    )
+
+
+def _merge(table: Table, stage: str, guard: str) -> list[str]:
+    cols = ", ".join(table.column_names())
+    target = _name(table.name)
+    if table.merge == "insert_new":
+        key = table.key[0]
+        order = "source_offset" if "source_offset" in table.column_names() else key
+        return [
+            f"INSERT INTO {target} ({cols}) SELECT {cols} FROM (SELECT *, ROW_NUMBER() OVER "
+            f"(PARTITION BY {key} ORDER BY {order}) AS _n FROM {stage}) AS s WHERE s._n = 1 AND {guard} "
+            f"AND NOT EXISTS (SELECT 1 FROM {target} AS t WHERE t.{key} = s.{key})"
+        ]
+    if table.merge == "append":
+        return [f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage} WHERE {guard}"]
+    if table.merge == "replace":
+        on = " AND ".join(f"s.{k} = {target}.{k}" for k in table.key)
+        return [
+            f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM {stage} AS s WHERE {on}) AND {guard}",
+            f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage} WHERE {guard}",
+        ]
+    return [_add_merge(table, stage, guard)]
+
+
+def batch_statements(batch_key: str, staged: dict[str, str]) -> tuple[list[str], list[str], list[str]]:
+    """``(load, transaction, cleanup)`` for one micro-batch; ``staged`` maps
+    tables to the staged files' location (``https://ACCOUNT.dfs.core.windows.net/.../*.parquet``)."""
+    unknown = set(staged) - set(TABLES)
+    if unknown:
+        raise ValueError(f"staged files for unknown tables: {sorted(unknown)}")
+    guard = _guard(batch_key)
+    load, merge, cleanup = [], [], []
+    for name, table in TABLES.items():
+        if name not in staged:
+            continue
+        stage = _stage(table, batch_key)
+        load += _load(table, stage, staged[name])
+        merge += _merge(table, stage, guard)
+        cleanup.append(f"DROP TABLE {stage}")
+    merge.append(
+        f"INSERT INTO {_name(BATCHES)} SELECT {sql_string(batch_key)}, SYSUTCDATETIME() WHERE {guard}"
+    )
+    return load, merge, cleanup
+
+
+if __name__ == "__main__":
+    print(";\n\n".join(all_ddl()) + ";")
