@@ -1,6 +1,6 @@
 """The Pulumi program: read the stack's config, build the chain on its cloud.
 
-    pulumi up -s gcp-dev      # or aws-dev
+    pulumi up -s gcp-dev      # or aws-dev, azure-dev
 
 Config keys are described in ``components/spec.py`` and the README; invalid
 config stops here, before any resource, with the key and the value.
@@ -20,7 +20,9 @@ elif spec.cloud == "aws":
 
     chain = AwsChain("dataflow", spec)
 else:
-    raise SystemExit(f"data-flow:cloud {spec.cloud!r} has no chain in this release yet; use 'gcp' or 'aws'")
+    from components.azure import AzureChain
+
+    chain = AzureChain("dataflow", spec)
 
 for key, value in chain.outputs().items():
     pulumi.export(key, value)

@@ -17,6 +17,8 @@ import pulumi
 PROJECT_NUMBER = "123456789012"
 AWS_ACCOUNT = "210987654321"
 AWS_REGION = "eu-west-1"
+AZURE_SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
+AZURE_TENANT = "99999999-8888-7777-6666-555555555555"
 
 
 @dataclass
@@ -59,6 +61,8 @@ class Recorder(pulumi.runtime.Mocks):
             state["name"] = physical
         elif t.startswith("aws:"):
             rid, state = _aws_state(t, args.name, inputs, state)
+        elif t.startswith("azure-native:"):
+            rid, state = _azure_state(t, args.name, inputs, state)
         self.resources.append(Declared(t, args.name, inputs, rid))
         return rid, state
 
@@ -70,6 +74,13 @@ class Recorder(pulumi.runtime.Mocks):
                 "accountId": AWS_ACCOUNT,
                 "arn": f"arn:aws:iam::{AWS_ACCOUNT}:user/deployer",
                 "userId": "AID",
+            }
+        if args.token == "azure-native:authorization:getClientConfig":
+            return {
+                "subscriptionId": AZURE_SUBSCRIPTION,
+                "tenantId": AZURE_TENANT,
+                "clientId": "c",
+                "objectId": "o",
             }
         if args.token == "aws:ec2/getSubnet:getSubnet":
             return {"id": args.args["id"], "availabilityZone": f"{AWS_REGION}a", "vpcId": "vpc-0abc1234"}
@@ -110,6 +121,58 @@ def _aws_state(t: str, name: str, inputs: dict, state: dict) -> tuple[str, dict]
         state["functionUrl"] = "https://abc123.lambda-url.eu-west-1.on.aws/"
     elif t == "aws:cloudwatch/logGroup:LogGroup":
         state["arn"] = f"arn:aws:logs:{AWS_REGION}:{AWS_ACCOUNT}:log-group:{physical}"
+    return rid, state
+
+
+_AZURE_NAME_KEYS = (
+    "accountName", "containerName", "namespaceName", "eventHubName", "consumerGroupName", "workspaceName",
+    "sqlPoolName", "bigDataPoolName", "factoryName", "pipelineName", "linkedServiceName", "triggerName",
+    "endpointName", "deploymentName", "vaultName", "name", "resourceGroupName",
+)  # fmt: skip
+
+
+def _azure_state(t: str, name: str, inputs: dict, state: dict) -> tuple[str, dict]:
+    """Computed outputs Azure would return: ARM ids, names, identities, endpoints."""
+    kind = t.split(":")[2]
+    physical = name
+    # The resource's own name input, where its type has one (not its parent's).
+    own = {
+        "Namespace": "namespaceName", "EventHub": "eventHubName", "StorageAccount": "accountName",
+        "BlobContainer": "containerName", "SqlPool": "sqlPoolName", "BigDataPool": "bigDataPoolName",
+        "Pipeline": "pipelineName", "Trigger": "triggerName", "LinkedService": "linkedServiceName",
+        "OnlineEndpoint": "endpointName", "OnlineDeployment": "deploymentName", "Vault": "vaultName",
+        "ConsumerGroup": "consumerGroupName",
+    }.get(kind)  # fmt: skip
+    if own and inputs.get(own):
+        physical = inputs[own]
+    elif kind not in ("EnvironmentVersion", "ModelVersion") and isinstance(inputs.get("name"), str):
+        physical = inputs["name"]
+    rg = inputs.get("resourceGroupName", "rg")
+    provider = t.split(":")[1]
+    rid = f"/subscriptions/{AZURE_SUBSCRIPTION}/resourceGroups/{rg}/providers/{provider}/{kind}/{physical}"
+    state["name"] = physical
+    if kind == "ResourceGroup":
+        rid = f"/subscriptions/{AZURE_SUBSCRIPTION}/resourceGroups/{name}"
+    if "identity" in inputs:
+        state["identity"] = {
+            **inputs["identity"],
+            "principalId": f"principal-{name}",
+            "tenantId": AZURE_TENANT,
+        }
+    if kind == "Workspace" and "synapse" in t:
+        state["connectivityEndpoints"] = {
+            "sql": f"{name}.sql.azuresynapse.net",
+            "dev": f"https://{name}.dev.azuresynapse.net",
+        }
+    if kind == "OnlineEndpoint":
+        state["properties"] = {
+            **inputs.get("properties", {}),
+            "scoringUri": f"https://{physical}.westeurope.inference.ml.azure.com/score",
+        }
+    if kind == "WebApp":
+        state["defaultHostName"] = f"{name}.azurewebsites.net"
+    if kind == "Component":
+        state["connectionString"] = "InstrumentationKey=00000000-0000-0000-0000-000000000000"
     return rid, state
 
 

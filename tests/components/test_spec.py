@@ -26,6 +26,26 @@ AWS = {
 }
 
 
+SUBNET = (
+    "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/net"
+    "/providers/Microsoft.Network/virtualNetworks/hub/subnets/"
+)
+AZURE = {
+    "location": "westeurope",
+    "model_server_image": "dataflowacr.azurecr.io/data-flow/model-server:1.0.0",
+    "api_image": "dataflowacr.azurecr.io/data-flow/api-functions:1.0.0",
+    "model_artifact_uri": "https://shopmodels.blob.core.windows.net/models/recommender/20261124",
+    "private_endpoint_subnet_id": SUBNET + "private-endpoints",
+    "function_subnet_id": SUBNET + "functions",
+    "sql_admin_object_id": "0f0e0d0c-0b0a-0908-0706-050403020100",
+    "api_client_id": "11112222-3333-4444-5555-666677778888",
+}
+
+
+def azure_config(**sections) -> dict:
+    return {"cloud": "azure", "azure": dict(AZURE), **sections}
+
+
 def gcp_config(**sections) -> dict:
     return {"cloud": "gcp", "gcp": dict(GCP), **sections}
 
@@ -114,12 +134,56 @@ def test_invalid_aws_config_names_the_key_and_value(config, message):
         load_spec(config)
 
 
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"cloud": "azure"}, "data-flow:azure is required when data-flow:cloud is 'azure'"),
+        (azure_config(azure={**AZURE, "location": "West Europe"}), "azure-native:location 'West Europe'"),
+        (
+            azure_config(azure={**AZURE, "api_image": "docker.io/me/api:1"}),
+            "azure.api_image 'docker.io/me/api:1'",
+        ),
+        (
+            azure_config(azure={**AZURE, "model_artifact_uri": "s3://b/m"}),
+            "azure.model_artifact_uri 's3://b/m'",
+        ),
+        (
+            azure_config(azure={**AZURE, "function_subnet_id": "functions"}),
+            "azure.function_subnet_id 'functions'",
+        ),
+        (
+            azure_config(azure={**AZURE, "sql_admin_object_id": "admins"}),
+            "azure.sql_admin_object_id 'admins'",
+        ),
+        (
+            azure_config(azure={k: v for k, v in AZURE.items() if k != "api_client_id"}),
+            "api_client_id .*got None",
+        ),
+        (azure_config(azure={**AZURE, "cmk_key_url": "my-key"}), "azure.cmk_key_url 'my-key'"),
+        (azure_config(azure={**AZURE, "sql_pool_sku": "S1"}), r"azure\.sql_pool_sku.*'S1'"),
+        (azure_config(azure={**AZURE, "eventhub_partitions": 64}), r"azure\.eventhub_partitions.*64"),
+    ],
+)
+def test_invalid_azure_config_names_the_key_and_value(config, message):
+    with pytest.raises(SpecError, match=message):
+        load_spec(config)
+
+
+def test_a_public_api_on_azure_needs_no_client_id():
+    spec = load_spec(
+        azure_config(azure={k: v for k, v in AZURE.items() if k != "api_client_id"}, serve={"public": True})
+    )
+    assert spec.azure is not None and spec.azure.api_client_id is None
+
+
 def test_every_committed_stack_file_is_valid():
     spec = spec_from_stack_file("stacks/Pulumi.gcp-dev.yaml")
     assert isinstance(spec, ChainSpec) and spec.cloud == "gcp" and spec.gcp is not None
     assert spec.gcp.project and spec.gcp.region
     aws = spec_from_stack_file("stacks/Pulumi.aws-dev.yaml")
     assert aws.cloud == "aws" and aws.aws is not None and aws.aws.region == "eu-west-1"
+    azure = spec_from_stack_file("stacks/Pulumi.azure-dev.yaml")
+    assert azure.cloud == "azure" and azure.azure is not None and azure.azure.location == "westeurope"
 
 
 def test_a_stack_file_error_names_the_key(tmp_path):

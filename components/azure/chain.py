@@ -1,0 +1,168 @@
+"""The whole chain on Azure, from one ``ChainSpec``.
+
+    Event Hubs (Ingest, captured to the lake) -> Data Factory + Synapse Spark (Processing)
+        -> Synapse dedicated SQL (Warehouse) -> Azure ML (Model) -> Functions (Serve),
+    watched by Monitoring, in one resource group
+
+Each link is its own component and can be used alone; this one wires them:
+Capture writes the lake container the Spark job reads, the job merges into
+the pool the Warehouse created, the API scores the endpoint the Model
+created, and each identity gets role assignments on exactly those
+resources. ``outputs()`` is the stack's contract for other stacks (the same
+names on every cloud).
+"""
+
+from __future__ import annotations
+
+import pulumi
+from pulumi_azure_native import authorization, operationalinsights, resources
+
+from components.azure.ingest import CAPTURE, Ingest
+from components.azure.ml import Model
+from components.azure.monitoring import Monitoring
+from components.azure.process import Processing
+from components.azure.security import Lake
+from components.azure.serve import Serve
+from components.azure.warehouse import FILESYSTEM, Warehouse
+from components.spec import ChainSpec, SpecError
+
+TYPE = "data-flow:azure:Chain"
+LAKE_CONTAINERS = [CAPTURE, FILESYSTEM, "work", "dead-letters"]
+
+
+class AzureChain(pulumi.ComponentResource):
+    """Every link of the chain on Azure."""
+
+    def __init__(self, name: str, spec: ChainSpec, opts: pulumi.ResourceOptions | None = None) -> None:
+        if spec.cloud != "azure" or spec.azure is None:
+            raise SpecError(
+                f"AzureChain needs data-flow:cloud 'azure' and a data-flow:azure section (got {spec.cloud!r})"
+            )
+        super().__init__(TYPE, name, None, opts)
+        az = spec.azure
+        tags = spec.house_labels()
+        child = pulumi.ResourceOptions(parent=self)
+        client = authorization.get_client_config_output()
+        subscription, tenant = client.subscription_id, client.tenant_id
+        where = {"location": az.location, "tags": tags}
+
+        self.group = resources.ResourceGroup(f"{name}-rg", **where, opts=child)
+        rg = self.group.name
+        self.logs = operationalinsights.Workspace(
+            f"{name}-logs",
+            resource_group_name=rg,
+            sku={"name": "PerGB2018"},
+            retention_in_days=30,
+            **where,
+            opts=child,
+        )
+        self.lake = Lake(
+            f"{name}-lake",
+            resource_group=rg,
+            location=az.location,
+            containers=LAKE_CONTAINERS,
+            tags=tags,
+            cmk_key_url=az.cmk_key_url,
+            opts=child,
+        )
+        self.ingest = Ingest(
+            f"{name}-ingest",
+            resource_group=rg,
+            location=az.location,
+            subscription_id=subscription,
+            stream=spec.stream,
+            lake=self.lake,
+            partitions=az.eventhub_partitions,
+            zone_redundant=az.zone_redundant,
+            tags=tags,
+            opts=child,
+        )
+        self.warehouse = Warehouse(
+            f"{name}-warehouse",
+            resource_group=rg,
+            location=az.location,
+            subscription_id=subscription,
+            warehouse=spec.warehouse,
+            lake=self.lake,
+            admin_object_id=az.sql_admin_object_id,
+            admin_login=az.sql_admin_login,
+            tenant_id=tenant,
+            private_endpoint_subnet_id=az.private_endpoint_subnet_id,
+            sql_pool_sku=az.sql_pool_sku,
+            tags=tags,
+            cmk_key_url=az.cmk_key_url,
+            opts=child,
+        )
+        self.processing = Processing(
+            f"{name}-process",
+            resource_group=rg,
+            location=az.location,
+            processing=spec.processing,
+            warehouse=self.warehouse,
+            lake=self.lake,
+            capture_path=pulumi.Output.concat(self.ingest.namespace.name, "/", self.ingest.hub.name, "/"),
+            node_size=az.spark_node_size,
+            tags=tags,
+            opts=child,
+        )
+        self.model = Model(
+            f"{name}-ml",
+            resource_group=rg,
+            location=az.location,
+            subscription_id=subscription,
+            tenant_id=tenant,
+            model=spec.model,
+            image=az.model_server_image,
+            artifact_uri=az.model_artifact_uri,
+            log_workspace_id=self.logs.id,
+            private_endpoint_subnet_id=az.private_endpoint_subnet_id,
+            tags=tags,
+            opts=child,
+        )
+        self.serve = Serve(
+            f"{name}-serve",
+            resource_group=rg,
+            location=az.location,
+            subscription_id=subscription,
+            tenant_id=tenant,
+            model=self.model,
+            serve=spec.serve,
+            image=az.api_image,
+            subnet_id=az.function_subnet_id,
+            insights_connection=self.model.insights.connection_string,
+            client_id=az.api_client_id,
+            tags=tags,
+            opts=child,
+        )
+        self.monitoring = Monitoring(
+            f"{name}-monitoring",
+            resource_group=rg,
+            alerts=spec.alerts,
+            log_workspace_id=self.logs.id,
+            eventhub_namespace_id=self.ingest.namespace.id,
+            factory_id=self.processing.factory.id,
+            endpoint_id=self.model.endpoint.id,
+            diagnosed={
+                "eventhub": self.ingest.namespace.id,
+                "synapse": self.warehouse.workspace.id,
+                "factory": self.processing.factory.id,
+                "ml": self.model.workspace.id,
+                "api": self.serve.app.id,
+            },
+            tags=tags,
+            opts=child,
+        )
+        self.register_outputs(self.outputs())
+
+    def outputs(self) -> dict[str, pulumi.Output]:
+        """What other stacks read (``pulumi.StackReference``); same keys on every cloud."""
+        return {
+            "ingest_endpoint": self.ingest.hub.id,
+            "dead_letter_location": self.lake.abfss("dead-letters", ""),
+            "warehouse_location": pulumi.Output.concat(
+                self.warehouse.sql_endpoint, "/", self.warehouse.sql_pool.name
+            ),
+            "processing_job": self.processing.pipeline.id,
+            "model_endpoint": self.model.endpoint.id,
+            "api_url": self.serve.url,
+        }

@@ -1,0 +1,215 @@
+"""ML on Azure: the one model-server image as an Azure ML managed online endpoint.
+
+The workspace brings what Azure ML requires: a Key Vault (RBAC, purge
+protection, no public access), a storage account (Entra ID only; the
+workspace's datastores use identity auth) and Application Insights on the
+chain's Log Analytics workspace. The environment version registers the
+image with its inference routes (``/live``, ``/ping``, ``/invocations`` on
+8080: the serving contract the image already meets); the model version points
+at the trained model folder. The endpoint takes Entra ID tokens (``AADToken``)
+and has public network access off: callers come through the workspace's
+private endpoint. Scoring is granted with ``grant_score``: a custom role whose
+only action is ``onlineEndpoints/score/action``, on this endpoint.
+"""
+
+from __future__ import annotations
+
+import pulumi
+from pulumi_azure_native import applicationinsights, authorization, keyvault, machinelearningservices, network
+
+from components.azure.security import Lake, assign
+from components.spec import ModelSpec
+
+TYPE = "data-flow:azure:Model"
+INSTANCE_TYPES = {"small": "Standard_DS3_v2", "medium": "Standard_DS4_v2", "large": "Standard_DS5_v2"}
+DEPLOYMENT = "primary"
+PORT = 8080
+SCORE_ACTION = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/score/action"
+
+
+class Model(pulumi.ComponentResource):
+    workspace: machinelearningservices.Workspace
+    endpoint: machinelearningservices.OnlineEndpoint
+    deployment: machinelearningservices.OnlineDeployment
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        resource_group: pulumi.Input[str],
+        location: str,
+        subscription_id: pulumi.Input[str],
+        tenant_id: pulumi.Input[str],
+        model: ModelSpec,
+        image: str,
+        artifact_uri: str,
+        log_workspace_id: pulumi.Input[str],
+        private_endpoint_subnet_id: str,
+        tags: dict[str, str],
+        public: bool = False,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(TYPE, name, None, opts)
+        self.name = name
+        self.subscription_id = subscription_id
+        child = pulumi.ResourceOptions(parent=self)
+        self.vault = keyvault.Vault(
+            f"{name}-vault",
+            resource_group_name=resource_group,
+            location=location,
+            properties={
+                "tenant_id": tenant_id,
+                "sku": {"family": "A", "name": "standard"},
+                "enable_rbac_authorization": True,
+                "enable_soft_delete": True,
+                "soft_delete_retention_in_days": 90,
+                "enable_purge_protection": True,
+                "public_network_access": "Disabled",
+                "network_acls": {"default_action": "Deny", "bypass": "AzureServices"},
+            },
+            tags=tags,
+            opts=child,
+        )
+        self.storage = Lake(
+            f"{name}-store",
+            resource_group=resource_group,
+            location=location,
+            containers=[],
+            hierarchical=False,  # Azure ML's workspace storage is a plain blob account
+            tags=tags,
+            opts=child,
+        )
+        self.insights = applicationinsights.Component(
+            f"{name}-insights",
+            resource_group_name=resource_group,
+            location=location,
+            kind="web",
+            application_type="web",
+            workspace_resource_id=log_workspace_id,
+            disable_local_auth=True,
+            tags=tags,
+            opts=child,
+        )
+        access = "Enabled" if public else "Disabled"
+        self.workspace = machinelearningservices.Workspace(
+            f"{name}-workspace",
+            resource_group_name=resource_group,
+            location=location,
+            identity={"type": "SystemAssigned"},
+            key_vault=self.vault.id,
+            storage_account=self.storage.account.id,
+            application_insights=self.insights.id,
+            public_network_access=access,
+            system_datastores_auth_mode="identity",
+            sku={"name": "Basic", "tier": "Basic"},
+            tags=tags,
+            opts=child,
+        )
+        self.private_endpoint = network.PrivateEndpoint(
+            f"{name}-pe",
+            resource_group_name=resource_group,
+            location=location,
+            subnet={"id": private_endpoint_subnet_id},
+            private_link_service_connections=[
+                {
+                    "name": f"{name}-amlworkspace",
+                    "private_link_service_id": self.workspace.id,
+                    "group_ids": ["amlworkspace"],
+                }
+            ],
+            tags=tags,
+            opts=child,
+        )
+        ws = {"resource_group_name": resource_group, "workspace_name": self.workspace.name}
+        self.environment = machinelearningservices.EnvironmentVersion(
+            f"{name}-environment",
+            name="dataflow-model-server",
+            version=image.rsplit(":", 1)[-1].replace(".", "-") if ":" in image else "1",
+            properties={
+                "image": image,
+                "os_type": "Linux",
+                "inference_config": {
+                    "liveness_route": {"path": "/live", "port": PORT},
+                    "readiness_route": {"path": "/ping", "port": PORT},
+                    "scoring_route": {"path": "/invocations", "port": PORT},
+                },
+            },
+            **ws,
+            opts=child,
+        )
+        self.model_version = machinelearningservices.ModelVersion(
+            f"{name}-model",
+            name="dataflow-recommender",
+            version=artifact_uri.rstrip("/").rsplit("/", 1)[-1],
+            properties={"model_uri": artifact_uri, "model_type": "custom_model"},
+            **ws,
+            opts=child,
+        )
+        self.endpoint = machinelearningservices.OnlineEndpoint(
+            f"{name}-endpoint",
+            endpoint_name=f"{name}-endpoint",
+            location=location,
+            identity={"type": "SystemAssigned"},
+            properties={"auth_mode": "AADToken", "public_network_access": access},
+            tags=tags,
+            **ws,
+            opts=child,
+        )
+
+        def probe() -> machinelearningservices.ProbeSettingsArgs:
+            return machinelearningservices.ProbeSettingsArgs(
+                initial_delay="PT10S", period="PT10S", timeout="PT2S", failure_threshold=30
+            )
+
+        self.deployment = machinelearningservices.OnlineDeployment(
+            f"{name}-deployment",
+            deployment_name=DEPLOYMENT,
+            endpoint_name=self.endpoint.name,
+            location=location,
+            sku={"name": "Default", "capacity": model.min_replicas},
+            # Typed args: the properties input is a union (managed or Kubernetes),
+            # which a plain dict would reach the engine untranslated.
+            properties=machinelearningservices.ManagedOnlineDeploymentArgs(
+                endpoint_compute_type="Managed",
+                model=self.model_version.id,
+                environment_id=self.environment.id,
+                instance_type=INSTANCE_TYPES[model.size],
+                scale_settings=machinelearningservices.DefaultScaleSettingsArgs(scale_type="Default"),
+                liveness_probe=probe(),
+                readiness_probe=probe(),
+                request_settings=machinelearningservices.OnlineRequestSettingsArgs(
+                    request_timeout="PT5S", max_concurrent_requests_per_instance=8
+                ),
+                app_insights_enabled=True,
+                egress_public_network_access="Disabled",
+            ),
+            tags=tags,
+            **ws,
+            opts=child,
+        )
+        # Only scoring, nothing else of the workspace: a role with one action.
+        self.scorer_role = authorization.RoleDefinition(
+            f"{name}-scorer",
+            role_name=f"{name} endpoint scorer ({pulumi.get_stack()})",
+            description="Score the Data-Flow recommendation endpoint; nothing else.",
+            role_type="CustomRole",
+            scope=self.endpoint.id,
+            assignable_scopes=[self.endpoint.id],
+            permissions=[
+                {"actions": [SCORE_ACTION], "not_actions": [], "data_actions": [], "not_data_actions": []}
+            ],
+            opts=child,
+        )
+        self.scoring_uri = self.endpoint.properties.apply(lambda p: p.scoring_uri or "")
+        self.register_outputs({"endpoint": self.endpoint.id})
+
+    def grant_score(self, grantee: str, principal_id: pulumi.Input[str]):
+        """Let ``principal_id`` call this endpoint's scoring route, and only that."""
+        return assign(
+            f"{self.name}-score-{grantee}",
+            role=self.scorer_role.id,
+            principal_id=principal_id,
+            scope=self.endpoint.id,
+            subscription_id=self.subscription_id,
+            parent=self,
+        )

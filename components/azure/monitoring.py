@@ -1,0 +1,184 @@
+"""Monitoring on Azure: metric alerts on every link, an action group, and
+diagnostic settings that send every resource's logs and metrics to the
+chain's Log Analytics workspace.
+
+Alerts (thresholds from the spec's ``alerts``):
+
+- ingest: events arrive but Capture writes none (the lake stops receiving),
+  and Capture's backlog;
+- processing: any failed Data Factory pipeline run (the Spark job failed or
+  stopped, after its retries);
+- model: 5xx answers per minute above ``error_rate`` of the traffic floor,
+  and the endpoint's p99 latency.
+
+The action group emails ``alerts.email`` when set.
+"""
+
+from __future__ import annotations
+
+import pulumi
+from pulumi_azure_native import monitor
+
+from components.spec import AlertSpec
+
+TYPE = "data-flow:azure:Monitoring"
+
+
+def criterion(
+    name: str, metric: str, namespace: str, operator: str, threshold: float, aggregation: str, dimensions=None
+) -> monitor.MetricCriteriaArgs:
+    # Typed args: the criteria input is a union, which plain dicts would reach
+    # the engine untranslated (snake_case keys).
+    return monitor.MetricCriteriaArgs(
+        criterion_type="StaticThresholdCriterion",
+        name=name,
+        metric_name=metric,
+        metric_namespace=namespace,
+        operator=operator,
+        threshold=threshold,
+        time_aggregation=aggregation,
+        dimensions=[monitor.MetricDimensionArgs(**d) for d in dimensions or []] or None,
+    )
+
+
+class Monitoring(pulumi.ComponentResource):
+    action_group: monitor.ActionGroup
+    alerts: dict[str, monitor.MetricAlert]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        resource_group: pulumi.Input[str],
+        alerts: AlertSpec,
+        log_workspace_id: pulumi.Input[str],
+        eventhub_namespace_id: pulumi.Input[str],
+        factory_id: pulumi.Input[str],
+        endpoint_id: pulumi.Input[str],
+        diagnosed: dict[str, pulumi.Input[str]],
+        tags: dict[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(TYPE, name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        receivers = [{"name": "oncall", "email_address": alerts.email, "use_common_alert_schema": True}]
+        self.action_group = monitor.ActionGroup(
+            f"{name}-oncall",
+            resource_group_name=resource_group,
+            location="global",
+            group_short_name="dataflow",
+            enabled=True,
+            email_receivers=receivers if alerts.email else [],
+            tags=tags,
+            opts=child,
+        )
+
+        def alert(
+            key: str,
+            description: str,
+            scope,
+            criteria: list[monitor.MetricCriteriaArgs],
+            window: str = "PT5M",
+            severity: int = 2,
+        ):
+            return monitor.MetricAlert(
+                f"{name}-{key}",
+                resource_group_name=resource_group,
+                location="global",
+                description=description,
+                severity=severity,
+                enabled=True,
+                scopes=[scope],
+                evaluation_frequency="PT1M",
+                window_size=window,
+                auto_mitigate=True,
+                criteria=monitor.MetricAlertSingleResourceMultipleMetricCriteriaArgs(
+                    odata_type="Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria",
+                    all_of=criteria,
+                ),
+                actions=[{"action_group_id": self.action_group.id}],
+                tags=tags,
+                opts=child,
+            )
+
+        eh = "Microsoft.EventHub/namespaces"
+        endpoint_ns = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints"
+        self.alerts = {
+            "capture-stalled": alert(
+                "capture-stalled",
+                "Events arrive but Event Hubs Capture writes none to the lake",
+                eventhub_namespace_id,
+                [
+                    criterion("incoming", "IncomingMessages", eh, "GreaterThan", 0, "Total"),
+                    criterion("captured", "CapturedMessages", eh, "LessThan", 1, "Total"),
+                ],
+                window="PT15M",
+            ),
+            "capture-backlog": alert(
+                "capture-backlog",
+                "Events waiting to be captured to the lake",
+                eventhub_namespace_id,
+                [criterion("backlog", "CaptureBacklog", eh, "GreaterThan", 0, "Average")],
+                window=f"PT{max(5, alerts.backlog_seconds // 60)}M",
+            ),
+            "pipeline-failures": alert(
+                "pipeline-failures",
+                "The processing pipeline failed (the Spark job stopped after its retries)",
+                factory_id,
+                [
+                    criterion(
+                        "failed",
+                        "PipelineFailedRuns",
+                        "Microsoft.DataFactory/factories",
+                        "GreaterThan",
+                        0,
+                        "Total",
+                    )
+                ],
+                severity=1,
+            ),
+            "model-errors": alert(
+                "model-errors",
+                f"Model endpoint 5xx answers above {alerts.error_rate:.0%} of a 100 requests/min floor",
+                endpoint_id,
+                [
+                    criterion(
+                        "errors5xx",
+                        "RequestsPerMinute",
+                        endpoint_ns,
+                        "GreaterThan",
+                        round(alerts.error_rate * 100, 2),
+                        "Average",
+                        [{"name": "statusCodeClass", "operator": "Include", "values": ["5xx"]}],
+                    )
+                ],
+            ),
+            "model-latency": alert(
+                "model-latency",
+                f"Model p99 latency above {alerts.latency_p99_ms} ms",
+                endpoint_id,
+                [
+                    criterion(
+                        "p99",
+                        "RequestLatency_P99",
+                        endpoint_ns,
+                        "GreaterThan",
+                        alerts.latency_p99_ms,
+                        "Average",
+                    )
+                ],
+            ),
+        }
+        self.diagnostics = [
+            monitor.DiagnosticSetting(
+                f"{name}-diag-{key}",
+                name="to-log-analytics",
+                resource_uri=resource_id,
+                workspace_id=log_workspace_id,
+                logs=[{"category_group": "allLogs", "enabled": True}],
+                metrics=[{"category": "AllMetrics", "enabled": True}],
+                opts=child,
+            )
+            for key, resource_id in sorted(diagnosed.items())
+        ]
+        self.register_outputs({"action_group": self.action_group.id})

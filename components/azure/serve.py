@@ -1,0 +1,140 @@
+"""Serving on Azure: the recommendation API as a Function App.
+
+The app runs the API's Functions image (``pipeline_code/serving/azure/Dockerfile``:
+the Azure Functions Python host with ``pipeline_code.serving.azure_function``,
+an ASGI function around the same ``RecommendationApi``) on an Elastic Premium
+plan, integrated into the chain's VNet so it reaches the private ML endpoint.
+Secure by default: HTTPS only, TLS 1.2, FTP off, a managed identity that may
+score that one endpoint (and read its own host storage), and App Service
+authentication that refuses requests without an Entra ID token for
+``azure.api_client_id`` unless ``serve.public``. ``MODEL_ENDPOINT`` is
+``azureml:<scoring uri>#<deployment>``.
+"""
+
+from __future__ import annotations
+
+import pulumi
+from pulumi_azure_native import web
+
+from components.azure.ml import DEPLOYMENT, Model
+from components.azure.security import Lake, assign
+from components.spec import ServeSpec
+
+TYPE = "data-flow:azure:Serve"
+
+
+class Serve(pulumi.ComponentResource):
+    app: web.WebApp
+    url: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        resource_group: pulumi.Input[str],
+        location: str,
+        subscription_id: pulumi.Input[str],
+        tenant_id: pulumi.Input[str],
+        model: Model,
+        serve: ServeSpec,
+        image: str,
+        subnet_id: str,
+        insights_connection: pulumi.Input[str],
+        tags: dict[str, str],
+        client_id: str | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(TYPE, name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.host_storage = Lake(
+            f"{name}-host",
+            resource_group=resource_group,
+            location=location,
+            containers=[],
+            hierarchical=False,
+            tags=tags,
+            opts=child,
+        )
+        self.plan = web.AppServicePlan(
+            f"{name}-plan",
+            resource_group_name=resource_group,
+            location=location,
+            kind="elastic",
+            reserved=True,  # Linux
+            sku={"name": "EP1", "tier": "ElasticPremium"},
+            maximum_elastic_worker_count=serve.max_instances,
+            tags=tags,
+            opts=child,
+        )
+        endpoint = model.scoring_uri.apply(lambda uri: f"azureml:{uri}#{DEPLOYMENT}")
+        self.app = web.WebApp(
+            f"{name}-app",
+            resource_group_name=resource_group,
+            location=location,
+            kind="functionapp,linux,container",
+            server_farm_id=self.plan.id,
+            https_only=True,
+            identity={"type": "SystemAssigned"},
+            virtual_network_subnet_id=subnet_id,
+            client_cert_enabled=False,
+            site_config={
+                "linux_fx_version": f"DOCKER|{image}",
+                "acr_use_managed_identity_creds": True,
+                "ftps_state": "Disabled",
+                "min_tls_version": "1.2",
+                "scm_min_tls_version": "1.2",
+                "http20_enabled": True,
+                "vnet_route_all_enabled": True,
+                "minimum_elastic_instance_count": max(1, serve.min_instances),
+                "function_app_scale_limit": serve.max_instances,
+                "app_settings": [
+                    {"name": "FUNCTIONS_EXTENSION_VERSION", "value": "~4"},
+                    {"name": "AzureWebJobsStorage__accountName", "value": self.host_storage.account.name},
+                    {"name": "APPLICATIONINSIGHTS_CONNECTION_STRING", "value": insights_connection},
+                    {"name": "MODEL_ENDPOINT", "value": endpoint},
+                ],
+            },
+            tags=tags,
+            opts=child,
+        )
+        principal = self.app.identity.apply(lambda i: i.principal_id)
+        self.grants = [
+            model.grant_score("api", principal),
+            # Identity-based host storage (no connection string, no key).
+            assign(
+                f"{name}-host-storage",
+                role="Storage Blob Data Owner",
+                principal_id=principal,
+                scope=self.host_storage.account.id,
+                subscription_id=subscription_id,
+                parent=self,
+            ),
+        ]
+        self.auth = None
+        if not serve.public:
+            self.auth = web.WebAppAuthSettingsV2(
+                f"{name}-auth",
+                name=self.app.name,
+                resource_group_name=resource_group,
+                platform={"enabled": True},
+                global_validation={
+                    "require_authentication": True,
+                    "unauthenticated_client_action": "Return401",
+                },
+                http_settings={"require_https": True},
+                identity_providers={
+                    "azure_active_directory": {
+                        "enabled": True,
+                        "registration": {
+                            "client_id": client_id,
+                            "open_id_issuer": pulumi.Output.concat(
+                                "https://sts.windows.net/", tenant_id, "/v2.0"
+                            ),
+                        },
+                        "validation": {"allowed_audiences": [f"api://{client_id}"]},
+                    }
+                },
+                opts=child,
+            )
+        self.url = self.app.default_host_name.apply(lambda h: f"https://{h}/recommendations/")
+        self.register_outputs({"url": self.url})

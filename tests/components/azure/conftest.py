@@ -1,0 +1,5 @@
+"""The Azure components' tests need the azure extra."""
+
+import pytest
+
+pytest.importorskip("pulumi_azure_native", reason="the azure extra is not installed")

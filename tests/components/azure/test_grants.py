@@ -1,0 +1,50 @@
+"""Every Azure grant verb assigns one role, on exactly its resource."""
+
+from __future__ import annotations
+
+import pulumi
+
+from components.azure import AzureChain
+from components.azure.security import ROLES
+from components.spec import load_spec
+from tests.components.conftest import run_program
+from tests.components.test_spec import azure_config
+
+
+def with_grants():
+    def program():
+        chain = AzureChain("dataflow", load_spec(azure_config()))
+        chain.ingest.grant_send("collector", "principal-collector")
+        chain.ingest.grant_receive("analytics", "principal-analytics")
+        chain.model.grant_score("batch", "principal-batch")
+        return chain
+
+    return run_program(program)
+
+
+def test_grant_send_and_receive_are_the_data_roles_on_the_hub():
+    rec, _ = with_grants()
+    send = rec.one("authorization:RoleAssignment", "dataflow-ingest-send-collector").inputs
+    receive = rec.one("authorization:RoleAssignment", "dataflow-ingest-receive-analytics").inputs
+    hub = send["scope"]
+    assert hub.endswith("/EventHub/events") and receive["scope"] == hub
+    assert send["roleDefinitionId"].endswith(ROLES["Azure Event Hubs Data Sender"])
+    assert receive["roleDefinitionId"].endswith(ROLES["Azure Event Hubs Data Receiver"])
+    assert send["principalId"] == "principal-collector"
+
+
+def test_grant_score_is_the_one_action_role_on_the_endpoint():
+    rec, _ = with_grants()
+    score = rec.one("authorization:RoleAssignment", "dataflow-ml-score-batch").inputs
+    scorer = rec.one("authorization:RoleDefinition")
+    assert score["scope"].endswith("/OnlineEndpoint/dataflow-ml-endpoint")
+    assert score["roleDefinitionId"] == scorer.id
+    assert scorer.inputs["assignableScopes"] == [score["scope"]]
+
+
+def test_role_assignment_names_are_stable_guids():
+    first, _ = with_grants()
+    second, _ = with_grants()
+    names = lambda rec: {r.name: r.inputs["roleAssignmentName"] for r in rec.of_type("RoleAssignment")}  # noqa: E731
+    assert names(first) == names(second) and len(set(names(first).values())) == len(names(first))
+    assert isinstance(pulumi.get_stack(), str)
