@@ -11,7 +11,7 @@
 The API reaches the model through one small interface, ``Endpoint``: here
 in-process (``LocalEndpoint``) or over HTTP to the model server
 (``HttpEndpoint``), a Vertex AI endpoint (``VertexEndpoint``) or a SageMaker
-endpoint (``SageMakerEndpoint``); Azure ML's implements the same two methods. In a container,
+endpoint (``SageMakerEndpoint``) or an Azure ML endpoint (``AzureMLEndpoint``). In a container,
 ``python -m pipeline_code.serving api`` serves it on ``PORT`` with the
 endpoint from ``MODEL_ENDPOINT`` (see ``endpoint_from_env``). Before asking, it adds the user's
 events since training (``RecentActivity``) as ``recent_items``.
@@ -168,6 +168,33 @@ class SageMakerEndpoint:
         return None
 
 
+class AzureMLEndpoint(HttpEndpoint):
+    """An Azure ML managed online endpoint: the same body, sent to its scoring
+    URI with an Entra ID token (the Function App's managed identity, through
+    ``azure-identity``) and the deployment named in ``azureml-model-deployment``."""
+
+    SCOPE = "https://ml.azure.com/.default"
+
+    def __init__(self, scoring_uri: str, deployment: str | None, timeout: float = 5.0) -> None:
+        if not re.fullmatch(r"https://[a-z0-9-]+\.[a-z0-9]+\.inference\.ml\.azure\.com/score", scoring_uri):
+            raise ValueError(
+                f"MODEL_ENDPOINT azureml:{scoring_uri!r} is not https://ENDPOINT.REGION.inference.ml.azure.com/score"
+            )
+        super().__init__(scoring_uri, "", timeout)
+        if deployment:
+            self.client.headers["azureml-model-deployment"] = deployment
+        self.credential = None
+
+    async def predict(self, request: dict) -> dict:
+        if self.credential is None:
+            from azure.identity.aio import DefaultAzureCredential
+
+            self.credential = DefaultAzureCredential()
+        token = await self.credential.get_token(self.SCOPE)
+        self.client.headers["Authorization"] = f"Bearer {token.token}"
+        return await super().predict(request)
+
+
 def endpoint_from_env(value: str | None) -> Endpoint:
     """``MODEL_ENDPOINT`` -> the endpoint: ``http(s)://host[:port]`` (a model
     server), ``vertex:projects/P/locations/L/endpoints/ID`` or
@@ -178,9 +205,14 @@ def endpoint_from_env(value: str | None) -> Endpoint:
         return VertexEndpoint(value.removeprefix("vertex:"))
     if value.startswith("sagemaker:"):
         return SageMakerEndpoint(value.removeprefix("sagemaker:"))
+    if value.startswith("azureml:"):
+        uri, _, deployment = value.removeprefix("azureml:").partition("#")
+        return AzureMLEndpoint(uri, deployment or None)
     if value.startswith(("http://", "https://")):
         return HttpEndpoint(value)
-    raise ValueError(f"MODEL_ENDPOINT {value!r} must start with http://, https://, vertex: or sagemaker:")
+    raise ValueError(
+        f"MODEL_ENDPOINT {value!r} must start with http://, https://, vertex:, sagemaker: or azureml:"
+    )
 
 
 class RecommendationApi:

@@ -16,6 +16,7 @@ from pipeline_code.local.eventlog import EventLog
 from pipeline_code.ml.model import Recommender, find_model
 from pipeline_code.serving import aws_lambda
 from pipeline_code.serving.api import (
+    AzureMLEndpoint,
     HttpEndpoint,
     LocalEndpoint,
     RecommendationApi,
@@ -186,3 +187,57 @@ def test_sagemaker_endpoints_are_named_and_checked():
     assert isinstance(endpoint, SageMakerEndpoint) and endpoint.name == "dataflow-dev-model"
     with pytest.raises(ValueError, match=re.escape("sagemaker:'bad_name!' is not a SageMaker endpoint name")):
         endpoint_from_env("sagemaker:bad_name!")
+
+
+def test_the_azure_function_serves_the_api_in_front_of_a_model_server(trained, model):
+    """The Functions app's own function (the Python worker's ASGI path) over
+    real HTTP to a model server answers as the in-process API does."""
+    import azure.functions as func
+
+    from pipeline_code.serving.azure_function import build
+
+    port = free_port()
+    with server_process({"MODEL_DIR": str(trained[1]), "AIP_HTTP_PORT": str(port)}, (), port) as (_, base):
+        (function,) = build(base).get_functions()
+        request = func.HttpRequest(
+            "GET",
+            "https://api.example/recommendations/user-000003?k=7",
+            headers={},
+            params={"k": "7"},
+            body=b"",
+        )
+        context = type(
+            "Context", (), {"invocation_id": "1", "function_name": "api", "function_directory": "/"}
+        )()
+        answer = function.get_user_function()(request, context)
+        answer = asyncio.run(answer) if asyncio.iscoroutine(answer) else answer
+    assert answer.status_code == 200
+    local = get(RecommendationApi(LocalEndpoint(model)), "/recommendations/user-000003?k=7").json()
+    assert json.loads(answer.get_body()) == local
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        (
+            "azureml:https://x.westeurope.inference.ml.azure.com/predict",
+            "is not https://ENDPOINT.REGION.inference",
+        ),
+        (
+            "azureml:http://x.westeurope.inference.ml.azure.com/score",
+            "is not https://ENDPOINT.REGION.inference",
+        ),
+    ],
+)
+def test_bad_azureml_endpoints_name_the_value(value, fragment):
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        endpoint_from_env(value)
+
+
+def test_azureml_endpoints_target_the_named_deployment():
+    endpoint = endpoint_from_env(
+        "azureml:https://dataflow-ml-endpoint.westeurope.inference.ml.azure.com/score#primary"
+    )
+    assert isinstance(endpoint, AzureMLEndpoint)
+    assert endpoint.url == "https://dataflow-ml-endpoint.westeurope.inference.ml.azure.com/score"
+    assert endpoint.client.headers["azureml-model-deployment"] == "primary"
