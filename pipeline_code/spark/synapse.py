@@ -10,6 +10,9 @@ lost while processing is stopped); this job reads them as a stream:
         -> MicroBatchRunner / process_micro_batch (the adapter Glue runs)
         -> SynapseSink: Parquet staged in the lake, COPY INTO, one transaction
 
+Before the stream starts it creates any of the tables the pool lacks, from
+``pipeline_code.synapse`` (no ARM resource runs T-SQL).
+
 It authenticates as the workspace's managed identity: to the lake through
 Spark's ABFS driver and pyarrow, to the SQL pool with an Entra ID token
 (``mssparkutils``) handed to pyodbc. A batch that cannot be committed after
@@ -215,6 +218,18 @@ class SynapseSink:
         return {"tables": sorted(files)}
 
 
+def ensure_tables(args: JobArgs, token: str) -> None:
+    """Create whichever logical tables the pool lacks (the DDL is idempotent)."""
+    con = _connect(args.sql_server, args.sql_database, token)
+    try:
+        cur = con.cursor()
+        for sql in synapse.all_ddl():
+            cur.execute(sql)
+        con.commit()
+    finally:
+        con.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     """The Synapse Spark job (needs the Synapse runtime: ``mssparkutils``, pyodbc)."""
     import sys
@@ -244,6 +259,7 @@ def main(argv: list[str] | None = None) -> None:
             args, key, f"{args.staging_uri}/{args.job_name}/batch-{batch}/attempt-{attempt}", token()
         )
 
+    ensure_tables(args, token())
     runner = MicroBatchRunner(
         args.job_name,
         args.settings,
