@@ -37,3 +37,18 @@ class ProcessingSettings:
     @property
     def session_gap_us(self) -> int:
         return self.session_gap_minutes * 60_000_000
+
+
+def add_arguments(parser) -> None:
+    """The settings as ``--name value`` flags of a job's argparse parser
+    (the Glue and Synapse jobs; Beam has its own ``ProcessingOptions``)."""
+    defaults = ProcessingSettings()
+    for name in ("shards", "window_minutes", "allowed_lateness_minutes", "session_gap_minutes"):
+        parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name))
+
+
+def from_arguments(args) -> ProcessingSettings:
+    """Parsed flags -> settings (``ValueError`` names a bad one)."""
+    return ProcessingSettings(
+        args.shards, args.window_minutes, args.allowed_lateness_minutes, args.session_gap_minutes
+    )

@@ -35,7 +35,7 @@ from urllib.parse import urlparse
 
 from pipeline_code import redshift
 from pipeline_code.core.parse import RawEvent
-from pipeline_code.core.settings import ProcessingSettings
+from pipeline_code.core.settings import ProcessingSettings, add_arguments, from_arguments
 from pipeline_code.lookup import RedshiftDataLookup, RedshiftError, to_us
 from pipeline_code.spark.adapter import MicroBatchRunner, kinesis_offset
 from pipeline_code.tables import TABLES, arrow_schema
@@ -79,10 +79,7 @@ def parse_args(argv: list[str]) -> JobArgs:
     p.add_argument("--JOB_NAME", dest="job_name", default="dataflow")
     p.add_argument("--window_seconds", type=int, default=10)
     p.add_argument("--commit_attempts", type=int, default=3)
-    p.add_argument("--shards", type=int, default=8)
-    p.add_argument("--window_minutes", type=int, default=60)
-    p.add_argument("--allowed_lateness_minutes", type=int, default=24 * 60)
-    p.add_argument("--session_gap_minutes", type=int, default=30)
+    add_arguments(p)
     a, _unknown = p.parse_known_args(argv)
     for name in ("staging_uri", "checkpoint_uri", "dead_letter_uri"):
         value = getattr(a, name)
@@ -90,9 +87,7 @@ def parse_args(argv: list[str]) -> JobArgs:
             raise ValueError(f"--{name} must be an s3:// URI, got {value!r}")
     if a.window_seconds < 1:
         raise ValueError(f"--window_seconds must be at least 1, got {a.window_seconds}")
-    settings = ProcessingSettings(
-        a.shards, a.window_minutes, a.allowed_lateness_minutes, a.session_gap_minutes
-    )
+    settings = from_arguments(a)
     return JobArgs(
         a.stream_name,
         a.region,

@@ -32,7 +32,7 @@ from urllib.parse import urlparse
 
 from pipeline_code import synapse
 from pipeline_code.core.parse import RawEvent
-from pipeline_code.core.settings import ProcessingSettings
+from pipeline_code.core.settings import ProcessingSettings, add_arguments, from_arguments
 from pipeline_code.lookup import USER_FEATURES, history_row, to_us
 from pipeline_code.spark.adapter import MicroBatchRunner
 from pipeline_code.tables import TABLES
@@ -73,10 +73,7 @@ def parse_args(argv: list[str]) -> JobArgs:
     p.add_argument("--job_name", default="dataflow")
     p.add_argument("--window_seconds", type=int, default=60)
     p.add_argument("--commit_attempts", type=int, default=3)
-    p.add_argument("--shards", type=int, default=8)
-    p.add_argument("--window_minutes", type=int, default=60)
-    p.add_argument("--allowed_lateness_minutes", type=int, default=24 * 60)
-    p.add_argument("--session_gap_minutes", type=int, default=30)
+    add_arguments(p)
     a = p.parse_args(argv)
     for name in ("capture_uri", "staging_uri", "checkpoint_uri", "dead_letter_uri"):
         value = getattr(a, name)
@@ -84,9 +81,7 @@ def parse_args(argv: list[str]) -> JobArgs:
             raise ValueError(f"--{name} must be an abfss:// URI, got {value!r}")
     if a.window_seconds < 1:
         raise ValueError(f"--window_seconds must be at least 1, got {a.window_seconds}")
-    settings = ProcessingSettings(
-        a.shards, a.window_minutes, a.allowed_lateness_minutes, a.session_gap_minutes
-    )
+    settings = from_arguments(a)
     return JobArgs(
         a.capture_uri.rstrip("/"),
         a.staging_uri.rstrip("/"),
