@@ -80,6 +80,10 @@ class ProcessingSpec(_Section):
     """Workers the job starts with and never scales below."""
     max_workers: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 3
     """Autoscaling ceiling: bounds the processing bill."""
+    retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 2
+    """Retries of a micro-batch commit (Glue, Synapse) and of the Data Factory activity before giving up."""
+    restart_minutes: Annotated[int, msgspec.Meta(ge=5, le=60)] = 10
+    """How often the scheduler restarts a stopped streaming job (Glue trigger, Data Factory trigger)."""
 
 
 class WarehouseSpec(_Section):

@@ -18,7 +18,7 @@ by resource: read on the stream, write to the dead-letter bucket, the
 warehouse's Data API on the workgroup, its bucket prefixes, its log group,
 the key. A security configuration encrypts its S3 output, logs and
 bookmarks; logs are kept ``log_retention_days``. A scheduled trigger starts
-the job, and restarts it within ten minutes if it ever stops (one run at
+the job, and restarts it within ``processing.restart_minutes`` if it ever stops (one run at
 most: the trigger's start is refused while a run is live).
 """
 
@@ -94,6 +94,7 @@ def job_arguments(
         "--window_minutes": str(processing.window_minutes),
         "--allowed_lateness_minutes": str(processing.allowed_lateness_minutes),
         "--session_gap_minutes": str(processing.session_gap_minutes),
+        "--commit_attempts": str(processing.retries + 1),
     }
 
 
@@ -282,7 +283,7 @@ class Processing(pulumi.ComponentResource):
             f"{name}-keep-running",
             name=f"{name}-keep-running",
             type="SCHEDULED",
-            schedule="cron(0/10 * * * ? *)",
+            schedule=f"cron(0/{processing.restart_minutes} * * * ? *)",
             start_on_creation=True,
             actions=[{"job_name": self.job.name}],
             tags=tags,

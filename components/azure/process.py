@@ -10,9 +10,9 @@
 - a Data Factory with a managed identity, a linked service to the workspace
   (managed identity auth), a pipeline whose one ``SparkJob`` activity runs
   the definition with the retry policy below, at most one run at a time, and
-  a schedule trigger that starts it every 15 minutes: the job is a long-running
+  a schedule trigger that starts it every ``processing.restart_minutes``: the job is a long-running
   stream, so a start while it runs is queued behind it, and a job that stopped
-  comes back within the quarter hour.
+  comes back within that time.
 
 The pipeline's JSON (``pipeline_definition``) is what the Pipeline resource is
 built from and what the tests validate with the ``azure-mgmt-datafactory`` models.
@@ -105,7 +105,6 @@ class Processing(pulumi.ComponentResource):
         capture_path: pulumi.Input[str],
         node_size: str,
         tags: dict[str, str],
-        retries: int = 3,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(TYPE, name, None, opts)
@@ -148,6 +147,7 @@ class Processing(pulumi.ComponentResource):
                 "--window_minutes", str(processing.window_minutes),
                 "--allowed_lateness_minutes", str(processing.allowed_lateness_minutes),
                 "--session_gap_minutes", str(processing.session_gap_minutes),
+                "--commit_attempts", str(processing.retries + 1),
             ]
         )  # fmt: skip
         definition = pulumi.Output.all(self.pool.name, script_uri, package_uri, args).apply(
@@ -195,7 +195,11 @@ class Processing(pulumi.ComponentResource):
             opts=child,
         )
         self.definition = pipeline_definition(
-            linked_service="synapse", job=JOB, pool="dataflow", retries=retries, retry_interval_s=300
+            linked_service="synapse",
+            job=JOB,
+            pool="dataflow",
+            retries=processing.retries,
+            retry_interval_s=300,
         )
         props = self.definition["properties"]
         self.pipeline = datafactory.Pipeline(
@@ -215,7 +219,11 @@ class Processing(pulumi.ComponentResource):
             resource_group_name=resource_group,
             properties={
                 "type": "ScheduleTrigger",
-                "recurrence": {"frequency": "Minute", "interval": 15, "time_zone": "UTC"},
+                "recurrence": {
+                    "frequency": "Minute",
+                    "interval": processing.restart_minutes,
+                    "time_zone": "UTC",
+                },
                 "pipelines": [
                     {"pipeline_reference": {"reference_name": "dataflow-stream", "type": "PipelineReference"}}
                 ],

@@ -19,7 +19,7 @@ from pipeline_code.spark.synapse import parse_args
 from tests.components.azure.test_chain import build
 
 PIPELINE = pipeline_definition(
-    linked_service="synapse", job="dataflow-stream", pool="dataflow", retries=3, retry_interval_s=300
+    linked_service="synapse", job="dataflow-stream", pool="dataflow", retries=2, retry_interval_s=300
 )
 LAKE = "abfss://work@lake1.dfs.core.windows.net/"
 JOB = job_definition(
@@ -51,7 +51,7 @@ def test_the_pipeline_is_a_valid_data_factory_pipeline():
     activity = adf.SynapseSparkJobDefinitionActivity(raw)
     assert activity.type_properties.spark_job.reference_name == "dataflow-stream"
     assert activity.type_properties.target_big_data_pool.reference_name == "dataflow"
-    assert activity.policy.retry == 3 and activity.policy.timeout == "7.00:00:00"
+    assert activity.policy.retry == 2 and activity.policy.timeout == "7.00:00:00"
     assert activity.linked_service_name.reference_name == "synapse"
     assert unknown_keys(adf.SynapseSparkJobDefinitionActivity, raw) == []
     assert (

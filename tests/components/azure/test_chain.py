@@ -87,7 +87,7 @@ def test_the_pipeline_runs_the_job_definition_on_the_pool(default):
         activity["targetBigDataPool"]["referenceName"]
         == rec.one("synapse:BigDataPool").inputs["bigDataPoolName"]
     )
-    assert activity["policy"]["retry"] == 3 and pipeline["concurrency"] == 1
+    assert activity["policy"]["retry"] == 2 and pipeline["concurrency"] == 1
     linked = rec.one("datafactory:LinkedService").inputs["properties"]
     assert linked["authentication"] == "MSI" and linked["type"] == "AzureSynapseArtifacts"
     trigger = rec.one("datafactory:Trigger").inputs["properties"]
@@ -274,6 +274,17 @@ OPTIONS = [
             at(rec, "synapse:Workspace", "encryption", "cmk", "key", "keyVaultUrl") == KEY_URL
             and at(rec, "storage:StorageAccount", "encryption", "keySource", name=LAKE)
             == "Microsoft.Keyvault"
+        ),
+    ),
+    (
+        {"processing": {"retries": 5, "restart_minutes": 30}},
+        lambda rec: (
+            at(rec, "datafactory:Pipeline", "activities")[0]["policy"]["retry"] == 5
+            and at(rec, "datafactory:Trigger", "properties", "recurrence", "interval") == 30
+            and (a := at(rec, "dynamic:Resource", "definition", "properties", "jobProperties", "args"))[
+                a.index("--commit_attempts") + 1
+            ]
+            == "6"
         ),
     ),
     (
