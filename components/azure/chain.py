@@ -101,6 +101,7 @@ class AzureChain(pulumi.ComponentResource):
             warehouse=self.warehouse,
             lake=self.lake,
             capture_path=pulumi.Output.concat(self.ingest.namespace.name, "/", self.ingest.hub.name, "/"),
+            log_workspace_id=self.logs.id,
             node_size=az.spark_node_size,
             tags=tags,
             opts=child,
@@ -141,6 +142,7 @@ class AzureChain(pulumi.ComponentResource):
             log_workspace_id=self.logs.id,
             eventhub_namespace_id=self.ingest.namespace.id,
             factory_id=self.processing.factory.id,
+            job_insights_id=self.processing.insights.id,
             endpoint_id=self.model.endpoint.id,
             diagnosed={
                 "eventhub": self.ingest.namespace.id,

@@ -7,7 +7,8 @@ Alerts (thresholds from the spec's ``alerts``):
 - ingest: events arrive but Capture writes none (the lake stops receiving),
   and Capture's backlog;
 - processing: any failed Data Factory pipeline run (the Spark job failed or
-  stopped, after its retries);
+  stopped, after its retries); dead letters per five minutes and spilled
+  batches, from the counts the job sends to its Application Insights;
 - model: 5xx answers per minute above ``error_rate`` of the traffic floor,
   and the endpoint's p99 latency.
 
@@ -54,6 +55,7 @@ class Monitoring(pulumi.ComponentResource):
         log_workspace_id: pulumi.Input[str],
         eventhub_namespace_id: pulumi.Input[str],
         factory_id: pulumi.Input[str],
+        job_insights_id: pulumi.Input[str],
         endpoint_id: pulumi.Input[str],
         diagnosed: dict[str, pulumi.Input[str]],
         tags: dict[str, str],
@@ -132,6 +134,37 @@ class Monitoring(pulumi.ComponentResource):
                         "Microsoft.DataFactory/factories",
                         "GreaterThan",
                         0,
+                        "Total",
+                    )
+                ],
+                severity=1,
+            ),
+            "dead-letters": alert(
+                "dead-letters",
+                f"More than {alerts.dead_letters_per_5min} events dead-lettered in 5 minutes",
+                job_insights_id,
+                [
+                    criterion(
+                        "dead",
+                        "DeadLettered",
+                        "azure.applicationinsights",
+                        "GreaterThan",
+                        alerts.dead_letters_per_5min,
+                        "Total",
+                    )
+                ],
+            ),
+            "spilled-batches": alert(
+                "spilled-batches",
+                "A micro-batch could not be committed; its raw records are in the dead-letter container",
+                job_insights_id,
+                [
+                    criterion(
+                        "spilled",
+                        "SpilledBatches",
+                        "azure.applicationinsights",
+                        "GreaterThanOrEqual",
+                        1,
                         "Total",
                     )
                 ],

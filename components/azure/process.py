@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-from pulumi_azure_native import datafactory, synapse
+from pulumi_azure_native import applicationinsights, datafactory, synapse
 
 from components.azure.security import Lake
 from components.azure.synapse_job import SPARK_VERSION, SparkJobDefinition, job_definition
@@ -103,6 +103,7 @@ class Processing(pulumi.ComponentResource):
         warehouse: Warehouse,
         lake: Lake,
         capture_path: pulumi.Input[str],
+        log_workspace_id: pulumi.Input[str],
         node_size: str,
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
@@ -128,11 +129,24 @@ class Processing(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
+        # The job's counts per micro-batch (dead letters, spilled batches) land
+        # here as custom metrics; Monitoring alerts on them. Ingestion takes the
+        # connection string's key, which only allows sending telemetry.
+        self.insights = applicationinsights.Component(
+            f"{name}-insights",
+            resource_group_name=resource_group,
+            location=location,
+            kind="other",
+            application_type="other",
+            workspace_resource_id=log_workspace_id,
+            tags=tags,
+            opts=child,
+        )
         script_uri = lake.abfss("work", "code/synapse_job.py")
         package_uri = lake.abfss("work", "code/pipeline_code.zip")
         args = pulumi.Output.all(
             lake.abfss("capture", ""), capture_path, lake.abfss("work", ""), lake.abfss("dead-letters", ""),
-            warehouse.sql_endpoint, warehouse.sql_pool.name,
+            warehouse.sql_endpoint, warehouse.sql_pool.name, self.insights.connection_string,
         ).apply(
             lambda v: [
                 "--capture_uri", f"{v[0]}{v[1]}",
@@ -148,6 +162,7 @@ class Processing(pulumi.ComponentResource):
                 "--allowed_lateness_minutes", str(processing.allowed_lateness_minutes),
                 "--session_gap_minutes", str(processing.session_gap_minutes),
                 "--commit_attempts", str(processing.retries + 1),
+                "--insights_connection", v[6],
             ]
         )  # fmt: skip
         definition = pulumi.Output.all(self.pool.name, script_uri, package_uri, args).apply(

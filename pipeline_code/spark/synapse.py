@@ -57,6 +57,7 @@ class JobArgs:
     settings: ProcessingSettings
     job_name: str = "dataflow"
     commit_attempts: int = 3
+    insights_connection: str | None = None
 
 
 def parse_args(argv: list[str]) -> JobArgs:
@@ -71,6 +72,7 @@ def parse_args(argv: list[str]) -> JobArgs:
     ):
         p.add_argument(f"--{name}", required=True)
     p.add_argument("--job_name", default="dataflow")
+    p.add_argument("--insights_connection", default=None, help="Application Insights connection string")
     p.add_argument("--window_seconds", type=int, default=60)
     p.add_argument("--commit_attempts", type=int, default=3)
     add_arguments(p)
@@ -93,6 +95,7 @@ def parse_args(argv: list[str]) -> JobArgs:
         settings,
         a.job_name,
         a.commit_attempts,
+        a.insights_connection,
     )
 
 
@@ -225,6 +228,49 @@ def ensure_tables(args: JobArgs, token: str) -> None:
         con.close()
 
 
+def metrics_envelope(connection_string: str, job: str, counts: dict[str, float], at: str) -> tuple[str, list]:
+    """One micro-batch's counts as Application Insights metric telemetry:
+    ``(track URL, envelopes)`` for the ingestion endpoint's ``/v2/track``."""
+    parts = dict(p.split("=", 1) for p in connection_string.split(";") if "=" in p)
+    if "InstrumentationKey" not in parts:
+        raise ValueError("--insights_connection has no InstrumentationKey")
+    ikey = parts["InstrumentationKey"]
+    endpoint = parts.get("IngestionEndpoint", "https://dc.services.visualstudio.com/").rstrip("/")
+    envelope = {
+        "name": f"Microsoft.ApplicationInsights.{ikey.replace('-', '')}.Metric",
+        "time": at,
+        "iKey": ikey,
+        "data": {
+            "baseType": "MetricData",
+            "baseData": {
+                "ver": 2,
+                "metrics": [
+                    {"name": name, "value": float(v), "count": 1} for name, v in sorted(counts.items())
+                ],
+                "properties": {"Job": job},
+            },
+        },
+    }
+    return f"{endpoint}/v2/track", [envelope]
+
+
+def publish_metrics(args: JobArgs, counts: dict[str, float]) -> None:
+    """Send a batch's counts to Application Insights (the monitoring
+    component alerts on ``DeadLettered`` and ``SpilledBatches``)."""
+    import datetime as dt
+    import urllib.request
+
+    if not args.insights_connection:
+        return
+    at = dt.datetime.now(dt.UTC).isoformat()
+    url, body = metrics_envelope(args.insights_connection, args.job_name, counts, at)
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
+
+
 def main(argv: list[str] | None = None) -> None:
     """The Synapse Spark job (needs the Synapse runtime: ``mssparkutils``, pyodbc)."""
     import sys
@@ -261,6 +307,7 @@ def main(argv: list[str] | None = None) -> None:
         make_lookup=lambda: SynapseLookup(args.sql_server, args.sql_database, token()),
         make_sink=make_sink,
         spill=spill,
+        publish=lambda counts: publish_metrics(args, counts),
         attempts=args.commit_attempts,
     )
     stream = (

@@ -51,7 +51,7 @@ def test_every_link_is_created(default):
         ("machinelearningservices:OnlineEndpoint", 1),
         ("machinelearningservices:OnlineDeployment", 1),
         ("web:WebApp", 1),
-        ("monitor:MetricAlert", 5),
+        ("monitor:MetricAlert", 7),
         ("monitor:DiagnosticSetting", 5),
         ("monitor:ActionGroup", 1),
     ]:
@@ -197,6 +197,8 @@ def test_alerts_watch_every_link_and_every_resource_logs(default):
         "capture-stalled",
         "capture-backlog",
         "pipeline-failures",
+        "dead-letters",
+        "spilled-batches",
         "model-errors",
         "model-latency",
     }
@@ -209,6 +211,12 @@ def test_alerts_watch_every_link_and_every_resource_logs(default):
         f"/subscriptions/{AZURE_SUBSCRIPTION}/resourceGroups/{group.inputs['resourceGroupName']}/providers/monitor/ActionGroup/dataflow-monitoring-oncall"
     }
     assert alerts["model-latency"]["criteria"]["allOf"][0]["threshold"] == 500
+    dead = alerts["dead-letters"]
+    assert dead["scopes"][0].endswith("/Component/dataflow-process-insights")
+    assert dead["criteria"]["allOf"][0]["metricName"] == "DeadLettered"
+    assert dead["criteria"]["allOf"][0]["threshold"] == 10
+    job = rec.one("dynamic:Resource").inputs["definition"]["properties"]["jobProperties"]["args"]
+    assert job[job.index("--insights_connection") + 1].startswith("InstrumentationKey=")
     stalled = alerts["capture-stalled"]["criteria"]["allOf"]
     assert [c["metricName"] for c in stalled] == ["IncomingMessages", "CapturedMessages"]
     logged = {d.inputs["resourceUri"].rsplit("/", 2)[-2] for d in rec.of_type("monitor:DiagnosticSetting")}

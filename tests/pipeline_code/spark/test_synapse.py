@@ -103,3 +103,25 @@ def test_synapse_ddl_follows_the_table_description():
     assert "DISTRIBUTION = HASH(user_key), HEAP" in events  # MAX columns: a heap
     assert "CLUSTERED COLUMNSTORE INDEX" in synapse.ddl(TABLES["item_popularity"])
     assert "is_bot BIT NOT NULL" in synapse.ddl(TABLES["sessions"])
+
+
+def test_batch_counts_become_application_insights_metric_telemetry():
+    from pipeline_code.spark.synapse import metrics_envelope
+
+    connection = (
+        "InstrumentationKey=00000000-1111-2222-3333-444444444444;"
+        "IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/"
+    )
+    url, (envelope,) = metrics_envelope(
+        connection, "dataflow-stream", {"DeadLettered": 3, "EventsRead": 10}, "t"
+    )
+    assert url == "https://westeurope-5.in.applicationinsights.azure.com/v2/track"
+    assert envelope["name"] == "Microsoft.ApplicationInsights.00000000111122223333444444444444.Metric"
+    base = envelope["data"]["baseData"]
+    assert envelope["data"]["baseType"] == "MetricData" and base["properties"] == {"Job": "dataflow-stream"}
+    assert base["metrics"] == [
+        {"name": "DeadLettered", "value": 3.0, "count": 1},
+        {"name": "EventsRead", "value": 10.0, "count": 1},
+    ]
+    with pytest.raises(ValueError, match="no InstrumentationKey"):
+        metrics_envelope("IngestionEndpoint=https://x/", "j", {}, "t")
