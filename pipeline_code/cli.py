@@ -273,6 +273,30 @@ def cmd_api(args: argparse.Namespace) -> None:
     make_server(RecommendationApi(endpoint, activity), args.host, args.port).run()
 
 
+def cmd_plan(args: argparse.Namespace) -> None:
+    """Print a stack's offline plan, write it as the golden plan, or diff it."""
+    try:
+        from components import plan
+    except ImportError as exc:
+        raise UserError(f"dataflow plan needs the stack's cloud extra and pulumi: {exc}") from exc
+    from components.spec import SpecError
+
+    try:
+        text = plan.plan_text(args.stack)
+        if args.diff_against:
+            changes = plan.diff(plan.baseline(args.stack, args.diff_against), text)
+            sys.stdout.write(changes.text() if changes else "no changes\n")
+        elif args.write:
+            path = plan.golden_path(args.stack)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            out.print(f"wrote {path.relative_to(plan.ROOT)} ({text.count(chr(10))} lines)")
+        else:
+            sys.stdout.write(text)
+    except (FileNotFoundError, SpecError) as exc:
+        raise UserError(str(exc)) from exc
+
+
 def cmd_status(args: argparse.Namespace) -> None:
     """Show the local chain's state: ingest lag, processing, the served model."""
     from pipeline_code.local.chain import default_log_dir
@@ -444,6 +468,12 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--log-dir", type=Path, default=None, help="event log (default: next to the warehouse)")
     st.add_argument("--model-dir", type=Path, default=default_models, help="models (default %(default)s)")
     st.set_defaults(func=cmd_status)
+
+    pl = sub.add_parser("plan", help="a stack's resources, offline (no cloud account, no Pulumi CLI)")
+    pl.add_argument("--stack", required=True, help="stack name: stacks/Pulumi.<stack>.yaml")
+    pl.add_argument("--diff-against", default=None, help="a plan file, or a git ref holding stacks/plans/")
+    pl.add_argument("--write", action="store_true", help="write stacks/plans/<stack>.plan")
+    pl.set_defaults(func=cmd_plan)
 
     d = sub.add_parser("demo", help="generate events, run the local chain, train, report")
     d.add_argument("--events", "-n", type=int, default=50_000, help="events to generate (default 50000)")
