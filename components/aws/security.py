@@ -19,25 +19,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-# Actions IAM cannot scope to a resource ARN: "*" is the only resource they take.
-UNSCOPED_ACTIONS = frozenset(
-    {
-        "cloudwatch:PutMetricData",
-        "ecr:GetAuthorizationToken",
-        "ec2:DescribeNetworkInterfaces",
-        "ec2:DescribeSecurityGroups",
-        "ec2:DescribeSubnets",
-        "ec2:DescribeVpcs",
-        "ec2:DescribeVpcEndpoints",
-        "ec2:DescribeRouteTables",
-        "ec2:CreateNetworkInterface",
-        "ec2:DeleteNetworkInterface",
-        "ec2:DescribeVpcAttribute",
-        "redshift-data:DescribeStatement",
-        "redshift-data:GetStatementResult",
-        "redshift-data:CancelStatement",
-    }
-)
+# The policy pack owns the list of actions "*" may be granted for.
+from components.policy.rules import UNSCOPED_ACTIONS
 
 Statement = dict[str, Any]
 
