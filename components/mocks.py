@@ -60,6 +60,8 @@ class _Monitor(pulumi.runtime.mocks.MockMonitor):
 class Recorder(pulumi.runtime.Mocks):
     resources: list[Declared] = field(default_factory=list)
     options: dict[tuple[str, str], tuple[str | None, bool]] = field(default_factory=dict)
+    # Outputs of other stacks, by fully qualified name, for StackReference.
+    stack_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         inputs = dict(args.inputs)
@@ -86,6 +88,9 @@ class Recorder(pulumi.runtime.Mocks):
             state["name"], state["url"] = physical, f"gs://{physical}"
         elif t == "gcp:storage/bucketObject:BucketObject":
             state["name"] = physical
+        elif t == "pulumi:pulumi:StackReference":
+            state["outputs"] = self.stack_outputs.get(inputs.get("name") or args.name, {})
+            state["secretOutputNames"] = []
         elif t.startswith("aws:"):
             rid, state = _aws_state(t, args.name, inputs, state)
         elif t.startswith("azure-native:"):
@@ -196,9 +201,11 @@ def _azure_state(t: str, name: str, inputs: dict, state: dict) -> tuple[str, dic
     return rid, state
 
 
-def run_program(build, stack: str = "test") -> tuple[Recorder, Any]:
+def run_program(
+    build, stack: str = "test", stack_outputs: dict[str, dict[str, Any]] | None = None
+) -> tuple[Recorder, Any]:
     """Run ``build()`` under mocks; returns the recorder and what it returned."""
-    recorder = Recorder()
+    recorder = Recorder(stack_outputs=stack_outputs or {})
     pulumi.runtime.set_mocks(
         recorder, project="data-flow", stack=stack, preview=False, monitor=_Monitor(recorder)
     )
