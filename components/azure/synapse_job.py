@@ -4,7 +4,8 @@ Spark job definitions live in the Synapse workspace's data plane
 (``https://WORKSPACE.dev.azuresynapse.net``), not in ARM, so no Pulumi
 resource creates one. ``job_definition(...)`` builds the definition
 (validated in the tests with the ``azure-synapse-artifacts`` models), and
-``SparkJobDefinition`` publishes it with that SDK and ``azure-identity``.
+``SparkJobDefinition`` publishes it through the workspace's REST API with an
+Entra ID token (``azure-identity``).
 It first uploads the code the definition runs (the script and the package,
 zipped) to the lake with Entra ID: Pulumi's own blob resource cannot upload
 to an account with shared keys off (pulumi-azure-native#2015). Create and
@@ -97,11 +98,73 @@ def job_definition(
     }
 
 
-def _client(endpoint: str):
-    from azure.identity import DefaultAzureCredential
-    from azure.synapse.artifacts import ArtifactsClient
+SYNAPSE_API = "2020-12-01"
+STORAGE_API = "2023-11-03"
 
-    return ArtifactsClient(credential=DefaultAzureCredential(), endpoint=endpoint)
+
+class _Azure:
+    """The two data-plane REST calls the provider makes, with Entra ID tokens
+    from ``azure-identity`` and ``httpx`` (the SDKs would add ~23 MB to the
+    ``azure`` extra for two calls)."""
+
+    def __init__(self, poll_s: float = 2.0) -> None:
+        import httpx
+        from azure.identity import DefaultAzureCredential
+
+        self.credential = DefaultAzureCredential()
+        self.http = httpx.Client(timeout=60)
+        self.poll_s = poll_s
+
+    def _headers(self, scope: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.credential.get_token(scope).token}"}
+
+    def _check(self, response, what: str):
+        if response.status_code >= 400:
+            raise RuntimeError(f"{what}: {response.status_code} {response.text[:500]}")
+        return response
+
+    def upload(self, target: str, data: bytes) -> None:
+        """Create, append and flush one file in ADLS Gen2 (``abfss://container@account...``)."""
+        u = urlparse(target)
+        container, _, host = u.netloc.partition("@")
+        url = f"https://{host}/{container}{u.path}"
+        headers = {**self._headers("https://storage.azure.com/.default"), "x-ms-version": STORAGE_API}
+        self._check(self.http.put(url, params={"resource": "file"}, headers=headers), f"create {target}")
+        self._check(
+            self.http.patch(url, params={"action": "append", "position": 0}, headers=headers, content=data),
+            f"append {target}",
+        )
+        self._check(
+            self.http.patch(url, params={"action": "flush", "position": len(data)}, headers=headers),
+            f"flush {target}",
+        )
+
+    def _wait(self, response, what: str) -> None:
+        import time
+
+        location = response.headers.get("Location") or response.headers.get("Azure-AsyncOperation")
+        headers = self._headers("https://dev.azuresynapse.net/.default")
+        while response.status_code == 202 and location:
+            time.sleep(self.poll_s)
+            response = self._check(self.http.get(location, headers=headers), what)
+        body = response.json() if response.content else {}
+        if str(body.get("status", "")).lower() == "failed":
+            raise RuntimeError(f"{what} failed: {body.get('error')}")
+
+    def put_definition(self, endpoint: str, name: str, definition: dict[str, Any]) -> None:
+        url = f"{endpoint.rstrip('/')}/sparkJobDefinitions/{name}"
+        headers = self._headers("https://dev.azuresynapse.net/.default")
+        what = f"publish Spark job definition {name}"
+        response = self.http.put(url, params={"api-version": SYNAPSE_API}, headers=headers, json=definition)
+        self._wait(self._check(response, what), what)
+
+    def delete_definition(self, endpoint: str, name: str) -> None:
+        url = f"{endpoint.rstrip('/')}/sparkJobDefinitions/{name}"
+        headers = self._headers("https://dev.azuresynapse.net/.default")
+        what = f"delete Spark job definition {name}"
+        response = self.http.delete(url, params={"api-version": SYNAPSE_API}, headers=headers)
+        if response.status_code != 404:
+            self._wait(self._check(response, what), what)
 
 
 class SparkJobDefinitionProvider(ResourceProvider):
@@ -127,28 +190,11 @@ class SparkJobDefinitionProvider(ResourceProvider):
         )
         return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
 
-    def _upload(self, props: dict[str, Any]) -> None:
-        from azure.identity import DefaultAzureCredential
-        from azure.storage.filedatalake import DataLakeServiceClient
-
-        for target, data in (
-            (props["script_uri"], SCRIPT.read_bytes()),
-            (props["package_uri"], package_zip()),
-        ):
-            u = urlparse(target)
-            container, _, host = u.netloc.partition("@")
-            service = DataLakeServiceClient(f"https://{host}", credential=DefaultAzureCredential())
-            service.get_file_client(container, u.path.lstrip("/")).upload_data(data, overwrite=True)
-
     def _put(self, props: dict[str, Any]) -> None:
-        from azure.synapse.artifacts.models import SparkJobDefinitionResource
-
-        self._upload(props)
-        resource = SparkJobDefinitionResource.from_dict(props["definition"])
-        poller = _client(props["endpoint"]).spark_job_definition.begin_create_or_update_spark_job_definition(
-            props["name"], resource
-        )
-        poller.result()
+        azure = _Azure()
+        azure.upload(props["script_uri"], SCRIPT.read_bytes())
+        azure.upload(props["package_uri"], package_zip())
+        azure.put_definition(props["endpoint"], props["name"], props["definition"])
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         self._put(props)
@@ -159,9 +205,7 @@ class SparkJobDefinitionProvider(ResourceProvider):
         return UpdateResult(outs=news)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        _client(props["endpoint"]).spark_job_definition.begin_delete_spark_job_definition(
-            props["name"]
-        ).result()
+        _Azure().delete_definition(props["endpoint"], props["name"])
 
 
 class SparkJobDefinition(pulumi.dynamic.Resource):

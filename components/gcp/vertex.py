@@ -14,8 +14,9 @@ an endpoint, so this provider does it with the Vertex SDK
 - update: mutate the deployed model's replica bounds;
 - delete: undeploy, then delete the uploaded model.
 
-``diff`` and ``check`` are pure and unit-tested; create, update and delete
-call Vertex AI and run only under ``pulumi up``.
+``diff``, ``check`` and the request bodies are pure and unit-tested (the
+bodies against the API's own protobuf types); create, update and delete call
+Vertex AI and run only under ``pulumi up``.
 """
 
 from __future__ import annotations
@@ -31,11 +32,81 @@ HEALTH_ROUTE = "/ping"
 PREDICT_ROUTE = "/invocations"
 
 
-def _aiplatform(props: dict[str, Any]):
-    from google.cloud import aiplatform
+def upload_request(props: dict[str, Any]) -> dict[str, Any]:
+    """``models:upload``: the model-server image with its routes, and the model files."""
+    model: dict[str, Any] = {
+        "displayName": props["display_name"],
+        "artifactUri": props["artifact_uri"],
+        "containerSpec": {
+            "imageUri": props["image_uri"],
+            "healthRoute": HEALTH_ROUTE,
+            "predictRoute": PREDICT_ROUTE,
+            "ports": [{"containerPort": 8080}],
+        },
+        "labels": props.get("labels") or {},
+    }
+    if props.get("kms_key_name"):
+        model["encryptionSpec"] = {"kmsKeyName": props["kms_key_name"]}
+    return {"model": model}
 
-    aiplatform.init(project=props["project"], location=props["location"])
-    return aiplatform
+
+def _resources(props: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "machineSpec": {"machineType": props["machine_type"]},
+        "minReplicaCount": props["min_replicas"],
+        "maxReplicaCount": props["max_replicas"],
+    }
+
+
+def deploy_request(props: dict[str, Any], model_name: str) -> dict[str, Any]:
+    """``endpoints:deployModel``: all traffic to the new deployment."""
+    deployed: dict[str, Any] = {
+        "model": model_name,
+        "displayName": props["display_name"],
+        "dedicatedResources": _resources(props),
+    }
+    if props.get("service_account"):
+        deployed["serviceAccount"] = props["service_account"]
+    return {"deployedModel": deployed, "trafficSplit": {"0": 100}}
+
+
+def mutate_request(deployed_model_id: str, props: dict[str, Any]) -> dict[str, Any]:
+    """``endpoints:mutateDeployedModel``: new replica bounds, in place."""
+    return {
+        "deployedModel": {"id": deployed_model_id, "dedicatedResources": _resources(props)},
+        "updateMask": "dedicatedResources.minReplicaCount,dedicatedResources.maxReplicaCount",
+    }
+
+
+class _Vertex:
+    """The Vertex AI REST API with Application Default Credentials
+    (google-auth only: the SDK would add ~200 MB to the gcp extra)."""
+
+    def __init__(self, location: str, poll_s: float = 5.0) -> None:
+        import google.auth
+        from google.auth.transport.requests import AuthorizedSession
+
+        credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+        self.session = AuthorizedSession(credentials)
+        self.base = f"https://{location}-aiplatform.googleapis.com/v1/"
+        self.poll_s = poll_s
+
+    def call(self, method: str, path: str, body: dict | None = None) -> dict:
+        response = self.session.request(method, self.base + path, json=body, timeout=60)
+        if response.status_code >= 400:
+            raise RuntimeError(f"Vertex AI {method} {path}: {response.status_code} {response.text[:500]}")
+        return response.json() if response.content else {}
+
+    def wait(self, operation: dict) -> dict:
+        """Poll a long-running operation to its end; its ``response``."""
+        import time
+
+        while not operation.get("done"):
+            time.sleep(self.poll_s)
+            operation = self.call("GET", operation["name"])
+        if "error" in operation:
+            raise RuntimeError(f"Vertex AI operation {operation['name']} failed: {operation['error']}")
+        return operation.get("response", {})
 
 
 class VertexDeploymentProvider(ResourceProvider):
@@ -70,60 +141,30 @@ class VertexDeploymentProvider(ResourceProvider):
         )
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        aiplatform = _aiplatform(props)
-        model = aiplatform.Model.upload(
-            display_name=props["display_name"],
-            artifact_uri=props["artifact_uri"],
-            serving_container_image_uri=props["image_uri"],
-            serving_container_health_route=HEALTH_ROUTE,
-            serving_container_predict_route=PREDICT_ROUTE,
-            serving_container_ports=[8080],
-            labels=props.get("labels") or None,
-            encryption_spec_key_name=props.get("kms_key_name") or None,
+        vertex = _Vertex(props["location"])
+        parent = f"projects/{props['project']}/locations/{props['location']}"
+        uploaded = vertex.wait(vertex.call("POST", f"{parent}/models:upload", upload_request(props)))
+        model_name = uploaded["model"]
+        done = vertex.wait(
+            vertex.call("POST", f"{props['endpoint_id']}:deployModel", deploy_request(props, model_name))
         )
-        endpoint = aiplatform.Endpoint(props["endpoint_id"])
-        endpoint.deploy(
-            model=model,
-            deployed_model_display_name=props["display_name"],
-            traffic_percentage=100,
-            machine_type=props["machine_type"],
-            min_replica_count=props["min_replicas"],
-            max_replica_count=props["max_replicas"],
-            service_account=props.get("service_account") or None,
-        )
-        deployed = next(d for d in endpoint.list_models() if d.model == model.resource_name)
-        outs = {**props, "model_name": model.resource_name, "deployed_model_id": deployed.id}
-        return CreateResult(id_=f"{props['endpoint_id']}/{deployed.id}", outs=outs)
+        deployed_id = done["deployedModel"]["id"]
+        outs = {**props, "model_name": model_name, "deployed_model_id": deployed_id}
+        return CreateResult(id_=f"{props['endpoint_id']}/{deployed_id}", outs=outs)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        from google.cloud import aiplatform_v1
-
-        client = aiplatform_v1.EndpointServiceClient(
-            client_options={"api_endpoint": f"{news['location']}-aiplatform.googleapis.com"}
-        )
-        deployed = aiplatform_v1.DeployedModel(
-            id=olds["deployed_model_id"],
-            dedicated_resources=aiplatform_v1.DedicatedResources(
-                machine_spec=aiplatform_v1.MachineSpec(machine_type=news["machine_type"]),
-                min_replica_count=news["min_replicas"],
-                max_replica_count=news["max_replicas"],
-            ),
-        )
-        client.mutate_deployed_model(
-            endpoint=news["endpoint_id"],
-            deployed_model=deployed,
-            update_mask={
-                "paths": ["dedicated_resources.min_replica_count", "dedicated_resources.max_replica_count"]
-            },
-        ).result()
+        vertex = _Vertex(news["location"])
+        body = mutate_request(olds["deployed_model_id"], news)
+        vertex.wait(vertex.call("POST", f"{news['endpoint_id']}:mutateDeployedModel", body))
         return UpdateResult(outs={**olds, **news})
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        aiplatform = _aiplatform(props)
-        endpoint = aiplatform.Endpoint(props["endpoint_id"])
-        if any(d.id == props["deployed_model_id"] for d in endpoint.list_models()):
-            endpoint.undeploy(props["deployed_model_id"])
-        aiplatform.Model(props["model_name"]).delete()
+        vertex = _Vertex(props["location"])
+        endpoint = vertex.call("GET", props["endpoint_id"])
+        if any(d.get("id") == props["deployed_model_id"] for d in endpoint.get("deployedModels", [])):
+            body = {"deployedModelId": props["deployed_model_id"]}
+            vertex.wait(vertex.call("POST", f"{props['endpoint_id']}:undeployModel", body))
+        vertex.wait(vertex.call("DELETE", props["model_name"]))
 
 
 class VertexDeployment(pulumi.dynamic.Resource):

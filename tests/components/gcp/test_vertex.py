@@ -1,8 +1,10 @@
-"""The Vertex deployment provider's pure parts: check and diff."""
+"""The Vertex deployment provider's pure parts: check, diff and the REST bodies."""
 
 from __future__ import annotations
 
-from components.gcp.vertex import VertexDeploymentProvider
+import pytest
+
+from components.gcp.vertex import VertexDeploymentProvider, deploy_request, mutate_request, upload_request
 
 OLD = {
     "project": "p",
@@ -45,3 +47,36 @@ def test_check_names_each_bad_input():
     assert "3, 1" in failures["min_replicas"]
     assert "machine_type" in failures
     assert not provider.check({}, OLD).failures
+
+
+def parse_as(body: dict, message_type) -> object:
+    """Parse a REST body into the API's own protobuf type (unknown fields fail)."""
+    from google.protobuf import json_format
+
+    message = message_type()
+    json_format.ParseDict(body, message._pb if hasattr(message, "_pb") else message)
+    return message
+
+
+def test_the_rest_bodies_are_the_vertex_api_messages():
+    pytest.importorskip("google.cloud.aiplatform_v1", reason="the dataflow extra brings the API types")
+    from google.cloud.aiplatform_v1 import types
+
+    key = "projects/p/locations/l/keyRings/r/cryptoKeys/k"
+    upload = parse_as(upload_request({**OLD, "kms_key_name": key}), types.UploadModelRequest)
+    assert upload.model.container_spec.health_route == "/ping"
+    assert upload.model.container_spec.ports[0].container_port == 8080
+    assert upload.model.encryption_spec.kms_key_name.endswith("/cryptoKeys/k")
+    deploy = parse_as(deploy_request(OLD, OLD["model_name"]), types.DeployModelRequest)
+    assert deploy.deployed_model.dedicated_resources.max_replica_count == 2
+    assert (
+        deploy.traffic_split["0"] == 100 and deploy.deployed_model.service_account == OLD["service_account"]
+    )
+    mutate = parse_as(mutate_request("42", {**OLD, "max_replicas": 5}), types.MutateDeployedModelRequest)
+    assert mutate.deployed_model.dedicated_resources.max_replica_count == 5
+    assert list(mutate.update_mask.paths) == [
+        "dedicated_resources.min_replica_count",
+        "dedicated_resources.max_replica_count",
+    ]
+    with pytest.raises(Exception, match="deployedModell"):
+        parse_as({"deployedModell": {}}, types.DeployModelRequest)
