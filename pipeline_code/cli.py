@@ -273,6 +273,30 @@ def cmd_api(args: argparse.Namespace) -> None:
     make_server(RecommendationApi(endpoint, activity), args.host, args.port).run()
 
 
+def cmd_collect(args: argparse.Namespace) -> None:
+    """Run the Segment-compatible collector in front of the local event log."""
+    from pipeline_code.collector.app import Collector
+    from pipeline_code.collector.publish import EventLogPublisher
+    from pipeline_code.local.chain import default_log_dir
+    from pipeline_code.local.eventlog import EventLogError
+    from pipeline_code.serving.server import make_server
+
+    keys = set(args.write_key or []) or None
+    if keys is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        raise UserError(f"--host {args.host} is reachable from other machines: give at least one --write-key")
+    log_dir = args.log_dir or default_log_dir(args.warehouse)
+    try:
+        publisher = EventLogPublisher(log_dir)
+    except EventLogError as exc:
+        raise UserError(str(exc)) from exc
+    out.print(
+        f"collector on http://{args.host}:{args.port} -> {log_dir} "
+        f"({'write keys: ' + str(len(keys)) if keys else 'no write key required (loopback only)'}); "
+        f"then: dataflow process --input ... or python -m pipeline_code.beam --event_log_dir {log_dir}"
+    )
+    make_server(Collector(publisher, keys), args.host, args.port, log_level="warning").run()
+
+
 def cmd_plan(args: argparse.Namespace) -> None:
     """Print a stack's offline plan, write it as the golden plan, or diff it."""
     try:
@@ -468,6 +492,14 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--log-dir", type=Path, default=None, help="event log (default: next to the warehouse)")
     st.add_argument("--model-dir", type=Path, default=default_models, help="models (default %(default)s)")
     st.set_defaults(func=cmd_status)
+
+    co = sub.add_parser("collect", help="accept events from Segment-compatible trackers into the event log")
+    co.add_argument("--warehouse", type=Path, default=default_wh, help="warehouse whose event log to fill")
+    co.add_argument("--log-dir", type=Path, default=None, help="event log (default: next to the warehouse)")
+    co.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    co.add_argument("--port", type=int, default=8088, help="port (default 8088)")
+    co.add_argument("--write-key", action="append", help="accepted write key (repeatable)")
+    co.set_defaults(func=cmd_collect)
 
     pl = sub.add_parser("plan", help="a stack's resources, offline (no cloud account, no Pulumi CLI)")
     pl.add_argument("--stack", required=True, help="stack name: stacks/Pulumi.<stack>.yaml")

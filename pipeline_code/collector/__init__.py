@@ -1,0 +1,1 @@
+"""The collector: Segment-compatible HTTP ingest in front of any of the chain's streams."""

@@ -1,0 +1,162 @@
+"""The collector over ASGI: Segment calls, our contract, and every hostile case."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import json
+
+import httpx
+import pytest
+
+from pipeline_code.collector.app import MAX_EVENT_BYTES, Collector
+from pipeline_code.collector.publish import EventLogPublisher, PublishError, SpillingPublisher
+from pipeline_code.core.parse import parse_batch
+from pipeline_code.local.eventlog import EventLog
+from tests.conftest import event
+
+KEY = "wk_test"
+AUTH = {"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()}
+
+
+def post(app, path: str, body: bytes, headers: dict | None = None) -> httpx.Response:
+    async def go():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://collector") as client:
+            return await client.post(path, content=body, headers={**AUTH, **(headers or {})})
+
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def collector(tmp_path):
+    log = EventLog(tmp_path / "log")
+    return Collector(EventLogPublisher(log.path), {KEY}), log
+
+
+def product_viewed(i: int = 1) -> dict:
+    return {
+        "type": "track",
+        "event": "Product Viewed",
+        "messageId": f"m-{i}",
+        "userId": "u-1",
+        "timestamp": "2026-11-24T10:00:00Z",
+        "properties": {"product_id": "sku-1", "name": "Shoe", "price": 10.0, "category": "shoes"},
+        "context": {"userAgent": "Mozilla/5.0", "page": {"url": "https://shop/p/sku-1"}},
+    }
+
+
+def test_a_segment_batch_lands_in_the_log_as_contract_events(collector):
+    app, log = collector
+    batch = {
+        "batch": [product_viewed(1), {**product_viewed(2), "type": "identify", "traits": {"plan": "pro"}}]
+    }
+    answer = post(app, "/v1/batch", json.dumps(batch).encode())
+    assert answer.status_code == 200 and answer.json() == {"success": True}
+    raws = list(log.read())
+    records, dead = parse_batch(raws)
+    assert [r["event_id"] for r in records] == ["m-1"] and records[0]["event_name"] == "view_item"
+    assert records[0]["items"][0]["item_id"] == "sku-1"
+    # The identify call is kept, with every field, and dead-lettered by the pipeline with a reason.
+    assert len(dead) == 1 and json.loads(dead[0]["payload"])["traits"] == {"plan": "pro"}
+    assert dead[0]["failed_stage"] == "validate"
+
+
+def test_single_calls_gzip_and_our_own_contract_are_accepted(collector):
+    app, log = collector
+    zipped = gzip.compress(json.dumps(product_viewed(3)).encode())
+    assert post(app, "/v1/track", zipped, {"Content-Encoding": "gzip"}).status_code == 200
+    page = {"messageId": "p-1", "anonymousId": "a-1", "timestamp": "2026-11-24T10:00:00Z"}
+    page["properties"] = {"url": "https://shop/"}
+    assert post(app, "/v1/page", json.dumps(page).encode()).status_code == 200
+    ours = [event(event_id="e-9"), event(event_id="e-10")]
+    assert post(app, "/v1/events", json.dumps(ours).encode()).status_code == 200
+    records, dead = parse_batch(list(log.read()))
+    assert sorted(r["event_id"] for r in records) == ["e-10", "e-9", "m-3", "p-1"] and not dead
+
+
+OVERSIZE = {**product_viewed(), "properties": {"x": "y" * MAX_EVENT_BYTES}}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers", "status", "fragment"),
+    [
+        ("/v1/batch", b"{not json", {}, 400, "body is not JSON"),
+        ("/v1/batch", b"\x1f\x8b\x08garbage", {"Content-Encoding": "gzip"}, 400, "not valid gzip"),
+        ("/v1/batch", b'{"batch": []}', {}, 400, "non-empty 'batch' array"),
+        ("/v1/batch", b'{"batch": [{"type": "teleport"}]}', {}, 400, "batch[0].type must be one of"),
+        ("/v1/track", b"[1, 2]", {}, 400, "must be a JSON object, got list"),
+        ("/v1/batch", json.dumps({"batch": [OVERSIZE]}).encode(), {}, 400, "event 0 is"),
+        ("/v1/batch", b'{"batch": [' + b",".join([json.dumps(product_viewed()).encode()] * 2000) + b"]}",
+         {}, 400, "request over 500 KB"),
+        ("/v1/batch", gzip.compress(b" " * (600 * 1024)), {"Content-Encoding": "gzip"}, 400, "after gunzip"),
+        ("/v1/track", json.dumps(product_viewed()).encode(), {"Authorization": ""}, 401, "missing write key"),
+        ("/v1/track", json.dumps(product_viewed()).encode(),
+         {"Authorization": "Basic " + base64.b64encode(b"wrong:").decode()}, 401, "unknown write key"),
+        ("/v1/events", b"[]", {}, 400, "non-empty array"),
+    ],
+)  # fmt: skip
+def test_hostile_requests_get_a_4xx_that_says_why_and_store_nothing(
+    collector, path, body, headers, status, fragment
+):
+    app, log = collector
+    answer = post(app, path, body, headers)
+    assert answer.status_code == status and fragment in answer.json()["error"]["message"]
+    assert list(log.read()) == []
+
+
+def test_the_body_write_key_is_accepted_as_segment_clients_send_it(collector):
+    app, _ = collector
+    body = json.dumps({"batch": [product_viewed()], "writeKey": KEY}).encode()
+    assert post(app, "/v1/batch", body, {"Authorization": ""}).status_code == 200
+
+
+def test_metrics_count_accepted_events_and_rejections(collector):
+    app, _ = collector
+    post(app, "/v1/batch", json.dumps({"batch": [product_viewed(1), product_viewed(2)]}).encode())
+    post(app, "/v1/batch", b"{")
+
+    async def get():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://collector") as client:
+            return await client.get("/metrics")
+
+    text = asyncio.run(get()).text
+    assert 'dataflow_collector_events_total{kind="contract"} 2.0' in text
+    assert 'dataflow_collector_rejected_requests_total{reason="bad_request"} 1.0' in text
+
+
+class Down:
+    """A broker that refuses every publish until it is brought back."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.up = inner, False
+
+    def publish(self, payloads):
+        if not self.up:
+            raise PublishError("broker unreachable")
+        self.inner.publish(payloads)
+
+
+def test_a_broker_outage_spills_locally_and_loses_nothing_acknowledged(tmp_path):
+    log = EventLog(tmp_path / "log")
+    broker = Down(EventLogPublisher(log.path))
+    spilling = SpillingPublisher(broker, tmp_path / "spill", attempts=2, backoff_s=0, sleep=lambda s: None)
+    app = Collector(spilling, {KEY})
+    for i in range(3):
+        assert post(app, "/v1/track", json.dumps(product_viewed(i)).encode()).status_code == 200
+    assert list(log.read()) == [] and spilling.spilled_bytes() > 0
+    broker.up = True
+    assert post(app, "/v1/track", json.dumps(product_viewed(9)).encode()).status_code == 200
+    ids = [json.loads(r.payload)["event_id"] for r in log.read()]
+    assert ids == ["m-0", "m-1", "m-2", "m-9"] and spilling.spilled_bytes() == 0
+
+
+def test_a_full_spill_is_a_503_not_a_silent_drop(tmp_path):
+    broker = Down(EventLogPublisher(tmp_path / "log"))
+    spilling = SpillingPublisher(
+        broker, tmp_path / "spill", max_spill_bytes=10, attempts=1, sleep=lambda s: None
+    )
+    answer = post(Collector(spilling, {KEY}), "/v1/track", json.dumps(product_viewed()).encode())
+    assert answer.status_code == 503 and "retry later" in answer.json()["error"]["message"]
