@@ -101,11 +101,51 @@ def _basic_user(scope: Scope) -> str | None:
         return None
 
 
+class GroupCommit:
+    """Concurrent requests share one durable append: while one ``publish``
+    runs (an fsync, a broker round trip), the requests that arrive queue up
+    and go together in the next one. Each request is answered only when its
+    own events are in a publish that returned; if that publish fails, every
+    request in it gets the error (none of them was acknowledged)."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+        self.pending: list[tuple[list[bytes], asyncio.Future]] = []
+        self.flushing = False
+
+    async def publish(self, payloads: list[bytes]) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append((payloads, future))
+        if not self.flushing:
+            self.flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+        await future
+
+    async def _flush(self) -> None:
+        try:
+            while self.pending:
+                group, self.pending = self.pending, []
+                try:
+                    # The broker call blocks (fsync, network): off the event loop.
+                    await asyncio.to_thread(
+                        self.publisher.publish, [p for payloads, _ in group for p in payloads]
+                    )
+                except Exception as exc:
+                    for _, future in group:
+                        future.set_exception(exc)
+                else:
+                    for _, future in group:
+                        future.set_result(None)
+        finally:
+            self.flushing = False
+
+
 class Collector:
     """The ASGI app."""
 
     def __init__(self, publisher: Publisher, write_keys: set[str] | None = None) -> None:
         self.publisher = publisher
+        self.commit = GroupCommit(publisher)
         # None: no auth (a private local collector). Empty set: nothing is accepted.
         self.write_keys = write_keys
         self.metrics = ServerMetrics("dataflow_collector")
@@ -141,8 +181,7 @@ class Collector:
                 return route, 405
             try:
                 payloads, kinds = await self._payloads(scope, receive, path)
-                # The broker call may block (fsync, network): off the event loop.
-                await asyncio.to_thread(self.publisher.publish, payloads)
+                await self.commit.publish(payloads)
             except BadRequest as exc:
                 self.rejected.labels("auth" if exc.status == 401 else "bad_request").inc()
                 await respond_error(send, exc.status, str(exc))

@@ -160,3 +160,46 @@ def test_a_full_spill_is_a_503_not_a_silent_drop(tmp_path):
     )
     answer = post(Collector(spilling, {KEY}), "/v1/track", json.dumps(product_viewed()).encode())
     assert answer.status_code == 503 and "retry later" in answer.json()["error"]["message"]
+
+
+class Counting:
+    """Counts publishes; fails them while ``fail`` is set."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+        self.fail = False
+
+    def publish(self, payloads):
+        import time
+
+        time.sleep(0.02)  # a broker round trip, so requests pile up behind it
+        if self.fail:
+            raise PublishError("broker down")
+        self.calls.append(len(payloads))
+
+
+def concurrent_posts(app, n: int) -> list[int]:
+    async def go():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://collector") as client:
+            answers = await asyncio.gather(
+                *(
+                    client.post("/v1/track", content=json.dumps(product_viewed(i)).encode(), headers=AUTH)
+                    for i in range(n)
+                )
+            )
+        return [a.status_code for a in answers]
+
+    return asyncio.run(go())
+
+
+def test_concurrent_requests_share_durable_appends():
+    broker = Counting()
+    assert concurrent_posts(Collector(broker, {KEY}), 40) == [200] * 40
+    assert sum(broker.calls) == 40 and len(broker.calls) < 40  # grouped, none lost
+
+
+def test_a_failed_group_answers_every_request_in_it_with_a_503():
+    broker = Counting()
+    broker.fail = True
+    assert concurrent_posts(Collector(broker, {KEY}), 10) == [503] * 10 and broker.calls == []
