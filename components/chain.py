@@ -12,7 +12,7 @@ import pulumi
 
 from components.spec import ChainSpec
 
-# The six outputs every cloud's chain exports, and what each means.
+# The seven outputs every cloud's chain exports, and what each means.
 OUTPUTS = {
     "ingest_endpoint": "Where producers send events: Pub/Sub topic, Kinesis stream ARN or Event Hub id.",
     "dead_letter_location": "Rejected input: Pub/Sub dead-letter topic, s3:// or abfss:// folder.",
@@ -20,6 +20,7 @@ OUTPUTS = {
     "processing_job": "The streaming job: Dataflow job id, Glue job name or Data Factory pipeline id.",
     "model_endpoint": "Vertex AI endpoint, SageMaker endpoint ARN or Azure ML endpoint id.",
     "api_url": "The recommendation API's base URL.",
+    "collector_url": "Where trackers send (Segment's API); empty when collector.enabled is false.",
 }
 
 

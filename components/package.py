@@ -16,7 +16,7 @@ so TypeScript, Go, C#, Java and YAML programs can use it after
 
 ``config`` takes the same sections, with the same keys, as a stack's
 ``data-flow:*`` config; it is validated the same way (an error names the key
-and the value). The outputs are the same six every chain exports.
+and the value). The outputs are the same seven every chain exports.
 Python programs can import the per-cloud components directly instead.
 
 No ``from __future__ import annotations`` here: Pulumi's schema inference
@@ -54,6 +54,8 @@ class DataFlowChain(pulumi.ComponentResource):
     """The model endpoint."""
     api_url: pulumi.Output[str]
     """The recommendation API's base URL."""
+    collector_url: pulumi.Output[str]
+    """Where trackers send events (Segment's API); empty when the collector is off."""
 
     def __init__(
         self, name: str, args: DataFlowChainArgs, opts: pulumi.ResourceOptions | None = None

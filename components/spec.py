@@ -113,6 +113,13 @@ class ServeSpec(_Section):
     """Let anyone on the internet call the API. Off: callers need an identity allowed to invoke."""
 
 
+class CollectorSpec(_Section):
+    enabled: bool = True
+    """Deploy the Segment-compatible collector as the ingest front door."""
+    max_instances: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    memory_mb: Annotated[int, msgspec.Meta(ge=128, le=32768)] = 512
+
+
 class AlertSpec(_Section):
     backlog_seconds: Annotated[int, msgspec.Meta(ge=30)] = 300
     """Alert when the oldest unprocessed event is older than this."""
@@ -227,6 +234,7 @@ class ChainSpec(_Section):
     warehouse: WarehouseSpec = WarehouseSpec()
     model: ModelSpec = ModelSpec()
     serve: ServeSpec = ServeSpec()
+    collector: CollectorSpec = CollectorSpec()
     alerts: AlertSpec = AlertSpec()
     gcp: GcpSettings | None = None
     aws: AwsSettings | None = None

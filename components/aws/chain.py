@@ -1,7 +1,7 @@
 """The whole chain on AWS, from one ``ChainSpec``.
 
-    Kinesis (Ingest) -> Glue streaming (Processing) -> Redshift Serverless (Warehouse)
-        -> SageMaker (Model) -> Lambda (Serve), watched by Monitoring
+    trackers -> Lambda URL (Collector) -> Kinesis (Ingest) -> Glue streaming (Processing)
+        -> Redshift Serverless (Warehouse) -> SageMaker (Model) -> Lambda (Serve), watched by Monitoring
 
 Each link is its own component and can be used alone; this one wires them:
 the job reads the stream Ingest created and merges into the tables
@@ -19,6 +19,7 @@ import json
 import pulumi
 import pulumi_aws as aws
 
+from components.aws.collector import Collector
 from components.aws.ingest import Ingest
 from components.aws.ml import Model
 from components.aws.monitoring import Monitoring
@@ -160,6 +161,17 @@ class AwsChain(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
+        self.collector = None
+        if spec.collector.enabled:
+            self.collector = Collector(
+                f"{name}-collector",
+                ingest=self.ingest,
+                collector=spec.collector,
+                image=a.api_image,
+                kms_key_arn=key_arn,
+                tags=tags,
+                opts=child,
+            )
         self.monitoring = Monitoring(
             f"{name}-monitoring",
             region=a.region,
@@ -184,4 +196,5 @@ class AwsChain(pulumi.ComponentResource):
             "processing_job": self.processing.job.name,
             "model_endpoint": self.model.endpoint.arn,
             "api_url": self.serve.url,
+            "collector_url": self.collector.url if self.collector else pulumi.Output.from_input(""),
         }

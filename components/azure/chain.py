@@ -1,6 +1,7 @@
 """The whole chain on Azure, from one ``ChainSpec``.
 
-    Event Hubs (Ingest, captured to the lake) -> Data Factory + Synapse Spark (Processing)
+    trackers -> Function App (Collector) -> Event Hubs (Ingest, captured to the lake)
+        -> Data Factory + Synapse Spark (Processing)
         -> Synapse dedicated SQL (Warehouse) -> Azure ML (Model) -> Functions (Serve),
     watched by Monitoring, in one resource group
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import pulumi
 from pulumi_azure_native import authorization, operationalinsights, resources
 
+from components.azure.collector import Collector
 from components.azure.ingest import CAPTURE, Ingest
 from components.azure.ml import Model
 from components.azure.monitoring import Monitoring
@@ -135,6 +137,22 @@ class AzureChain(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
+        self.collector = None
+        if spec.collector.enabled:
+            self.collector = Collector(
+                f"{name}-collector",
+                resource_group=rg,
+                location=az.location,
+                subscription_id=subscription,
+                tenant_id=tenant,
+                ingest=self.ingest,
+                collector=spec.collector,
+                image=az.api_image,
+                plan_id=self.serve.plan.id,
+                host_storage_account=self.serve.host_storage.account.name,
+                tags=tags,
+                opts=child,
+            )
         self.monitoring = Monitoring(
             f"{name}-monitoring",
             resource_group=rg,
@@ -167,4 +185,5 @@ class AzureChain(pulumi.ComponentResource):
             "processing_job": self.processing.pipeline.id,
             "model_endpoint": self.model.endpoint.id,
             "api_url": self.serve.url,
+            "collector_url": self.collector.url if self.collector else pulumi.Output.from_input(""),
         }

@@ -1,6 +1,6 @@
 """The whole chain on GCP, from one ``ChainSpec``.
 
-    Pub/Sub (Ingest) -> Dataflow (Processing) -> BigQuery (Warehouse)
+    trackers -> Cloud Run (Collector) -> Pub/Sub (Ingest) -> Dataflow (Processing) -> BigQuery (Warehouse)
         -> Vertex AI (Model) -> Cloud Run (Serve), watched by Monitoring
 
 Each link is its own component and can be used alone; this one wires them:
@@ -15,6 +15,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
+from components.gcp.collector import Collector
 from components.gcp.ingest import Ingest
 from components.gcp.ml import Model
 from components.gcp.monitoring import Monitoring
@@ -96,6 +97,18 @@ class GcpChain(pulumi.ComponentResource):
             labels=labels,
             opts=child,
         )
+        self.collector = None
+        if spec.collector.enabled:
+            self.collector = Collector(
+                f"{name}-collector",
+                project=g.project,
+                region=g.region,
+                ingest=self.ingest,
+                collector=spec.collector,
+                image=g.api_image,
+                labels=labels,
+                opts=child,
+            )
         self.monitoring = Monitoring(
             f"{name}-monitoring",
             project=g.project,
@@ -118,4 +131,5 @@ class GcpChain(pulumi.ComponentResource):
             "processing_job": self.processing.job.job_id,
             "model_endpoint": self.model.endpoint.id,
             "api_url": self.serve.url,
+            "collector_url": self.collector.url if self.collector else pulumi.Output.from_input(""),
         }

@@ -214,10 +214,12 @@ RULES: list[Rule] = [
     ),
     Rule(
         "aws-lambda-url-auth",
-        "Function URLs require IAM auth.",
+        "Function URLs require IAM auth; only the collector (named *-collector), which checks write keys "
+        "itself because browsers cannot sign requests, may be public.",
         ("aws:lambda/functionUrl:FunctionUrl",),
         lambda p, _: _require(
-            p.get("authorizationType") == "AWS_IAM", f"authorizationType {p.get('authorizationType')}"
+            p.get("authorizationType") == "AWS_IAM" or str(p.get("functionName", "")).endswith("-collector"),
+            f"authorizationType {p.get('authorizationType')}",
         ),
         "CKV_AWS_258",
     ),

@@ -2,7 +2,7 @@
 
     cd stacks/consumer && pulumi config set chain_stack my-org/data-flow/aws-dev && pulumi up
 
-Every chain, on every cloud, exports the same six outputs
+Every chain, on every cloud, exports the same seven outputs
 (``components.chain.OUTPUTS``); this stack requires all of them, so a chain
 that stopped exporting one fails here, at preview, with the name. It then
 re-exports what a producer team needs to send events and read
@@ -18,6 +18,7 @@ OUTPUTS = (
     "processing_job",
     "model_endpoint",
     "api_url",
+    "collector_url",
 )
 
 
@@ -27,6 +28,7 @@ def consume(chain_stack: str) -> dict[str, pulumi.Output]:
     values = {key: chain.require_output(key) for key in OUTPUTS}
     pulumi.export("send_events_to", values["ingest_endpoint"])
     pulumi.export("recommendations_url", values["api_url"])
+    pulumi.export("trackers_send_to", values["collector_url"])
     pulumi.export("chain", pulumi.Output.all(**values))
     return values
 

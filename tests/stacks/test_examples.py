@@ -102,6 +102,7 @@ def test_the_multi_language_component_schema_is_inferred():
             "processingJob",
             "modelEndpoint",
             "apiUrl",
+            "collectorUrl",
         ]
     )
     assert "data-flow:index:DataFlowChain" in found["schema"]

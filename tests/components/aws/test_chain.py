@@ -21,6 +21,8 @@ KEY = f"arn:aws:kms:eu-west-1:{AWS_ACCOUNT}:key/0f1e2d3c-4b5a-6978-8091-a2b3c4d5
 
 
 def build(**sections):
+    """The chain without the collector (its own tests are in test_collector.py)."""
+    sections.setdefault("collector", {"enabled": False})
     return run_program(lambda: AwsChain("dataflow", load_spec(aws_config(**sections))))
 
 

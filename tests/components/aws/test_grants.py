@@ -21,7 +21,7 @@ def with_grants():
         chain = AwsChain("dataflow", load_spec(aws_config()))
         holder = pulumi.ComponentResource("test:Holder", "holder")
         role = service_role("analyst", "lambda.amazonaws.com", {}, holder)
-        chain.ingest.grant_publish("collector", role)
+        chain.ingest.grant_publish("checkout", role)
         chain.ingest.grant_read_dead_letters("analyst", role)
         chain.warehouse.grant_read("analyst", role)
         chain.serve.grant_invoke("analyst", role)
@@ -36,12 +36,12 @@ def statements(rec, policy_name: str) -> list[dict]:
 
 def test_grant_publish_is_put_records_on_the_stream():
     rec, _ = with_grants()
-    s = statements(rec, "dataflow-ingest-publish-collector")
+    s = statements(rec, "dataflow-ingest-publish-checkout")
     assert s[0]["Action"] == ["kinesis:DescribeStreamSummary", "kinesis:PutRecord", "kinesis:PutRecords"]
     assert s[0]["Resource"] == [STREAM]
     assert "kms:GenerateDataKey" in s[1]["Action"]
     assert (
-        rec.one("iam/rolePolicy:RolePolicy", "dataflow-ingest-publish-collector").inputs["role"] == "analyst"
+        rec.one("iam/rolePolicy:RolePolicy", "dataflow-ingest-publish-checkout").inputs["role"] == "analyst"
     )
 
 

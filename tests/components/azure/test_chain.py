@@ -15,6 +15,8 @@ from tests.components.test_spec import AZURE, azure_config, gcp_config
 
 
 def build(**sections):
+    """The chain without the collector (its own tests are in test_collector.py)."""
+    sections.setdefault("collector", {"enabled": False})
     return run_program(lambda: AzureChain("dataflow", load_spec(azure_config(**sections))))
 
 

@@ -14,7 +14,7 @@ from tests.components.test_spec import azure_config
 def with_grants():
     def program():
         chain = AzureChain("dataflow", load_spec(azure_config()))
-        chain.ingest.grant_send("collector", "principal-collector")
+        chain.ingest.grant_send("checkout", "principal-checkout")
         chain.ingest.grant_receive("analytics", "principal-analytics")
         chain.model.grant_score("batch", "principal-batch")
         return chain
@@ -24,13 +24,13 @@ def with_grants():
 
 def test_grant_send_and_receive_are_the_data_roles_on_the_hub():
     rec, _ = with_grants()
-    send = rec.one("authorization:RoleAssignment", "dataflow-ingest-send-collector").inputs
+    send = rec.one("authorization:RoleAssignment", "dataflow-ingest-send-checkout").inputs
     receive = rec.one("authorization:RoleAssignment", "dataflow-ingest-receive-analytics").inputs
     hub = send["scope"]
     assert hub.endswith("/EventHub/events") and receive["scope"] == hub
     assert send["roleDefinitionId"].endswith(ROLES["Azure Event Hubs Data Sender"])
     assert receive["roleDefinitionId"].endswith(ROLES["Azure Event Hubs Data Receiver"])
-    assert send["principalId"] == "principal-collector"
+    assert send["principalId"] == "principal-checkout"
 
 
 def test_grant_score_is_the_one_action_role_on_the_endpoint():

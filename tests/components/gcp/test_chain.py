@@ -21,6 +21,8 @@ PUBLIC = {"allUsers", "allAuthenticatedUsers"}
 
 
 def build(**sections):
+    """The chain without the collector (its own tests are in test_collector.py)."""
+    sections.setdefault("collector", {"enabled": False})
     return run_program(lambda: GcpChain("dataflow", load_spec(gcp_config(**sections))))
 
 
@@ -243,6 +245,7 @@ def test_outputs_are_the_cross_cloud_contract():
                 "processing_job",
                 "model_endpoint",
                 "api_url",
+                "collector_url",
             }
             assert named["ingest_endpoint"] == "projects/shop-analytics-dev/topics/dataflow-ingest-events"
             assert named["api_url"].startswith("https://")

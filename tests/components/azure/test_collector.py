@@ -1,0 +1,48 @@
+"""The collector on Azure: a public Function App in front of the Event Hub,
+allowed to send to it and read its write keys, nothing else."""
+
+from __future__ import annotations
+
+from components.azure import AzureChain
+from components.azure.collector import KEY_VAULT_SECRETS_USER
+from components.azure.security import ROLES
+from components.policy.rules import violations
+from components.spec import load_spec
+from tests.components.conftest import run_program
+from tests.components.test_spec import azure_config
+
+
+def build(**sections):
+    return run_program(lambda: AzureChain("dataflow", load_spec(azure_config(**sections))))
+
+
+def test_the_collector_sends_to_the_ingest_hub_only():
+    rec, _ = build()
+    app = rec.one("web:WebApp", "dataflow-collector-app").inputs
+    settings = {s["name"]: s["value"] for s in app["siteConfig"]["appSettings"]}
+    assert settings["DATAFLOW_APP"] == "collector" and settings["COLLECTOR_SPILL_MB"] == "0"
+    assert settings["COLLECTOR_SINK"] == "eventhubs:dataflow-ingest-namespace.servicebus.windows.net/events"
+    assert (
+        settings["DATAFLOW_WRITE_KEYS"]
+        == "@Microsoft.KeyVault(VaultName=dataflow-collector-keys;SecretName=write-keys)"
+    )
+    assert app["httpsOnly"] is True and app["siteConfig"]["minTlsVersion"] == "1.2"
+    mine = [a.inputs for a in rec.of_type("authorization:RoleAssignment")
+            if a.inputs["principalId"] == "principal-dataflow-collector-app"]  # fmt: skip
+    roles = sorted((a["roleDefinitionId"].rsplit("/", 1)[-1], a["scope"].rsplit("/", 2)[-2]) for a in mine)
+    assert roles == sorted(
+        [(ROLES["Azure Event Hubs Data Sender"], "EventHub"), (KEY_VAULT_SECRETS_USER, "Vault")]
+    )
+    vault = rec.one("keyvault:Vault", "dataflow-collector-keys").inputs["properties"]
+    assert vault["enableRbacAuthorization"] is True and vault["enablePurgeProtection"] is True
+
+
+def test_the_collector_passes_the_policy_pack_and_has_no_auth_wall():
+    rec, _ = build()
+    assert len(rec.of_type("web:WebAppAuthSettingsV2")) == 1  # the API's, not the collector's
+    assert [v for r in rec.resources for v in violations(r.type, r.inputs, r.protect)] == []
+
+
+def test_the_collector_can_be_left_out():
+    rec, _ = build(collector={"enabled": False})
+    assert len(rec.of_type("web:WebApp")) == 1
