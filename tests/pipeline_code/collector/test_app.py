@@ -203,3 +203,42 @@ def test_a_failed_group_answers_every_request_in_it_with_a_503():
     broker = Counting()
     broker.fail = True
     assert concurrent_posts(Collector(broker, {KEY}), 10) == [503] * 10 and broker.calls == []
+
+
+def test_the_functions_image_serves_the_collector(tmp_path, monkeypatch):
+    """``DATAFLOW_APP=collector``: the Azure Functions worker's ASGI path into the event log."""
+    import azure.functions as func
+
+    from pipeline_code.serving.azure_function import build
+
+    monkeypatch.setenv("DATAFLOW_APP", "collector")
+    monkeypatch.setenv("COLLECTOR_SINK", f"eventlog:{tmp_path / 'log'}")
+    monkeypatch.setenv("DATAFLOW_WRITE_KEYS", KEY)
+    (function,) = build().get_functions()
+    body = json.dumps(product_viewed(5)).encode()
+    request = func.HttpRequest("POST", "https://c.example/v1/track", headers=AUTH, params={}, body=body)
+    context = type("Context", (), {"invocation_id": "1", "function_name": "c", "function_directory": "/"})()
+    answer = function.get_user_function()(request, context)
+    answer = asyncio.run(answer) if asyncio.iscoroutine(answer) else answer
+    assert answer.status_code == 200
+    assert [json.loads(r.payload)["event_id"] for r in EventLog(tmp_path / "log").read()] == ["m-5"]
+
+
+def test_a_lambda_function_url_event_reaches_the_collector(tmp_path):
+    """A function-URL event (base64 body, as Lambda sends POSTs) through the same bridge the API uses."""
+    from pipeline_code.serving.aws_lambda import invoke
+
+    log = EventLog(tmp_path / "log")
+    app = Collector(EventLogPublisher(log.path), {KEY})
+    payload = gzip.compress(json.dumps({"batch": [product_viewed(7)]}).encode())
+    event = {
+        "rawPath": "/v1/batch",
+        "rawQueryString": "",
+        "headers": {**{k.lower(): v for k, v in AUTH.items()}, "content-encoding": "gzip"},
+        "requestContext": {"http": {"method": "POST", "path": "/v1/batch", "sourceIp": "203.0.113.1"}},
+        "body": base64.b64encode(payload).decode(),
+        "isBase64Encoded": True,
+    }
+    answer = asyncio.run(invoke(app, event))
+    assert answer["statusCode"] == 200 and json.loads(answer["body"]) == {"success": True}
+    assert [json.loads(r.payload)["event_id"] for r in log.read()] == ["m-7"]
