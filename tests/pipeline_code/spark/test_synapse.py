@@ -40,8 +40,8 @@ def test_job_arguments_parse_and_bad_ones_are_named():
 
 
 def test_copy_into_reads_the_https_form_of_the_staging_path():
-    assert https_of("abfss://work@lake1.dfs.core.windows.net/staging/b1/events/") == (
-        "https://lake1.dfs.core.windows.net/work/staging/b1/events/"
+    assert https_of("abfss://jobs@lake1.dfs.core.windows.net/staging/b1/events/") == (
+        "https://lake1.dfs.core.windows.net/jobs/staging/b1/events/"
     )
     with pytest.raises(ValueError, match="is not abfss://CONTAINER@ACCOUNT"):
         https_of("abfss://lake1.blob.core.windows.net/x")
@@ -85,7 +85,7 @@ def test_synapse_sql_parses_as_tsql():
     """Every statement parses in sqlglot's T-SQL dialect. ``CLUSTERED
     COLUMNSTORE INDEX`` is a Synapse table option sqlglot does not know, so
     the DDL is parsed with ``HEAP`` (the other documented option) in its place."""
-    staged = {t: f"https://lake1.dfs.core.windows.net/work/staging/9/{t}/*.parquet" for t in TABLES}
+    staged = {t: f"https://lake1.dfs.core.windows.net/jobs/staging/9/{t}/*.parquet" for t in TABLES}
     load, merge, cleanup = synapse.batch_statements("job:9", staged)
     ddl = [s.replace("CLUSTERED COLUMNSTORE INDEX", "HEAP") for s in synapse.all_ddl()]
     for sql in [*ddl, *load, *merge, *cleanup]:
