@@ -28,7 +28,12 @@ import pulumi
 from pulumi_azure_native import applicationinsights, datafactory, synapse
 
 from components.azure.security import Lake
-from components.azure.synapse_job import SPARK_VERSION, SparkJobDefinition, job_definition
+from components.azure.synapse_job import (
+    SPARK_VERSION,
+    SparkJobDefinition,
+    SynapseRoleAssignment,
+    job_definition,
+)
 from components.azure.warehouse import Warehouse
 from components.spec import ProcessingSpec
 
@@ -196,6 +201,19 @@ class Processing(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
+        # The factory runs the job definition: Synapse's own RBAC, which ARM cannot assign.
+        factory_principal = self.factory.identity.apply(lambda i: i.principal_id)
+        self.synapse_roles = [
+            SynapseRoleAssignment(
+                f"{name}-factory-{role.split()[-2].lower()}",
+                endpoint=warehouse.dev_endpoint,
+                workspace=warehouse.workspace.name,
+                role=role,
+                principal_id=factory_principal,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=warehouse.private_endpoints),
+            )
+            for role in ("Synapse Compute Operator", "Synapse Artifact User")
+        ]
         self.linked_service = datafactory.LinkedService(
             f"{name}-synapse",
             linked_service_name="synapse",
@@ -225,7 +243,9 @@ class Processing(pulumi.ComponentResource):
             description=props["description"],
             concurrency=props["concurrency"],
             activities=[activity_args(a) for a in props["activities"]],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.linked_service, self.job]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self.linked_service, self.job, *self.synapse_roles]
+            ),
         )
         self.trigger = datafactory.Trigger(
             f"{name}-keep-running",

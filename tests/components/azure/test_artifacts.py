@@ -116,7 +116,7 @@ def test_the_job_definition_is_a_valid_synapse_spark_job_definition():
 
 def test_the_deployed_job_runs_the_synapse_entry_with_the_chains_settings():
     rec, _ = build(processing={"shards": 16, "batch_seconds": 30})
-    props = rec.one("dynamic:Resource").inputs
+    props = rec.one("dynamic:Resource", "dataflow-process-job").inputs
     job = props["definition"]["properties"]["jobProperties"]
     assert job["file"].endswith("/code/synapse_job.py") and job["file"] == props["script_uri"]
     assert job["conf"]["spark.submit.pyFiles"] == props["package_uri"]
@@ -151,3 +151,24 @@ def test_the_provider_checks_and_diffs_without_calling_azure():
     assert new_code.changes is True and new_code.replaces == []
     renamed = provider.diff("id", props, {**props, "name": "other"})
     assert renamed.replaces == ["name"]
+
+
+def test_the_factory_gets_exactly_its_two_synapse_roles():
+    from components.azure.synapse_job import SynapseRoleProvider, role_assignment_body
+
+    rec, _ = build()
+    roles = {r.name: r.inputs for r in rec.of_type("dynamic:Resource") if "role" in r.inputs}
+    assert sorted(r["role"] for r in roles.values()) == ["Synapse Artifact User", "Synapse Compute Operator"]
+    assert {r["principal_id"] for r in roles.values()} == {"principal-dataflow-process-factory"}
+    assert {r["workspace"] for r in roles.values()} == {"dataflow-warehouse-workspace"}
+    assert len({r["assignment_id"] for r in roles.values()}) == 2
+    assert role_assignment_body("role-1", "p-1", "ws") == {
+        "roleId": "role-1",
+        "principalId": "p-1",
+        "scope": "workspaces/ws",
+    }
+    provider = SynapseRoleProvider()
+    props = next(iter(roles.values()))
+    assert provider.check({}, props).failures == []
+    assert provider.diff("id", props, {**props, "principal_id": "other"}).replaces == ["principal_id"]
+    assert [f.property for f in provider.check({}, {**props, "role": ""}).failures] == ["role"]

@@ -48,7 +48,7 @@ def test_every_link_is_created(default):
         ("datafactory:Factory", 1),
         ("datafactory:Pipeline", 1),
         ("datafactory:Trigger", 1),
-        ("dynamic:Resource", 1),  # the Spark job definition
+        ("dynamic:Resource", 3),  # the Spark job definition and the factory's two Synapse roles
         ("machinelearningservices:Workspace", 1),
         ("machinelearningservices:OnlineEndpoint", 1),
         ("machinelearningservices:OnlineDeployment", 1),
@@ -68,7 +68,7 @@ def test_capture_lands_where_the_spark_job_reads(default):
     assert capture["enabled"] and capture["encoding"] == "Avro"
     assert capture["destination"]["blobContainer"] == "capture"
     assert capture["destination"]["storageAccountResourceId"].endswith(f"/{lake.inputs['accountName']}")
-    job = rec.one("dynamic:Resource").inputs
+    job = rec.one("dynamic:Resource", "dataflow-process-job").inputs
     args = job["definition"]["properties"]["jobProperties"]["args"]
     capture_uri = args[args.index("--capture_uri") + 1]
     assert (
@@ -217,7 +217,9 @@ def test_alerts_watch_every_link_and_every_resource_logs(default):
     assert dead["scopes"][0].endswith("/Component/dataflow-process-insights")
     assert dead["criteria"]["allOf"][0]["metricName"] == "DeadLettered"
     assert dead["criteria"]["allOf"][0]["threshold"] == 10
-    job = rec.one("dynamic:Resource").inputs["definition"]["properties"]["jobProperties"]["args"]
+    job = rec.one("dynamic:Resource", "dataflow-process-job").inputs["definition"]["properties"][
+        "jobProperties"
+    ]["args"]
     assert job[job.index("--insights_connection") + 1].startswith("InstrumentationKey=")
     stalled = alerts["capture-stalled"]["criteria"]["allOf"]
     assert [c["metricName"] for c in stalled] == ["IncomingMessages", "CapturedMessages"]
@@ -291,9 +293,17 @@ OPTIONS = [
         lambda rec: (
             at(rec, "datafactory:Pipeline", "activities")[0]["policy"]["retry"] == 5
             and at(rec, "datafactory:Trigger", "properties", "recurrence", "interval") == 30
-            and (a := at(rec, "dynamic:Resource", "definition", "properties", "jobProperties", "args"))[
-                a.index("--commit_attempts") + 1
-            ]
+            and (
+                a := at(
+                    rec,
+                    "dynamic:Resource",
+                    "definition",
+                    "properties",
+                    "jobProperties",
+                    "args",
+                    name="dataflow-process-job",
+                )
+            )[a.index("--commit_attempts") + 1]
             == "6"
         ),
     ),
