@@ -19,8 +19,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-# The policy pack owns the list of actions "*" may be granted for.
-from components.policy.rules import UNSCOPED_ACTIONS
+# The policy pack owns what a statement may grant.
+from components.policy.rules import statement_problem
 
 Statement = dict[str, Any]
 
@@ -37,15 +37,10 @@ def statement(actions: Sequence[str], resources: Sequence[Any], condition: dict 
 
 
 def check_statement(s: Statement) -> None:
-    actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
-    resources = s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]
-    wild = [a for a in actions if "*" in a]
-    if wild:
-        raise PolicyError(f"wildcard actions are not granted: {wild}")
-    if "*" in resources and not set(actions) <= UNSCOPED_ACTIONS:
-        raise PolicyError(
-            f"Resource '*' for actions that can be scoped: {sorted(set(actions) - UNSCOPED_ACTIONS)}"
-        )
+    """Refuse a statement the policy pack would refuse (the same rule)."""
+    problem = statement_problem(s)
+    if problem:
+        raise PolicyError(problem)
 
 
 def policy(statements: Sequence[Statement]) -> pulumi.Output[str]:

@@ -87,20 +87,25 @@ def _iam_statements(props: Props) -> list[dict]:
     return statements if isinstance(statements, list) else [statements]
 
 
-def _aws_least_privilege(props: Props, _protect: bool) -> str | None:
-    for s in _iam_statements(props):
-        if s.get("Effect") != "Allow":
-            continue
-        actions = s.get("Action", [])
-        actions = [actions] if isinstance(actions, str) else actions
-        resources = s.get("Resource", [])
-        resources = [resources] if isinstance(resources, str) else resources
-        wild = [a for a in actions if "*" in a]
-        if wild:
-            return f"wildcard actions {wild}"
-        if "*" in resources and not set(actions) <= UNSCOPED_ACTIONS:
-            return f"Resource '*' for actions that can be scoped: {sorted(set(actions) - UNSCOPED_ACTIONS)}"
+def statement_problem(s: dict[str, Any]) -> str | None:
+    """What is too broad in one IAM ``Allow`` statement, or None. The AWS
+    components refuse such a statement at deploy time with the same words."""
+    if s.get("Effect", "Allow") != "Allow":
+        return None
+    actions = s.get("Action", [])
+    actions = [actions] if isinstance(actions, str) else actions
+    resources = s.get("Resource", [])
+    resources = [resources] if isinstance(resources, str) else resources
+    wild = [a for a in actions if "*" in a]
+    if wild:
+        return f"wildcard actions are not granted: {wild}"
+    if "*" in resources and not set(actions) <= UNSCOPED_ACTIONS:
+        return f"Resource '*' for actions that can be scoped: {sorted(set(actions) - UNSCOPED_ACTIONS)}"
     return None
+
+
+def _aws_least_privilege(props: Props, _protect: bool) -> str | None:
+    return next((p for p in map(statement_problem, _iam_statements(props)) if p), None)
 
 
 def _s3_public_block(props: Props, _protect: bool) -> str | None:

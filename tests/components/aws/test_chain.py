@@ -8,8 +8,9 @@ import json
 import pytest
 
 from components.aws import AwsChain
-from components.aws.security import UNSCOPED_ACTIONS, PolicyError, check_statement, statement
+from components.aws.security import PolicyError, check_statement, statement
 from components.gcp import GcpChain
+from components.policy.rules import UNSCOPED_ACTIONS
 from components.spec import load_spec
 from pipeline_code import redshift
 from pipeline_code.spark.glue import parse_args
