@@ -150,6 +150,17 @@ class RedshiftError(Exception):
     """A Data API statement failed or was aborted."""
 
 
+def wait_for_statement(client, statement_id: str, what: str, poll_s: float = 0.2) -> dict[str, Any]:
+    """Poll a Redshift Data API statement (or batch) to its end; its description."""
+    while True:
+        status = client.describe_statement(Id=statement_id)
+        if status["Status"] == "FINISHED":
+            return status
+        if status["Status"] in ("FAILED", "ABORTED"):
+            raise RedshiftError(f"{what} {statement_id} {status['Status']}: {status.get('Error')}")
+        time.sleep(poll_s)
+
+
 class RedshiftDataLookup:
     """``WarehouseLookup`` over Redshift Serverless through the Data API,
     authenticated as the job's IAM role (no password in the job). The Data
@@ -176,13 +187,7 @@ class RedshiftDataLookup:
     def _rows(self, sql: str) -> list[list[Any]]:
         client = self.client
         statement = client.execute_statement(WorkgroupName=self.workgroup, Database=self.database, Sql=sql)  # type: ignore[union-attr]
-        while True:
-            status = client.describe_statement(Id=statement["Id"])  # type: ignore[union-attr]
-            if status["Status"] == "FINISHED":
-                break
-            if status["Status"] in ("FAILED", "ABORTED"):
-                raise RedshiftError(f"statement {statement['Id']} {status['Status']}: {status.get('Error')}")
-            time.sleep(self.poll_s)
+        status = wait_for_statement(client, statement["Id"], "statement", self.poll_s)
         if not status.get("HasResultSet"):
             return []
         rows: list[list[Any]] = []

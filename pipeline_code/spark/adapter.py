@@ -27,8 +27,9 @@ Beam batch chain.
 
 from __future__ import annotations
 
+import json
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -76,15 +77,29 @@ class BatchResult:
         return self.events_read == self.events_stored + self.duplicates_skipped + self.dead_lettered
 
 
+def stream_offset(record_key: str, arrival_ms: int) -> int:
+    """``source_offset`` for a record of a partitioned stream (Kinesis, Event
+    Hubs), whose own positions are only ordered within a shard or partition.
+    Arrival milliseconds in the high bits keep log order across them; 20 bits
+    of the record key's hash separate records that arrived in the same
+    millisecond. Fits the INT64 column."""
+    return (arrival_ms << 20) | (zlib.crc32(record_key.encode()) & 0xFFFFF)
+
+
 def kinesis_offset(sequence_number: str, arrival_ms: int) -> int:
-    """``source_offset`` for a Kinesis record. Sequence numbers are decimal
-    strings of up to 128 bits, too wide for the INT64 column, and only
-    ordered within a shard. Arrival milliseconds in the high bits keep log
-    order across shards; 20 bits of the sequence number's hash separate
-    records that arrived in the same millisecond."""
+    """``stream_offset`` of a Kinesis record (its sequence numbers are decimal
+    strings of up to 128 bits, too wide for the column)."""
     if not sequence_number.isdigit():
         raise ValueError(f"Kinesis sequenceNumber must be decimal digits, got {sequence_number!r}")
-    return (arrival_ms << 20) | (zlib.crc32(sequence_number.encode()) & 0xFFFFF)
+    return stream_offset(sequence_number, arrival_ms)
+
+
+def spill_lines(raws: Iterable[tuple[int, int, bytes]], error: str) -> bytes:
+    """A batch that could not be committed, raw, as JSON lines for the dead-letter store."""
+    return "\n".join(
+        json.dumps({"source_offset": o, "received_at_us": r, "payload_hex": p.hex(), "error": error})
+        for o, r, p in raws
+    ).encode()
 
 
 def _parse_partition(raws: Iterator[RawEvent]) -> Iterator[tuple[str, Any]]:

@@ -25,9 +25,7 @@ processing settings ``shards``, ``window_minutes``,
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -36,8 +34,8 @@ from urllib.parse import urlparse
 from pipeline_code import redshift
 from pipeline_code.core.parse import RawEvent
 from pipeline_code.core.settings import ProcessingSettings, add_arguments, from_arguments
-from pipeline_code.lookup import RedshiftDataLookup, RedshiftError, to_us
-from pipeline_code.spark.adapter import MicroBatchRunner, kinesis_offset
+from pipeline_code.lookup import RedshiftDataLookup, to_us, wait_for_statement
+from pipeline_code.spark.adapter import MicroBatchRunner, kinesis_offset, spill_lines
 from pipeline_code.tables import TABLES, arrow_schema
 
 log = logging.getLogger("dataflow.glue")
@@ -162,13 +160,8 @@ class RedshiftSink:
         batch = client.batch_execute_statement(
             WorkgroupName=self.workgroup, Database=self.database, Sqls=statements
         )
-        while True:
-            status = client.describe_statement(Id=batch["Id"])
-            if status["Status"] == "FINISHED":
-                return {"statement_id": batch["Id"], "tables": sorted(files)}
-            if status["Status"] in ("FAILED", "ABORTED"):
-                raise RedshiftError(f"batch {self.batch_key}: {status['Status']}: {status.get('Error')}")
-            time.sleep(0.5)
+        wait_for_statement(client, batch["Id"], f"batch {self.batch_key}", poll_s=0.5)
+        return {"statement_id": batch["Id"], "tables": sorted(files)}
 
 
 def put_metrics(args: JobArgs, values: dict[str, float]) -> None:
@@ -190,12 +183,8 @@ def spill(args: JobArgs, batch_id: int, raws: list[tuple[int, int, bytes]], erro
     import boto3
 
     url = urlparse(f"{args.dead_letter_uri}/{args.job_name}/batch-{batch_id:012d}.jsonl")
-    body = "\n".join(
-        json.dumps({"source_offset": o, "received_at_us": r, "payload_hex": p.hex(), "error": error})
-        for o, r, p in raws
-    )
     boto3.client("s3", region_name=args.region).put_object(
-        Bucket=url.netloc, Key=url.path.lstrip("/"), Body=body.encode()
+        Bucket=url.netloc, Key=url.path.lstrip("/"), Body=spill_lines(raws, error)
     )
     return f"s3://{url.netloc}{url.path}"
 

@@ -25,7 +25,6 @@ import argparse
 import json
 import struct
 import uuid
-import zlib
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -34,7 +33,7 @@ from pipeline_code import synapse
 from pipeline_code.core.parse import RawEvent
 from pipeline_code.core.settings import ProcessingSettings, add_arguments, from_arguments
 from pipeline_code.lookup import USER_FEATURES, history_row, to_us
-from pipeline_code.spark.adapter import MicroBatchRunner
+from pipeline_code.spark.adapter import MicroBatchRunner, spill_lines, stream_offset
 from pipeline_code.tables import TABLES
 
 # Event Hubs Capture's Avro record.
@@ -116,8 +115,8 @@ def to_raw(row: Any) -> tuple[int, int, bytes]:
 
     enqueued = dt.datetime.strptime(row["EnqueuedTimeUtc"], "%m/%d/%Y %I:%M:%S %p").replace(tzinfo=dt.UTC)
     at_us = to_us(enqueued)
-    tie = zlib.crc32(f"{row['partition']}:{row['SequenceNumber']}".encode()) & 0xFFFFF
-    return tuple(RawEvent(((at_us // 1000) << 20) | tie, at_us, bytes(row["Body"])))  # type: ignore[return-value]
+    offset = stream_offset(f"{row['partition']}:{row['SequenceNumber']}", at_us // 1000)
+    return tuple(RawEvent(offset, at_us, bytes(row["Body"])))  # type: ignore[return-value]
 
 
 def _connect(server: str, database: str, token: str):
@@ -287,11 +286,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def spill(batch_id: int, raws: list, error: str) -> str:
         where = f"{args.dead_letter_uri}/{args.job_name}/batch-{batch_id:012d}.jsonl"
-        body = "\n".join(
-            json.dumps({"source_offset": o, "received_at_us": r, "payload_hex": p.hex(), "error": error})
-            for o, r, p in raws
-        )
-        mssparkutils.fs.put(where, body, True)
+        mssparkutils.fs.put(where, spill_lines(raws, error).decode(), True)
         return where
 
     def make_sink(key: str, attempt: int) -> SynapseSink:

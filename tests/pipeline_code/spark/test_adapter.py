@@ -114,3 +114,14 @@ def test_a_batch_that_never_commits_is_spilled_raw_and_nothing_is_stored(spark, 
     con = duckdb.connect(str(warehouse), read_only=True)
     assert con.execute("SELECT count(*) FROM events").fetchone() == (0,)
     con.close()
+
+
+def test_spilled_batches_keep_every_byte_and_the_reason():
+    import json
+
+    from pipeline_code.spark.adapter import spill_lines
+
+    raws = [(1, RECEIVED_US, b"\xff\x00binary"), (2, RECEIVED_US, line(event_id="a"))]
+    rows = [json.loads(x) for x in spill_lines(raws, "RedshiftError: down").splitlines()]
+    assert [(r["source_offset"], r["received_at_us"], bytes.fromhex(r["payload_hex"])) for r in rows] == raws
+    assert {r["error"] for r in rows} == {"RedshiftError: down"}
