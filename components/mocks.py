@@ -205,6 +205,12 @@ def run_program(
     build, stack: str = "test", stack_outputs: dict[str, dict[str, Any]] | None = None
 ) -> tuple[Recorder, Any]:
     """Run ``build()`` under mocks; returns the recorder and what it returned."""
+    import asyncio
+
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:  # a previous asyncio.run() closed and unset it: Pulumi's runtime needs one
+        asyncio.set_event_loop(asyncio.new_event_loop())
     recorder = Recorder(stack_outputs=stack_outputs or {})
     pulumi.runtime.set_mocks(
         recorder, project="data-flow", stack=stack, preview=False, monitor=_Monitor(recorder)

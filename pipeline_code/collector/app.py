@@ -223,11 +223,12 @@ class Collector:
             kinds = ["contract"] * len(payloads)
         else:
             messages = self._messages(doc, SEGMENT_ROUTES[path])
-            for i, m in enumerate(messages):  # Segment's limit is on each call as sent
-                size = len(orjson.dumps(m))
-                if size > MAX_EVENT_BYTES:
-                    raise BadRequest(f"event {i} is {size} bytes; the limit is {MAX_EVENT_BYTES // 1024} KB")
-            payloads = [segment.encode(m, received) for m in messages]
+            sent = [orjson.dumps(m) for m in messages]
+            for i, raw in enumerate(sent):  # Segment's limit is on each call as sent
+                if len(raw) > MAX_EVENT_BYTES:
+                    limit = MAX_EVENT_BYTES // 1024
+                    raise BadRequest(f"event {i} is {len(raw)} bytes; the limit is {limit} KB")
+            payloads = [segment.encode(m, received, raw) for m, raw in zip(messages, sent, strict=True)]
             kinds = ["contract" if segment.event_name(m) else "kept" for m in messages]
         for i, p in enumerate(payloads):
             if len(p) > MAX_EVENT_BYTES:

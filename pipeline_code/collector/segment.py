@@ -141,8 +141,11 @@ def _context_value(message: dict[str, Any], key: str) -> Any:
     return context.get(key) if isinstance(context, dict) else None
 
 
-def encode(message: dict[str, Any], received_at: dt.datetime) -> bytes:
+def encode(message: dict[str, Any], received_at: dt.datetime, as_sent: bytes | None = None) -> bytes:
     """The event-log line for one Segment message: the contract event, or the
-    original message when the contract has no name for it."""
+    message itself (``as_sent``, when the caller has serialized it already)
+    when the contract has no name for it."""
     event = to_contract(message, received_at)
-    return orjson.dumps(event if event is not None else message)
+    if event is not None:
+        return orjson.dumps(event)
+    return as_sent if as_sent is not None else orjson.dumps(message)

@@ -185,12 +185,10 @@ def process_files(
     # Open the warehouse before ingesting, so a bad path fails before the log grows.
     Warehouse(warehouse).close()
     if engine == "spark":
-        from pipeline_code.spark.local import spark_session
+        from pipeline_code.spark.local import process_log_spark, spark_session
 
         spark = spark_session()  # before ingesting: a missing Java fails first
         ingest_files(log, files, on_progress)
-        from pipeline_code.spark.local import process_log_spark
-
         return process_log_spark(log.path, warehouse, settings, spark=spark)
     ingest_files(log, files, on_progress)
     return process_log(log.path, warehouse, settings)

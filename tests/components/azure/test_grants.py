@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pulumi
-
 from components.azure import AzureChain
 from components.azure.security import ROLES
 from components.spec import load_spec
@@ -47,4 +45,3 @@ def test_role_assignment_names_are_stable_guids():
     second, _ = with_grants()
     names = lambda rec: {r.name: r.inputs["roleAssignmentName"] for r in rec.of_type("RoleAssignment")}  # noqa: E731
     assert names(first) == names(second) and len(set(names(first).values())) == len(names(first))
-    assert isinstance(pulumi.get_stack(), str)
