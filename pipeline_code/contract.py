@@ -19,6 +19,7 @@ well (which fields each event name requires, timestamp bounds) live in
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 from typing import Annotated, Literal
 
@@ -111,9 +112,27 @@ class Event(msgspec.Struct, forbid_unknown_fields=False):
     context: Context | None = None
 
 
+def _clean_descriptions(node: object) -> None:
+    """Dedent every description in place, as ``inspect.cleandoc`` does.
+
+    msgspec copies struct docstrings into the schema, and whether it dedents
+    them changed between releases (0.22 did, 0.23 keeps the indentation):
+    cleaning them here keeps the committed schema independent of that."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "description" and isinstance(value, str):
+                node[key] = inspect.cleandoc(value)
+            else:
+                _clean_descriptions(value)
+    elif isinstance(node, list):
+        for value in node:
+            _clean_descriptions(value)
+
+
 def json_schema() -> dict:
     """The contract as a JSON Schema (2020-12) document."""
     schema = msgspec.json.schema(Event)
+    _clean_descriptions(schema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = f"https://data-flow.dev/schemas/event.v{SCHEMA_VERSION}.json"
     schema["title"] = f"Data-Flow user activity event, version {SCHEMA_VERSION}"

@@ -7,6 +7,30 @@ import json
 import pytest
 
 RECEIVED_US = 1_767_268_800_000_000  # 2026-01-01T12:00:00Z
+FAST_SKIPS = ("slow", "spark", "network")
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption(
+        "--fast",
+        action="store_true",
+        help=f"the inner loop: deselect tests marked {', '.join(FAST_SKIPS)} (CI runs everything)",
+    )
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        # Whatever takes the session's local Spark is a Spark test, wherever it lives.
+        if "spark" in getattr(item, "fixturenames", ()):
+            item.add_marker("spark")
+    if not config.getoption("--fast"):
+        return
+    kept, dropped = [], []
+    for item in items:
+        (dropped if any(item.get_closest_marker(m) for m in FAST_SKIPS) else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 def event(**overrides) -> dict:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import duckdb
+import pytest
 
 from pipeline_code.cli import main
 
@@ -88,6 +89,7 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
+@pytest.mark.spark
 def test_process_with_the_spark_engine_counts_like_beam(tmp_path, capsys):
     """``dataflow process --engine spark`` runs the Spark adapter end to end."""
     from pipeline_code.synth import StoreSpec, write
