@@ -25,10 +25,10 @@ import duckdb
 from pipeline_code.core import features as feat
 from pipeline_code.core.history import enrich_shard, keep_first_seen
 from pipeline_code.core.parse import RawEvent, now_us, parse_batch
-from pipeline_code.local.chain import process_files
-from pipeline_code.local.eventlog import iter_input_lines
-from pipeline_code.local.warehouse import LocalWarehouseSink, Warehouse
+from pipeline_code.local.run import process_files
+from pipeline_code.streams.eventlog import iter_input_lines
 from pipeline_code.synth import StoreSpec, write
+from pipeline_code.warehouses.duckdb import LocalWarehouseSink, Warehouse
 
 WINDOW_US = 3_600_000_000
 

@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline_code.serving.http import lifespan
-from pipeline_code.serving.server import make_server
+from pipeline_code.web.http import lifespan
+from pipeline_code.web.server import make_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_CPU, CLIENT_CPU = 0, 1

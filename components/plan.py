@@ -21,10 +21,12 @@ that alters a stack's resources fails until its plan is rewritten
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import json
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,3 +184,29 @@ def baseline(stack: str, ref_or_file: str) -> str:
             f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else 'not found'}"
         )
     return done.stdout
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    """Print a stack's offline plan, write it as the golden plan, or diff it.
+    A wrong stack, spec or ref raises ``ValueError``/``OSError`` (the CLI
+    prints them as one line)."""
+    text = plan_text(args.stack)
+    if args.diff_against:
+        changes = diff(baseline(args.stack, args.diff_against), text)
+        sys.stdout.write(changes.text() if changes else "no changes\n")
+    elif args.write:
+        path = golden_path(args.stack)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path.relative_to(ROOT)} ({text.count(chr(10))} lines)")
+    else:
+        sys.stdout.write(text)
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    """``dataflow plan``: registered as a ``dataflow.commands`` entry point."""
+    pl = sub.add_parser("plan", help="a stack's resources, offline (no cloud account, no Pulumi CLI)")
+    pl.add_argument("--stack", required=True, help="stack name: stacks/Pulumi.<stack>.yaml")
+    pl.add_argument("--diff-against", default=None, help="a plan file, or a git ref holding stacks/plans/")
+    pl.add_argument("--write", action="store_true", help="write stacks/plans/<stack>.plan")
+    pl.set_defaults(func=cmd_plan)

@@ -30,6 +30,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from pipeline_code.host import ProcessingSettings
+
 PROJECT = "data-flow"
 Cloud = Literal["gcp", "aws", "azure"]
 Size = Literal["small", "medium", "large"]
@@ -39,6 +41,8 @@ _LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
 _ENV = re.compile(r"[a-z][a-z0-9-]{0,15}")
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
+# The processing defaults have one source, shared with the jobs that read them.
+_PROCESSING = ProcessingSettings()
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -66,15 +70,17 @@ class DeadLetterSpec(_Section):
 
 
 class ProcessingSpec(_Section):
-    batch_seconds: Annotated[int, msgspec.Meta(ge=1, le=300)] = 10
+    batch_seconds: Annotated[int, msgspec.Meta(ge=1, le=300)] = _PROCESSING.batch_seconds
     """Micro-batch length: how long an event may wait before processing starts."""
-    window_minutes: Annotated[int, msgspec.Meta(ge=1, le=24 * 60)] = 60
+    window_minutes: Annotated[int, msgspec.Meta(ge=1, le=24 * 60)] = _PROCESSING.window_minutes
     """Item-popularity window (event time)."""
-    allowed_lateness_minutes: Annotated[int, msgspec.Meta(ge=0, le=7 * 24 * 60)] = 24 * 60
+    allowed_lateness_minutes: Annotated[int, msgspec.Meta(ge=0, le=7 * 24 * 60)] = (
+        _PROCESSING.allowed_lateness_minutes
+    )
     """How late an event may arrive and still update its popularity window."""
-    session_gap_minutes: Annotated[int, msgspec.Meta(ge=1, le=24 * 60)] = 30
+    session_gap_minutes: Annotated[int, msgspec.Meta(ge=1, le=24 * 60)] = _PROCESSING.session_gap_minutes
     """Inactivity that ends a session the tracker did not name."""
-    shards: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 32
+    shards: Annotated[int, msgspec.Meta(ge=1, le=1024)] = _PROCESSING.shards
     """User shards: one warehouse lookup per shard and micro-batch."""
     min_workers: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
     """Workers the job starts with and never scales below."""
@@ -84,6 +90,16 @@ class ProcessingSpec(_Section):
     """Retries of a micro-batch commit (Glue, Synapse) and of the Data Factory activity before giving up."""
     restart_minutes: Annotated[int, msgspec.Meta(ge=5, le=60)] = 10
     """How often the scheduler restarts a stopped streaming job (Glue trigger, Data Factory trigger)."""
+
+    def settings(self) -> ProcessingSettings:
+        """What the jobs run with (``pipeline_code.host.job_arguments`` passes it on)."""
+        return ProcessingSettings(
+            shards=self.shards,
+            window_minutes=self.window_minutes,
+            allowed_lateness_minutes=self.allowed_lateness_minutes,
+            session_gap_minutes=self.session_gap_minutes,
+            batch_seconds=self.batch_seconds,
+        )
 
 
 class WarehouseSpec(_Section):

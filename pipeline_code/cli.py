@@ -37,8 +37,8 @@ from rich.table import Table
 from pipeline_code.synth import DEFAULT_START, StoreSpec, write
 
 if TYPE_CHECKING:
-    from pipeline_code.core.settings import ProcessingSettings
-    from pipeline_code.local.chain import RunSummary
+    from pipeline_code.core.ports import RunSummary
+    from pipeline_code.host import ProcessingSettings
     from pipeline_code.ml.train import TrainResult, TrainSettings
 
 # Modules that import Beam are imported inside the commands: Beam logs about
@@ -87,10 +87,10 @@ def _process(
     settings: ProcessingSettings,
     engine: str = "beam",
 ) -> RunSummary:
-    from pipeline_code.local.chain import InputError, process_files
-    from pipeline_code.local.eventlog import EventLogError
-    from pipeline_code.local.warehouse import WarehouseError
+    from pipeline_code.local.run import InputError, process_files
     from pipeline_code.spark.local import SparkUnavailable
+    from pipeline_code.streams.eventlog import EventLogError
+    from pipeline_code.warehouses.duckdb import WarehouseError
 
     try:
         with _progress() as progress:
@@ -129,7 +129,7 @@ def _print_table(title: str, columns: tuple[str, ...], rows) -> None:
 
 
 def _report(warehouse: Path) -> None:
-    from pipeline_code.local.warehouse import Warehouse
+    from pipeline_code.warehouses.duckdb import Warehouse
 
     with Warehouse(warehouse, read_only=True) as wh:
         _print_table("warehouse tables", ("table", "rows"), wh.row_counts().items())
@@ -153,7 +153,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 def cmd_process(args: argparse.Namespace) -> None:
     """Ingest files into the event log, process them, and load the warehouse."""
-    from pipeline_code.core.settings import ProcessingSettings
+    from pipeline_code.host import ProcessingSettings
 
     try:
         settings = ProcessingSettings(
@@ -243,12 +243,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 def cmd_api(args: argparse.Namespace) -> None:
     """Run the recommendation API in front of the model (in-process or over HTTP)."""
-    from pipeline_code.local.chain import default_log_dir
-    from pipeline_code.local.eventlog import EventLog, EventLogError
+    from pipeline_code.local.run import default_log_dir
     from pipeline_code.ml.model import ModelError, Recommender, find_model
     from pipeline_code.serving.api import HttpEndpoint, LocalEndpoint, RecommendationApi
     from pipeline_code.serving.freshness import RecentActivity
-    from pipeline_code.serving.server import make_server
+    from pipeline_code.streams.eventlog import EventLog, EventLogError
+    from pipeline_code.web.server import make_server
 
     metadata: dict = {}
     if args.endpoint:
@@ -276,10 +276,10 @@ def cmd_api(args: argparse.Namespace) -> None:
 def cmd_collect(args: argparse.Namespace) -> None:
     """Run the Segment-compatible collector in front of the local event log."""
     from pipeline_code.collector.app import Collector
-    from pipeline_code.collector.publish import EventLogPublisher
-    from pipeline_code.local.chain import default_log_dir
-    from pipeline_code.local.eventlog import EventLogError
-    from pipeline_code.serving.server import make_server
+    from pipeline_code.local.run import default_log_dir
+    from pipeline_code.streams.eventlog import EventLogError
+    from pipeline_code.streams.publish import EventLogPublisher
+    from pipeline_code.web.server import make_server
 
     keys = set(args.write_key or []) or None
     if keys is None and args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -297,35 +297,11 @@ def cmd_collect(args: argparse.Namespace) -> None:
     make_server(Collector(publisher, keys), args.host, args.port, log_level="warning").run()
 
 
-def cmd_plan(args: argparse.Namespace) -> None:
-    """Print a stack's offline plan, write it as the golden plan, or diff it."""
-    try:
-        from components import plan
-    except ImportError as exc:
-        raise UserError(f"dataflow plan needs the stack's cloud extra and pulumi: {exc}") from exc
-    from components.spec import SpecError
-
-    try:
-        text = plan.plan_text(args.stack)
-        if args.diff_against:
-            changes = plan.diff(plan.baseline(args.stack, args.diff_against), text)
-            sys.stdout.write(changes.text() if changes else "no changes\n")
-        elif args.write:
-            path = plan.golden_path(args.stack)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            out.print(f"wrote {path.relative_to(plan.ROOT)} ({text.count(chr(10))} lines)")
-        else:
-            sys.stdout.write(text)
-    except (FileNotFoundError, SpecError) as exc:
-        raise UserError(str(exc)) from exc
-
-
 def cmd_status(args: argparse.Namespace) -> None:
     """Show the local chain's state: ingest lag, processing, the served model."""
-    from pipeline_code.local.chain import default_log_dir
+    from pipeline_code.local.run import default_log_dir
     from pipeline_code.local.status import chain_status
-    from pipeline_code.local.warehouse import WarehouseError
+    from pipeline_code.warehouses.duckdb import WarehouseError
 
     try:
         st = chain_status(args.warehouse, args.log_dir or default_log_dir(args.warehouse), args.model_dir)
@@ -355,7 +331,7 @@ def cmd_status(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """Generate a store's events, run the whole local chain, train, and report."""
-    from pipeline_code.core.settings import ProcessingSettings
+    from pipeline_code.host import ProcessingSettings
     from pipeline_code.ml.train import TrainSettings
 
     data = args.workdir / "events.jsonl"
@@ -501,12 +477,6 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--write-key", action="append", help="accepted write key (repeatable)")
     co.set_defaults(func=cmd_collect)
 
-    pl = sub.add_parser("plan", help="a stack's resources, offline (no cloud account, no Pulumi CLI)")
-    pl.add_argument("--stack", required=True, help="stack name: stacks/Pulumi.<stack>.yaml")
-    pl.add_argument("--diff-against", default=None, help="a plan file, or a git ref holding stacks/plans/")
-    pl.add_argument("--write", action="store_true", help="write stacks/plans/<stack>.plan")
-    pl.set_defaults(func=cmd_plan)
-
     d = sub.add_parser("demo", help="generate events, run the local chain, train, report")
     d.add_argument("--events", "-n", type=int, default=50_000, help="events to generate (default 50000)")
     d.add_argument(
@@ -516,7 +486,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the demo keeps its files (default .dataflow/demo)",
     )
     d.set_defaults(func=cmd_demo)
+    add_plugin_commands(sub)
     return parser
+
+
+PLUGIN_GROUP = "dataflow.commands"
+"""Entry points that add commands: ``add_command(subparsers)`` adds one whose
+``func(args)`` raises ``ValueError`` or ``OSError`` for a user's mistake. The
+infrastructure package adds ``plan`` this way (``components.plan``), so this
+package never imports it."""
+
+
+def add_plugin_commands(sub) -> None:
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try:
+            add_command = ep.load()
+        except ImportError as exc:
+            # The command's extra is not installed: say which, when it is asked for.
+            message = f"dataflow {ep.name} needs the stack's cloud extra and pulumi: {exc}"
+            missing = sub.add_parser(ep.name, help=f"(unavailable: {exc.name or exc})")
+            missing.set_defaults(func=lambda _args, m=message: _fail(m))
+            continue
+        add_command(sub)
+
+
+def _fail(message: str) -> None:
+    raise UserError(message)
+
+
+def _plugin(func):
+    """A plugin command's errors as user errors (one line, exit 1)."""
+
+    def run(args: argparse.Namespace) -> None:
+        try:
+            func(args)
+        except (ValueError, OSError) as exc:
+            raise UserError(str(exc)) from exc
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -528,7 +537,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 0
-        args.func(args)
+        func = args.func if getattr(args.func, "__module__", "").startswith(__name__) else _plugin(args.func)
+        func(args)
     except UsageError as exc:
         err.print(str(exc), highlight=False, soft_wrap=True, markup=False)
         return 2

@@ -89,7 +89,7 @@ def hostile_lines() -> list[bytes]:
 def trained(tmp_path_factory):
     """A synthetic store's 20k events, processed into a warehouse and
     trained into a model, once per test session."""
-    from pipeline_code.local.chain import process_files
+    from pipeline_code.local.run import process_files
     from pipeline_code.ml.train import train
     from pipeline_code.synth import StoreSpec, write
 

@@ -26,6 +26,7 @@ from components.aws.security import (
     statement,
 )
 from components.spec import CollectorSpec
+from pipeline_code import host
 
 TYPE = "data-flow:aws:Collector"
 HANDLER = "pipeline_code.collector.aws_lambda.handler"
@@ -88,9 +89,9 @@ class Collector(pulumi.ComponentResource):
             reserved_concurrent_executions=collector.max_instances,
             environment={
                 "variables": {
-                    "COLLECTOR_SINK": ingest.stream.name.apply(lambda s: f"kinesis:{s}"),
-                    "COLLECTOR_SPILL_MB": "0",
-                    "COLLECTOR_WRITE_KEYS_SECRET": self.write_keys.arn,
+                    host.ENV_COLLECTOR_SINK: ingest.stream.name.apply(lambda s: host.sink("kinesis", s)),
+                    host.ENV_SPILL_MB: "0",
+                    host.ENV_WRITE_KEYS_SECRET: self.write_keys.arn,
                 }
             },
             kms_key_arn=kms_key_arn,

@@ -24,7 +24,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.spec import AlertSpec
-from pipeline_code.spark.glue import METRICS_NAMESPACE
+from pipeline_code.host import CLOUDWATCH_NAMESPACE
 
 TYPE = "data-flow:aws:Monitoring"
 
@@ -86,7 +86,7 @@ class Monitoring(pulumi.ComponentResource):
             "dead-letters": alarm(
                 "dead-letters",
                 f"More than {alerts.dead_letters_per_5min} events dead-lettered in 5 minutes",
-                namespace=METRICS_NAMESPACE,
+                namespace=CLOUDWATCH_NAMESPACE,
                 metric_name="DeadLettered",
                 dimensions=job_dims,
                 statistic="Sum",
@@ -98,7 +98,7 @@ class Monitoring(pulumi.ComponentResource):
             "spilled-batches": alarm(
                 "spilled-batches",
                 "A micro-batch could not be committed; its raw records are in the dead-letter bucket",
-                namespace=METRICS_NAMESPACE,
+                namespace=CLOUDWATCH_NAMESPACE,
                 metric_name="SpilledBatches",
                 dimensions=job_dims,
                 statistic="Sum",
@@ -140,7 +140,7 @@ class Monitoring(pulumi.ComponentResource):
                     {
                         "id": "read",
                         "metric": {
-                            "namespace": METRICS_NAMESPACE,
+                            "namespace": CLOUDWATCH_NAMESPACE,
                             "metric_name": "EventsRead",
                             "dimensions": job_dims,
                             "period": 60,
@@ -238,7 +238,7 @@ def dashboard(region: str, stream: str, job: str, endpoint: str, variant: str) -
                 widget(
                     "Processed per minute",
                     [
-                        [METRICS_NAMESPACE, name, "Job", job]
+                        [CLOUDWATCH_NAMESPACE, name, "Job", job]
                         for name in ("EventsRead", "EventsStored", "DuplicatesSkipped", "DeadLettered")
                     ],
                 ),

@@ -41,7 +41,8 @@ from components.aws.security import (
 )
 from components.aws.warehouse import Warehouse
 from components.spec import ProcessingSpec
-from pipeline_code.spark.glue import METRICS_NAMESPACE
+from pipeline_code import host
+from pipeline_code.host import CLOUDWATCH_NAMESPACE
 
 TYPE = "data-flow:aws:Processing"
 PACKAGE = Path(__file__).resolve().parents[2] / "pipeline_code"
@@ -89,11 +90,7 @@ def job_arguments(
         "--checkpoint_uri": f"s3://{bucket}/checkpoint/",
         "--dead_letter_uri": f"s3://{dead_letter_bucket}/",
         "--copy_role_arn": copy_role_arn,
-        "--window_seconds": str(processing.batch_seconds),
-        "--shards": str(processing.shards),
-        "--window_minutes": str(processing.window_minutes),
-        "--allowed_lateness_minutes": str(processing.allowed_lateness_minutes),
-        "--session_gap_minutes": str(processing.session_gap_minutes),
+        **host.job_arguments(processing.settings()),
         "--commit_attempts": str(processing.retries + 1),
     }
 
@@ -205,7 +202,7 @@ class Processing(pulumi.ComponentResource):
                     statement(
                         ["cloudwatch:PutMetricData"],
                         ["*"],
-                        {"StringEquals": {"cloudwatch:namespace": ["Glue", METRICS_NAMESPACE]}},
+                        {"StringEquals": {"cloudwatch:namespace": ["Glue", CLOUDWATCH_NAMESPACE]}},
                     ),
                     # Glue places the job's network interfaces in the connection's subnet.
                     statement(

@@ -25,6 +25,7 @@ from components.aws.security import (
     statement,
 )
 from components.spec import ServeSpec
+from pipeline_code import host
 
 TYPE = "data-flow:aws:Serve"
 HANDLER = "pipeline_code.serving.aws_lambda.handler"
@@ -85,7 +86,7 @@ class Serve(pulumi.ComponentResource):
             timeout=10,
             reserved_concurrent_executions=serve.max_instances,
             environment={
-                "variables": {"MODEL_ENDPOINT": model.endpoint.name.apply(lambda n: f"sagemaker:{n}")}
+                "variables": {host.ENV_MODEL_ENDPOINT: model.endpoint.name.apply(host.sagemaker_endpoint)}
             },
             kms_key_arn=kms_key_arn,
             tracing_config={"mode": "Active"},

@@ -6,7 +6,7 @@ is encrypted with the chain's key, the admin password is generated and kept
 in Secrets Manager by Redshift (never in config or state), audit logs go to
 CloudWatch, and deletion is refused (``protect``) unless the spec allows it.
 
-The tables are created from ``pipeline_code.redshift`` (DDL generated from
+The tables are created from ``pipeline_code.warehouses.redshift`` (DDL generated from
 the one table description) through the Redshift Data API, as the admin.
 Writers are granted with ``grant_write``: an IAM policy on the workgroup and
 a database user for the role with DML rights only. The Glue connection puts
@@ -21,8 +21,8 @@ import pulumi_aws as aws
 
 from components.aws.security import grant, service_role, statement
 from components.spec import WarehouseSpec
-from pipeline_code import redshift
 from pipeline_code.tables import TABLES
+from pipeline_code.warehouses import redshift
 
 TYPE = "data-flow:aws:Warehouse"
 PORT = 5439

@@ -19,6 +19,7 @@ from pulumi_azure_native import keyvault, web
 from components.azure.ingest import Ingest
 from components.azure.security import assign
 from components.spec import CollectorSpec
+from pipeline_code import host
 
 TYPE = "data-flow:azure:Collector"
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
@@ -62,8 +63,8 @@ class Collector(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        sink = pulumi.Output.concat(
-            "eventhubs:", ingest.namespace.name, ".servicebus.windows.net/", ingest.hub.name
+        sink = pulumi.Output.all(ingest.namespace.name, ingest.hub.name).apply(
+            lambda v: host.sink("eventhubs", f"{v[0]}.servicebus.windows.net/{v[1]}")
         )
         keys = self.vault.name.apply(lambda v: f"@Microsoft.KeyVault(VaultName={v};SecretName=write-keys)")
         self.app = web.WebApp(
@@ -86,10 +87,10 @@ class Collector(pulumi.ComponentResource):
                 "app_settings": [
                     {"name": "FUNCTIONS_EXTENSION_VERSION", "value": "~4"},
                     {"name": "AzureWebJobsStorage__accountName", "value": host_storage_account},
-                    {"name": "DATAFLOW_APP", "value": "collector"},
-                    {"name": "COLLECTOR_SINK", "value": sink},
-                    {"name": "COLLECTOR_SPILL_MB", "value": "0"},
-                    {"name": "DATAFLOW_WRITE_KEYS", "value": keys},
+                    {"name": host.ENV_APP, "value": "collector"},
+                    {"name": host.ENV_COLLECTOR_SINK, "value": sink},
+                    {"name": host.ENV_SPILL_MB, "value": "0"},
+                    {"name": host.ENV_WRITE_KEYS, "value": keys},
                 ],
             },
             tags=tags,

@@ -36,6 +36,7 @@ from components.azure.synapse_job import (
 )
 from components.azure.warehouse import Warehouse
 from components.spec import ProcessingSpec
+from pipeline_code.host import job_arguments
 
 TYPE = "data-flow:azure:Processing"
 REQUIREMENTS = Path(__file__).resolve().parents[2] / "pipeline_code" / "spark" / "requirements-synapse.txt"
@@ -161,11 +162,7 @@ class Processing(pulumi.ComponentResource):
                 "--sql_server", v[4],
                 "--sql_database", v[5],
                 "--job_name", JOB,
-                "--window_seconds", str(processing.batch_seconds),
-                "--shards", str(processing.shards),
-                "--window_minutes", str(processing.window_minutes),
-                "--allowed_lateness_minutes", str(processing.allowed_lateness_minutes),
-                "--session_gap_minutes", str(processing.session_gap_minutes),
+                *(part for arg in job_arguments(processing.settings()).items() for part in arg),
                 "--commit_attempts", str(processing.retries + 1),
                 "--insights_connection", v[6],
             ]

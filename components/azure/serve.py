@@ -19,6 +19,7 @@ from pulumi_azure_native import web
 from components.azure.ml import DEPLOYMENT, Model
 from components.azure.security import Lake, assign
 from components.spec import ServeSpec
+from pipeline_code import host
 
 TYPE = "data-flow:azure:Serve"
 
@@ -66,7 +67,7 @@ class Serve(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        endpoint = model.scoring_uri.apply(lambda uri: f"azureml:{uri}#{DEPLOYMENT}")
+        endpoint = model.scoring_uri.apply(lambda uri: host.azureml_endpoint(uri, DEPLOYMENT))
         self.app = web.WebApp(
             f"{name}-app",
             resource_group_name=resource_group,
@@ -91,7 +92,7 @@ class Serve(pulumi.ComponentResource):
                     {"name": "FUNCTIONS_EXTENSION_VERSION", "value": "~4"},
                     {"name": "AzureWebJobsStorage__accountName", "value": self.host_storage.account.name},
                     {"name": "APPLICATIONINSIGHTS_CONNECTION_STRING", "value": insights_connection},
-                    {"name": "MODEL_ENDPOINT", "value": endpoint},
+                    {"name": host.ENV_MODEL_ENDPOINT, "value": endpoint},
                 ],
             },
             tags=tags,

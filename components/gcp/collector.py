@@ -19,6 +19,7 @@ import pulumi_gcp as gcp
 from components.gcp.ingest import Ingest
 from components.gcp.process import grant_image_pull
 from components.spec import CollectorSpec
+from pipeline_code import host
 
 TYPE = "data-flow:gcp:Collector"
 
@@ -89,11 +90,12 @@ class Collector(pulumi.ComponentResource):
                         ports=gcp.cloudrunv2.ServiceTemplateContainerPortsArgs(container_port=8080),
                         envs=[
                             env(
-                                name="COLLECTOR_SINK", value=pulumi.Output.concat("pubsub:", ingest.topic.id)
+                                name=host.ENV_COLLECTOR_SINK,
+                                value=ingest.topic.id.apply(lambda t: host.sink("pubsub", t)),
                             ),
-                            env(name="COLLECTOR_SPILL_MB", value="0"),
+                            env(name=host.ENV_SPILL_MB, value="0"),
                             env(
-                                name="DATAFLOW_WRITE_KEYS",
+                                name=host.ENV_WRITE_KEYS,
                                 value_source=gcp.cloudrunv2.ServiceTemplateContainerEnvValueSourceArgs(
                                     secret_key_ref=gcp.cloudrunv2.ServiceTemplateContainerEnvValueSourceSecretKeyRefArgs(
                                         secret=self.write_keys.secret_id, version="latest"

@@ -27,6 +27,7 @@ import pulumi_gcp as gcp
 from components.gcp.ingest import Ingest
 from components.gcp.warehouse import Warehouse
 from components.spec import ProcessingSpec
+from pipeline_code.host import job_arguments
 
 TYPE = "data-flow:gcp:Processing"
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "pipeline_code" / "dataflow"
@@ -47,15 +48,8 @@ def template_spec(image: str) -> str:
 
 def job_parameters(subscription: str, dataset: str, processing: ProcessingSpec) -> dict[str, str]:
     """The job's pipeline flags. Dataflow takes strings only."""
-    return {
-        "input_subscription": subscription,
-        "output_dataset": dataset,
-        "batch_seconds": str(processing.batch_seconds),
-        "shards": str(processing.shards),
-        "window_minutes": str(processing.window_minutes),
-        "allowed_lateness_minutes": str(processing.allowed_lateness_minutes),
-        "session_gap_minutes": str(processing.session_gap_minutes),
-    }
+    settings = {k.removeprefix("--"): v for k, v in job_arguments(processing.settings()).items()}
+    return {"input_subscription": subscription, "output_dataset": dataset, **settings}
 
 
 def image_repository(image: str) -> dict[str, str]:

@@ -16,6 +16,7 @@ import pulumi_gcp as gcp
 from components.gcp.ml import Model
 from components.gcp.process import grant_image_pull
 from components.spec import ServeSpec
+from pipeline_code import host
 
 TYPE = "data-flow:gcp:Serve"
 
@@ -55,7 +56,7 @@ class Serve(pulumi.ComponentResource):
             model.grant_predict("api", member),
             grant_image_pull(self, f"{name}-api-pulls-image", image, member),
         ]
-        endpoint = pulumi.Output.concat("vertex:", model.endpoint.id)
+        endpoint = model.endpoint.id.apply(host.vertex_endpoint)
         self.service = gcp.cloudrunv2.Service(
             f"{name}-api",
             project=project,
@@ -74,7 +75,7 @@ class Serve(pulumi.ComponentResource):
                         ports=gcp.cloudrunv2.ServiceTemplateContainerPortsArgs(container_port=8080),
                         envs=[
                             gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(
-                                name="MODEL_ENDPOINT", value=endpoint
+                                name=host.ENV_MODEL_ENDPOINT, value=endpoint
                             )
                         ],
                         resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(

@@ -1,7 +1,7 @@
 """Warehouse on GCP: a BigQuery dataset holding the chain's logical tables.
 
 Every table comes from ``pipeline_code.tables`` through
-``pipeline_code.bigquery``: the same columns as DuckDB, partitioned by day
+``pipeline_code.warehouses.bigquery``: the same columns as DuckDB, partitioned by day
 on the event-date column and clustered as the description says. Tables the
 streaming job can only append to are written as ``<table>_changes`` and
 read through a view named after the logical table (see
@@ -19,8 +19,8 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.spec import DeadLetterSpec, WarehouseSpec
-from pipeline_code import bigquery as bq
 from pipeline_code.tables import TABLES, Table
+from pipeline_code.warehouses import bigquery as bq
 
 TYPE = "data-flow:gcp:Warehouse"
 DAY_MS = 86_400_000

@@ -1,6 +1,6 @@
 """Sources and sinks: the one place that knows where events come from and go.
 
-Locally the source is the event log (``pipeline_code.local.eventlog``) and
+Locally the source is the event log (``pipeline_code.streams.eventlog``) and
 the sink is the DuckDB warehouse; the cloud chains add their own here
 (Pub/Sub and BigQuery for Dataflow). The transforms in between are the same.
 """
@@ -11,8 +11,8 @@ import apache_beam as beam
 import pyarrow.parquet as pq
 
 from pipeline_code.core.history import shard_of
-from pipeline_code.local.eventlog import EventLog
-from pipeline_code.lookup import history_row
+from pipeline_code.core.ports import history_row
+from pipeline_code.streams.eventlog import EventLog
 
 
 class _ReadRangeFn(beam.DoFn):

@@ -1,27 +1,26 @@
-"""The processing pipeline: options, graph, and a runner that works offline.
+"""The processing pipeline: its options, its graph, and runners that work offline.
 
-Run the local chain through the CLI (``dataflow process``), or this module
-directly against an existing event log and warehouse::
+``build_graph`` wires the composites of ``pipeline_code.beam.transforms``;
+``local_pipeline`` puts it between the local event log and the DuckDB
+warehouse. Run it through the CLI (``dataflow process``), or against an
+existing event log and warehouse::
 
-    python -m pipeline_code.beam --event_log_dir .dataflow/warehouse.eventlog \\
+    python -m pipeline_code.local --event_log_dir .dataflow/warehouse.eventlog \\
         --warehouse .dataflow/warehouse.duckdb
 
-All logic lives in modules and ``pipeline_code/beam/__main__.py`` only calls
-``run``: it pickles the same way locally and on Dataflow (where
-``save_main_session`` is on), and ``ChainOptions`` is defined once (running
-this file as ``__main__`` would define it twice, and Beam would see its flags
-twice).
+The options class lives in a module (never in a ``__main__``): it pickles
+the same way locally and on Dataflow (where ``save_main_session`` is on),
+and is defined once, so Beam sees each flag once.
 """
 
 from __future__ import annotations
-
-import tempfile
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
+from pipeline_code import host
 from pipeline_code.beam.io import ReadEventLog, ReadWarehouseSnapshot
 from pipeline_code.beam.transforms import (
     DEAD_LETTERS,
@@ -33,39 +32,25 @@ from pipeline_code.beam.transforms import (
     ShardByUser,
     WriteToWarehouse,
 )
-from pipeline_code.core.settings import ProcessingSettings
-from pipeline_code.local.warehouse import LocalWarehouseSink
+from pipeline_code.host import ProcessingSettings
+from pipeline_code.warehouses.duckdb import LocalWarehouseSink
 
 
 class ProcessingOptions(PipelineOptions):
-    """Flags every engine's processing shares (each has a default)."""
+    """Every flag of the chain's Beam pipelines, as in Beam's examples one class.
+
+    The processing settings come from the host contract
+    (``pipeline_code.host.add_arguments``: one source of names and defaults
+    for every engine). Sources and sinks are chosen here too: the local event
+    log and DuckDB file (``run`` in ``pipeline_code.local``), or a Pub/Sub
+    subscription and a BigQuery dataset (the Dataflow job, whose Flex
+    Template lists every flag but the local ones).
+    """
 
     @classmethod
     def _add_argparse_args(cls, parser) -> None:
-        parser.add_argument("--shards", type=int, default=8, help="Hash shards for keyed work.")
-        parser.add_argument(
-            "--window_minutes", type=int, default=60, help="Item popularity window (event time)."
-        )
-        parser.add_argument(
-            "--allowed_lateness_minutes",
-            type=int,
-            default=24 * 60,
-            help="How late an event may be and still update its popularity window.",
-        )
-        parser.add_argument(
-            "--session_gap_minutes",
-            type=int,
-            default=30,
-            help="Inactivity that ends a session the tracker did not name.",
-        )
-
-
-class ChainOptions(ProcessingOptions):
-    """Flags of the local pipeline, beyond ``ProcessingOptions``."""
-
-    @classmethod
-    def _add_argparse_args(cls, parser) -> None:
-        # Beam collects the flags of every options class; each adds only its own.
+        host.add_arguments(parser)
+        # Local batch: the event log in, the DuckDB warehouse out.
         parser.add_argument(
             "--event_log_dir", default=".dataflow/warehouse.eventlog", help="Local event log to read."
         )
@@ -74,12 +59,24 @@ class ChainOptions(ProcessingOptions):
             "--staging_dir", default=None, help="Where staged files go (default: a temp dir)."
         )
         parser.add_argument("--chunk_bytes", type=int, default=1 << 20, help="Bytes of log per input batch.")
+        # Streaming on Dataflow: Pub/Sub in, BigQuery out (both required there).
+        parser.add_argument(
+            "--input_subscription",
+            default=None,
+            help="Pub/Sub subscription to read: projects/<project>/subscriptions/<name>.",
+        )
+        parser.add_argument(
+            "--output_dataset", default=None, help="BigQuery dataset to write: <project>:<dataset>."
+        )
+
+
+LOCAL_FLAGS = ("event_log_dir", "warehouse", "staging_dir", "chunk_bytes")
+"""Flags only the local pipeline reads (the Flex Template lists every other)."""
 
 
 def settings_from_options(opts: PipelineOptions) -> ProcessingSettings:
-    """The ``ProcessingOptions`` flags as the engine-free settings."""
-    o = opts.view_as(ProcessingOptions)
-    return ProcessingSettings(o.shards, o.window_minutes, o.allowed_lateness_minutes, o.session_gap_minutes)
+    """The processing flags as the engine-free settings."""
+    return host.from_arguments(opts.view_as(ProcessingOptions))
 
 
 def local_runner(streaming: bool = False):
@@ -89,7 +86,7 @@ def local_runner(streaming: bool = False):
     return BundleBasedDirectRunner() if streaming else FnApiRunner()
 
 
-def build_chain(raw, known_ids, history, sink, settings: ProcessingSettings):
+def build_graph(raw, known_ids, history, sink, settings: ProcessingSettings):
     """Compose the stages. Returns the commit's PCollection of ``LoadResult``."""
     parsed = raw | "ParseEvents" >> ParseEvents()
     grouped = parsed.events | "ShardByUser" >> ShardByUser(known_ids, history, settings.shards)
@@ -123,21 +120,5 @@ def local_pipeline(
     raw = p | "ReadEventLog" >> ReadEventLog(log_dir, from_offset, to_offset, chunk_bytes)
     known_ids, history = p | "ReadWarehouseSnapshot" >> ReadWarehouseSnapshot(*snapshot, settings.shards)
     sink = LocalWarehouseSink(warehouse, staging_dir, log_id, from_offset, to_offset)
-    build_chain(raw, known_ids, history, sink, settings)
+    build_graph(raw, known_ids, history, sink, settings)
     return p
-
-
-def run(argv: list[str] | None = None):
-    """Process everything the log holds past the warehouse's checkpoint."""
-    from pipeline_code.local.chain import process_log
-
-    opts = ChainOptions(argv)
-    staging = opts.staging_dir or tempfile.mkdtemp(prefix="dataflow-staging-")
-    return process_log(
-        opts.event_log_dir,
-        opts.warehouse,
-        settings_from_options(opts),
-        staging_dir=staging,
-        chunk_bytes=opts.chunk_bytes,
-        options=opts,
-    )

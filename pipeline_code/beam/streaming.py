@@ -39,7 +39,6 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from pipeline_code import bigquery
 from pipeline_code.beam.pipeline import ProcessingOptions, settings_from_options
 from pipeline_code.beam.transforms import (
     DEAD_LETTERS,
@@ -53,9 +52,11 @@ from pipeline_code.beam.transforms import (
 )
 from pipeline_code.core.history import UserHistory, enrich_user, keep_first_seen
 from pipeline_code.core.parse import RawEvent, dead_letter, now_us
-from pipeline_code.core.settings import ProcessingSettings
-from pipeline_code.lookup import BigQueryLookup, WarehouseLookup, to_us
+from pipeline_code.core.ports import WarehouseLookup, to_us
+from pipeline_code.host import ProcessingSettings
 from pipeline_code.tables import TABLES
+from pipeline_code.warehouses import bigquery
+from pipeline_code.warehouses.bigquery import BigQueryLookup
 
 STAGE_LOAD = "load"
 
@@ -232,7 +233,7 @@ class EnrichWithUserState(beam.PTransform):
         )
 
 
-def build_streaming_chain(
+def build_streaming_graph(
     raw, lookup: WarehouseLookup, settings: ProcessingSettings, batch_seconds: int = 10
 ):
     """``RawEvent`` -> ``{table name: PCollection of row batches}`` for every table."""
@@ -307,25 +308,6 @@ class WriteToBigQueryTables(beam.PTransform):
         return self._write(all_dead, DEAD_LETTERS, f"Write_{DEAD_LETTERS}")
 
 
-class StreamingOptions(ProcessingOptions):
-    """Flags of the streaming job beyond ``ProcessingOptions`` (the Flex
-    Template's parameters are both sets)."""
-
-    @classmethod
-    def _add_argparse_args(cls, parser) -> None:
-        parser.add_argument(
-            "--input_subscription",
-            required=True,
-            help="Pub/Sub subscription to read: projects/<project>/subscriptions/<name>.",
-        )
-        parser.add_argument(
-            "--output_dataset", required=True, help="BigQuery dataset to write: <project>:<dataset>."
-        )
-        parser.add_argument(
-            "--batch_seconds", type=int, default=10, help="Micro-batch length, in arrival time."
-        )
-
-
 def split_dataset(value: str) -> tuple[str, str]:
     """``project:dataset`` or ``project.dataset`` -> ``(project, dataset)``."""
     match = re.fullmatch(r"([a-z][a-z0-9.:-]*[a-z0-9])[:.]([A-Za-z0-9_]{1,1024})", value)
@@ -336,14 +318,16 @@ def split_dataset(value: str) -> tuple[str, str]:
 
 def run_streaming(argv: list[str] | None = None):
     """Build and run the streaming job (on Dataflow, from the Flex Template)."""
-    opts = StreamingOptions(argv)
+    opts = ProcessingOptions(argv)
     opts.view_as(StandardOptions).streaming = True
-    project, dataset = split_dataset(opts.output_dataset)
+    flags = opts.view_as(ProcessingOptions)
+    for name in ("input_subscription", "output_dataset"):
+        if not getattr(flags, name):
+            raise ValueError(f"--{name} is required by the streaming job, got {getattr(flags, name)!r}")
+    project, dataset = split_dataset(flags.output_dataset)
     settings = settings_from_options(opts)
-    if opts.batch_seconds < 1:
-        raise ValueError(f"--batch_seconds must be at least 1, got {opts.batch_seconds}")
     p = beam.Pipeline(options=opts)
-    raw = p | "ReadPubSubEvents" >> ReadPubSubEvents(opts.input_subscription)
-    tables = build_streaming_chain(raw, BigQueryLookup(project, dataset), settings, opts.batch_seconds)
+    raw = p | "ReadPubSubEvents" >> ReadPubSubEvents(flags.input_subscription)
+    tables = build_streaming_graph(raw, BigQueryLookup(project, dataset), settings, settings.batch_seconds)
     _ = tables | "WriteToBigQueryTables" >> WriteToBigQueryTables(project, dataset)
     return p.run()

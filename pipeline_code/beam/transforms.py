@@ -24,6 +24,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms import trigger, window
 from apache_beam.utils.timestamp import Timestamp
 
+from pipeline_code import host
 from pipeline_code.core import features as feat
 from pipeline_code.core.history import (
     SESSION_GAP_US,
@@ -37,7 +38,7 @@ from pipeline_code.core.parse import RawEvent, parse_batch
 EVENTS = "events"
 DEAD_LETTERS = "dead_letters"
 USER_FEATURES = "user_features"
-NAMESPACE = "dataflow"
+NAMESPACE = host.BEAM_METRICS_NAMESPACE
 
 Batch = list[dict[str, Any]]
 

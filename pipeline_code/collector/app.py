@@ -41,8 +41,8 @@ import orjson
 from prometheus_client import Counter
 
 from pipeline_code.collector import segment
-from pipeline_code.collector.publish import Publisher, PublishError
-from pipeline_code.serving.http import (
+from pipeline_code.streams.publish import Publisher, PublishError
+from pipeline_code.web.http import (
     BodyTooLarge,
     Receive,
     Scope,
@@ -54,7 +54,7 @@ from pipeline_code.serving.http import (
     respond_fallback,
     respond_json,
 )
-from pipeline_code.serving.metrics import ServerMetrics
+from pipeline_code.web.metrics import ServerMetrics
 
 MAX_EVENT_BYTES = 32 * 1024
 MAX_REQUEST_BYTES = 500 * 1024

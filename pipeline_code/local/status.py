@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_code.core.parse import now_us
-from pipeline_code.local.eventlog import EventLog
-from pipeline_code.local.warehouse import Warehouse
 from pipeline_code.ml.model import METADATA_FILE, find_model
+from pipeline_code.streams.eventlog import EventLog
+from pipeline_code.warehouses.duckdb import Warehouse
 
 
 @dataclass(frozen=True)

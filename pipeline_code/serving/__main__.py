@@ -19,7 +19,8 @@ from pipeline_code.serving.server import ServeError, serve_model
 def serve_api() -> int:
     """The recommendation API in front of ``MODEL_ENDPOINT``, on ``PORT``."""
     from pipeline_code.serving.api import RecommendationApi, endpoint_from_env
-    from pipeline_code.serving.server import make_server, port_from_env
+    from pipeline_code.serving.server import port_from_env
+    from pipeline_code.web.server import make_server
 
     try:
         endpoint = endpoint_from_env(os.environ.get("MODEL_ENDPOINT"))

@@ -28,9 +28,11 @@ from urllib.parse import parse_qs
 import httpx
 import msgspec
 
+from pipeline_code import host
 from pipeline_code.ml.model import Recommender
 from pipeline_code.serving.freshness import RecentActivity
-from pipeline_code.serving.http import (
+from pipeline_code.serving.model_server import DEFAULT_K, MAX_K, PredictRequest, RequestError, predict
+from pipeline_code.web.http import (
     Receive,
     Scope,
     Send,
@@ -39,8 +41,7 @@ from pipeline_code.serving.http import (
     respond_fallback,
     respond_json,
 )
-from pipeline_code.serving.metrics import ServerMetrics
-from pipeline_code.serving.model_server import DEFAULT_K, MAX_K, PredictRequest, RequestError, predict
+from pipeline_code.web.metrics import ServerMetrics
 
 PREFIX = "/recommendations/"
 
@@ -196,23 +197,18 @@ class AzureMLEndpoint(HttpEndpoint):
 
 
 def endpoint_from_env(value: str | None) -> Endpoint:
-    """``MODEL_ENDPOINT`` -> the endpoint: ``http(s)://host[:port]`` (a model
-    server), ``vertex:projects/P/locations/L/endpoints/ID`` or
-    ``sagemaker:<endpoint name>``."""
-    if not value:
-        raise ValueError("MODEL_ENDPOINT is not set (got None); set http(s)://... or vertex:projects/...")
-    if value.startswith("vertex:"):
-        return VertexEndpoint(value.removeprefix("vertex:"))
-    if value.startswith("sagemaker:"):
-        return SageMakerEndpoint(value.removeprefix("sagemaker:"))
-    if value.startswith("azureml:"):
-        uri, _, deployment = value.removeprefix("azureml:").partition("#")
-        return AzureMLEndpoint(uri, deployment or None)
-    if value.startswith(("http://", "https://")):
-        return HttpEndpoint(value)
-    raise ValueError(
-        f"MODEL_ENDPOINT {value!r} must start with http://, https://, vertex:, sagemaker: or azureml:"
-    )
+    """``MODEL_ENDPOINT`` (``pipeline_code.host.parse_endpoint``'s grammar) -> the
+    endpoint: ``http(s)://host[:port]`` (a model server),
+    ``vertex:projects/P/locations/L/endpoints/ID``, ``sagemaker:<endpoint name>``
+    or ``azureml:<scoring uri>#<deployment>``."""
+    parsed = host.parse_endpoint(value)
+    if parsed.kind == "vertex":
+        return VertexEndpoint(parsed.target)
+    if parsed.kind == "sagemaker":
+        return SageMakerEndpoint(parsed.target)
+    if parsed.kind == "azureml":
+        return AzureMLEndpoint(parsed.target, parsed.deployment)
+    return HttpEndpoint(parsed.target)
 
 
 class RecommendationApi:

@@ -16,8 +16,8 @@ from collections import deque
 
 from pipeline_code.core.features import INTERACTION_WEIGHTS
 from pipeline_code.core.parse import RawEvent, parse_event
-from pipeline_code.local.eventlog import EventLog
 from pipeline_code.ml.model import MAX_RECENT
+from pipeline_code.streams.eventlog import EventLog
 
 CHUNK_BYTES = 8 * 1024 * 1024
 

@@ -36,7 +36,7 @@ from typing import Annotated
 import msgspec
 
 from pipeline_code.ml.model import Recommender
-from pipeline_code.serving.http import (
+from pipeline_code.web.http import (
     BodyTooLarge,
     Receive,
     Scope,
@@ -48,7 +48,7 @@ from pipeline_code.serving.http import (
     respond_fallback,
     respond_json,
 )
-from pipeline_code.serving.metrics import ServerMetrics
+from pipeline_code.web.metrics import ServerMetrics
 
 log = logging.getLogger(__name__)
 

@@ -27,17 +27,15 @@ Beam batch chain.
 
 from __future__ import annotations
 
-import json
-import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from pipeline_code.core import features as feat
 from pipeline_code.core.history import UserHistory, enrich_shard, keep_first_seen, split_by_shard
 from pipeline_code.core.parse import RawEvent, parse_batch
-from pipeline_code.core.settings import ProcessingSettings
-from pipeline_code.lookup import WarehouseLookup
+from pipeline_code.core.ports import Sink, WarehouseLookup
+from pipeline_code.host import ProcessingSettings
 
 EVENTS = "events"
 DEAD_LETTERS = "dead_letters"
@@ -48,16 +46,6 @@ ITEM_POPULARITY = "item_popularity"
 _DUPLICATES = "_duplicates"
 _WINDOW = "_window"
 _MAX_EVENT_TIME = "_max_event_time"
-
-
-class Sink(Protocol):
-    """Where a micro-batch's rows go: staged per batch of rows on the
-    executors (picklable), committed once on the driver. The same protocol
-    as the Beam chain's sink (``pipeline_code.local.warehouse.LocalWarehouseSink``)."""
-
-    def stage(self, table: str, rows: list[dict[str, Any]]) -> str: ...
-
-    def commit(self, files: dict[str, list[str]]) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -75,31 +63,6 @@ class BatchResult:
     @property
     def balanced(self) -> bool:
         return self.events_read == self.events_stored + self.duplicates_skipped + self.dead_lettered
-
-
-def stream_offset(record_key: str, arrival_ms: int) -> int:
-    """``source_offset`` for a record of a partitioned stream (Kinesis, Event
-    Hubs), whose own positions are only ordered within a shard or partition.
-    Arrival milliseconds in the high bits keep log order across them; 20 bits
-    of the record key's hash separate records that arrived in the same
-    millisecond. Fits the INT64 column."""
-    return (arrival_ms << 20) | (zlib.crc32(record_key.encode()) & 0xFFFFF)
-
-
-def kinesis_offset(sequence_number: str, arrival_ms: int) -> int:
-    """``stream_offset`` of a Kinesis record (its sequence numbers are decimal
-    strings of up to 128 bits, too wide for the column)."""
-    if not sequence_number.isdigit():
-        raise ValueError(f"Kinesis sequenceNumber must be decimal digits, got {sequence_number!r}")
-    return stream_offset(sequence_number, arrival_ms)
-
-
-def spill_lines(raws: Iterable[tuple[int, int, bytes]], error: str) -> bytes:
-    """A batch that could not be committed, raw, as JSON lines for the dead-letter store."""
-    return "\n".join(
-        json.dumps({"source_offset": o, "received_at_us": r, "payload_hex": p.hex(), "error": error})
-        for o, r, p in raws
-    ).encode()
 
 
 def _parse_partition(raws: Iterator[RawEvent]) -> Iterator[tuple[str, Any]]:

@@ -17,31 +17,26 @@ job.
 
 Job arguments (``--name value``, set by the component): ``stream_name``,
 ``region``, ``workgroup``, ``database``, ``staging_uri``, ``checkpoint_uri``,
-``dead_letter_uri``, ``copy_role_arn``, ``window_seconds`` and the
-processing settings ``shards``, ``window_minutes``,
-``allowed_lateness_minutes``, ``session_gap_minutes``.
+``dead_letter_uri``, ``copy_role_arn`` and the processing settings
+(``pipeline_code.host.job_arguments``: ``batch_seconds``, ``shards``,
+``window_minutes``, ``allowed_lateness_minutes``, ``session_gap_minutes``).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import uuid
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlparse
 
-from pipeline_code import redshift
-from pipeline_code.core.parse import RawEvent
-from pipeline_code.core.settings import ProcessingSettings, add_arguments, from_arguments
-from pipeline_code.lookup import RedshiftDataLookup, to_us, wait_for_statement
-from pipeline_code.spark.adapter import MicroBatchRunner, kinesis_offset, spill_lines
-from pipeline_code.tables import TABLES, arrow_schema
+from pipeline_code import host
+from pipeline_code.host import ProcessingSettings, add_arguments, from_arguments
+from pipeline_code.spark.adapter import MicroBatchRunner
+from pipeline_code.streams.kinesis import to_raw
+from pipeline_code.streams.records import spill_lines
+from pipeline_code.warehouses.redshift import RedshiftDataLookup, RedshiftSink
 
 log = logging.getLogger("dataflow.glue")
-METRICS_NAMESPACE = "DataFlow"
-"""CloudWatch namespace of the job's own metrics (dimension ``Job``): the
-monitoring component's dead-letter and spill alarms read them."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +49,6 @@ class JobArgs:
     checkpoint_uri: str
     dead_letter_uri: str
     copy_role_arn: str
-    window_seconds: int
     settings: ProcessingSettings
     job_name: str = "dataflow"
     commit_attempts: int = 3
@@ -75,7 +69,6 @@ def parse_args(argv: list[str]) -> JobArgs:
     ):
         p.add_argument(f"--{name}", required=True)
     p.add_argument("--JOB_NAME", dest="job_name", default="dataflow")
-    p.add_argument("--window_seconds", type=int, default=10)
     p.add_argument("--commit_attempts", type=int, default=3)
     add_arguments(p)
     a, _unknown = p.parse_known_args(argv)
@@ -83,8 +76,6 @@ def parse_args(argv: list[str]) -> JobArgs:
         value = getattr(a, name)
         if not value.startswith("s3://"):
             raise ValueError(f"--{name} must be an s3:// URI, got {value!r}")
-    if a.window_seconds < 1:
-        raise ValueError(f"--window_seconds must be at least 1, got {a.window_seconds}")
     settings = from_arguments(a)
     return JobArgs(
         a.stream_name,
@@ -95,7 +86,6 @@ def parse_args(argv: list[str]) -> JobArgs:
         a.checkpoint_uri,
         a.dead_letter_uri.rstrip("/"),
         a.copy_role_arn,
-        a.window_seconds,
         settings,
         a.job_name,
         a.commit_attempts,
@@ -115,62 +105,13 @@ def kinesis_source_options(args: JobArgs) -> dict[str, str]:
     }
 
 
-def to_raw(row: Any) -> tuple[int, int, bytes]:
-    """A connector row (``data``, ``sequenceNumber``,
-    ``approximateArrivalTimestamp``) -> a ``RawEvent`` tuple."""
-    arrived = to_us(row["approximateArrivalTimestamp"])
-    return tuple(
-        RawEvent(kinesis_offset(row["sequenceNumber"], arrived // 1000), arrived, bytes(row["data"]))
-    )  # type: ignore[return-value]
-
-
-class RedshiftSink:
-    """Stages row batches as Parquet under ``<staging>/<batch>/<table>/``
-    (on the executors, through pyarrow's S3 filesystem), then commits the
-    batch with one Data API ``BatchExecuteStatement`` (one transaction)."""
-
-    def __init__(self, args: JobArgs, batch_key: str, batch_prefix: str) -> None:
-        self.region = args.region
-        self.workgroup = args.workgroup
-        self.database = args.database
-        self.copy_role_arn = args.copy_role_arn
-        self.batch_key = batch_key
-        self.prefix = batch_prefix
-
-    def stage(self, table: str, rows: list[dict[str, Any]]) -> str:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-        from pyarrow import fs
-
-        url = urlparse(f"{self.prefix}/{table}/{uuid.uuid4().hex}.parquet")
-        s3 = fs.S3FileSystem(region=self.region)
-        pq.write_table(
-            pa.Table.from_pylist(rows, schema=arrow_schema(TABLES[table])),
-            f"{url.netloc}{url.path}",
-            filesystem=s3,
-        )
-        return f"s3://{url.netloc}{url.path}"
-
-    def commit(self, files: dict[str, list[str]]) -> dict[str, Any]:
-        import boto3
-
-        staged = {table: f"{self.prefix}/{table}/" for table in files}
-        statements = redshift.merge_statements(self.batch_key, staged, self.copy_role_arn)
-        client = boto3.client("redshift-data", region_name=self.region)
-        batch = client.batch_execute_statement(
-            WorkgroupName=self.workgroup, Database=self.database, Sqls=statements
-        )
-        wait_for_statement(client, batch["Id"], f"batch {self.batch_key}", poll_s=0.5)
-        return {"statement_id": batch["Id"], "tables": sorted(files)}
-
-
 def put_metrics(args: JobArgs, values: dict[str, float]) -> None:
     """Publish one micro-batch's counts (``EventsRead``, ``DeadLettered``, ...)."""
     import boto3
 
     dims = [{"Name": "Job", "Value": args.job_name}]
     boto3.client("cloudwatch", region_name=args.region).put_metric_data(
-        Namespace=METRICS_NAMESPACE,
+        Namespace=host.CLOUDWATCH_NAMESPACE,
         MetricData=[
             {"MetricName": name, "Dimensions": dims, "Value": float(v), "Unit": "Count"}
             for name, v in sorted(values.items())
@@ -195,7 +136,8 @@ def batch_runner(args: JobArgs) -> MicroBatchRunner:
     def make_sink(key: str, attempt: int) -> RedshiftSink:
         # Each attempt stages afresh: a COPY of the prefix must not load an earlier attempt's files.
         batch = key.rsplit(":", 1)[1]
-        return RedshiftSink(args, key, f"{args.staging_uri}/{args.job_name}/batch-{batch}/attempt-{attempt}")
+        prefix = f"{args.staging_uri}/{args.job_name}/batch-{batch}/attempt-{attempt}"
+        return RedshiftSink(args.region, args.workgroup, args.database, args.copy_role_arn, key, prefix)
 
     return MicroBatchRunner(
         args.job_name,
@@ -232,5 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     glue.forEachBatch(
         frame=frame,
         batch_function=BatchProcessor(args),
-        options={"windowSize": f"{args.window_seconds} seconds", "checkpointLocation": args.checkpoint_uri},
+        options={
+            "windowSize": f"{args.settings.batch_seconds} seconds",
+            "checkpointLocation": args.checkpoint_uri,
+        },
     )

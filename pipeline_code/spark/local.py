@@ -20,12 +20,11 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
-from pipeline_code.core.settings import ProcessingSettings
-from pipeline_code.local.chain import RunSummary
-from pipeline_code.local.eventlog import EventLog
-from pipeline_code.local.warehouse import LocalWarehouseSink, Warehouse
-from pipeline_code.lookup import DuckDBLookup
+from pipeline_code.core.ports import RunSummary
+from pipeline_code.host import ProcessingSettings
 from pipeline_code.spark.adapter import BatchResult, process_micro_batch
+from pipeline_code.streams.eventlog import EventLog
+from pipeline_code.warehouses.duckdb import DuckDBLookup, LocalWarehouseSink, Warehouse
 
 
 class SparkUnavailable(Exception):

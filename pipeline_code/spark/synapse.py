@@ -11,7 +11,7 @@ lost while processing is stopped); this job reads them as a stream:
         -> SynapseSink: Parquet staged in the lake, COPY INTO, one transaction
 
 Before the stream starts it creates any of the tables the pool lacks, from
-``pipeline_code.synapse`` (no ARM resource runs T-SQL).
+``pipeline_code.warehouses.synapse`` (no ARM resource runs T-SQL).
 
 It authenticates as the workspace's managed identity: to the lake through
 Spark's ABFS driver and pyarrow, to the SQL pool with an Entra ID token
@@ -23,25 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import struct
-import uuid
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlparse
 
-from pipeline_code import synapse
-from pipeline_code.core.parse import RawEvent
-from pipeline_code.core.settings import ProcessingSettings, add_arguments, from_arguments
-from pipeline_code.lookup import USER_FEATURES, history_row, to_us
-from pipeline_code.spark.adapter import MicroBatchRunner, spill_lines, stream_offset
-from pipeline_code.tables import TABLES
-
-# Event Hubs Capture's Avro record.
-CAPTURE_SCHEMA = (
-    "SequenceNumber long, Offset string, EnqueuedTimeUtc string, "
-    "SystemProperties map<string,string>, Properties map<string,string>, Body binary"
-)
-SQL_COPT_SS_ACCESS_TOKEN = 1256  # pyodbc's connection attribute for an Entra ID token
+from pipeline_code.host import ProcessingSettings, add_arguments, from_arguments
+from pipeline_code.spark.adapter import MicroBatchRunner
+from pipeline_code.streams.eventhubs import CAPTURE_SCHEMA, to_raw
+from pipeline_code.streams.records import spill_lines
+from pipeline_code.warehouses.synapse import SynapseLookup, SynapseSink, ensure_tables
 
 
 @dataclass(frozen=True)
@@ -52,7 +40,6 @@ class JobArgs:
     dead_letter_uri: str
     sql_server: str
     sql_database: str
-    window_seconds: int
     settings: ProcessingSettings
     job_name: str = "dataflow"
     commit_attempts: int = 3
@@ -72,7 +59,6 @@ def parse_args(argv: list[str]) -> JobArgs:
         p.add_argument(f"--{name}", required=True)
     p.add_argument("--job_name", default="dataflow")
     p.add_argument("--insights_connection", default=None, help="Application Insights connection string")
-    p.add_argument("--window_seconds", type=int, default=60)
     p.add_argument("--commit_attempts", type=int, default=3)
     add_arguments(p)
     a = p.parse_args(argv)
@@ -80,8 +66,6 @@ def parse_args(argv: list[str]) -> JobArgs:
         value = getattr(a, name)
         if not value.startswith("abfss://"):
             raise ValueError(f"--{name} must be an abfss:// URI, got {value!r}")
-    if a.window_seconds < 1:
-        raise ValueError(f"--window_seconds must be at least 1, got {a.window_seconds}")
     settings = from_arguments(a)
     return JobArgs(
         a.capture_uri.rstrip("/"),
@@ -90,141 +74,11 @@ def parse_args(argv: list[str]) -> JobArgs:
         a.dead_letter_uri.rstrip("/"),
         a.sql_server,
         a.sql_database,
-        a.window_seconds,
         settings,
         a.job_name,
         a.commit_attempts,
         a.insights_connection,
     )
-
-
-def https_of(abfss: str) -> str:
-    """``abfss://container@account.dfs.core.windows.net/path`` -> the https URL COPY INTO reads."""
-    u = urlparse(abfss)
-    container, _, host = u.netloc.partition("@")
-    if not container or not host.endswith(".dfs.core.windows.net"):
-        raise ValueError(f"{abfss!r} is not abfss://CONTAINER@ACCOUNT.dfs.core.windows.net/PATH")
-    return f"https://{host}/{container}{u.path}"
-
-
-def to_raw(row: Any) -> tuple[int, int, bytes]:
-    """A capture record -> a ``RawEvent`` tuple. The offset orders by
-    enqueue time; the partition (from the file path) and sequence number
-    separate events enqueued in the same millisecond."""
-    import datetime as dt
-
-    enqueued = dt.datetime.strptime(row["EnqueuedTimeUtc"], "%m/%d/%Y %I:%M:%S %p").replace(tzinfo=dt.UTC)
-    at_us = to_us(enqueued)
-    offset = stream_offset(f"{row['partition']}:{row['SequenceNumber']}", at_us // 1000)
-    return tuple(RawEvent(offset, at_us, bytes(row["Body"])))  # type: ignore[return-value]
-
-
-def _connect(server: str, database: str, token: str):
-    import pyodbc  # the Synapse Spark runtime ships it with the SQL Server ODBC driver
-
-    raw = token.encode("utf-16-le")
-    return pyodbc.connect(
-        f"Driver={{ODBC Driver 18 for SQL Server}};Server=tcp:{server},1433;Database={database};"
-        "Encrypt=yes;TrustServerCertificate=no",
-        attrs_before={SQL_COPT_SS_ACCESS_TOKEN: struct.pack(f"<I{len(raw)}s", len(raw), raw)},
-    )
-
-
-class SynapseLookup:
-    """``WarehouseLookup`` over the dedicated SQL pool, with a token the
-    driver fetched for this batch (executors have no ``mssparkutils``)."""
-
-    def __init__(self, server: str, database: str, token: str) -> None:
-        self.server, self.database, self.token = server, database, token
-        self.con = None
-
-    def open(self) -> None:
-        self.con = _connect(self.server, self.database, self.token)
-
-    def close(self) -> None:
-        if self.con is not None:
-            self.con.close()
-            self.con = None
-
-    def _rows(self, sql: str, params: list) -> list:
-        cur = self.con.cursor()  # type: ignore[union-attr]
-        cur.execute(sql, params)
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-
-    def known_ids(self, event_ids: list[str], first_day: int, last_day: int) -> set[str]:
-        found: set[str] = set()
-        for i in range(0, len(event_ids), 1000):
-            chunk = event_ids[i : i + 1000]
-            rows = self._rows(
-                "SELECT event_id FROM dbo.events WHERE event_id IN (SELECT value FROM OPENJSON(?))",
-                [json.dumps(chunk)],
-            )
-            found.update(r["event_id"] for r in rows)
-        return found
-
-    def histories(self, user_keys: list[str]) -> dict[str, dict[str, Any]]:
-        out = {}
-        for i in range(0, len(user_keys), 1000):
-            rows = self._rows(
-                f"SELECT * FROM dbo.{USER_FEATURES} WHERE user_key IN (SELECT value FROM OPENJSON(?))",
-                [json.dumps(user_keys[i : i + 1000])],
-            )
-            for row in rows:
-                out[row["user_key"]] = history_row(row)
-        return out
-
-
-class SynapseSink:
-    """Stages row batches as Parquet in the lake (pyarrow's Azure filesystem,
-    managed identity), then loads and merges them in one transaction."""
-
-    def __init__(self, args: JobArgs, batch_key: str, prefix: str, token: str) -> None:
-        self.args, self.batch_key, self.prefix, self.token = args, batch_key, prefix, token
-
-    def stage(self, table: str, rows: list[dict[str, Any]]) -> str:
-        import pyarrow.parquet as pq
-        from pyarrow import fs
-
-        u = urlparse(f"{self.prefix}/{table}/{uuid.uuid4().hex}.parquet")
-        container, _, host = u.netloc.partition("@")
-        azure = fs.AzureFileSystem(account_name=host.split(".")[0])
-        pq.write_table(synapse.stage_rows(TABLES[table], rows), f"{container}{u.path}", filesystem=azure)
-        return f"{self.prefix}/{table}/"
-
-    def commit(self, files: dict[str, list[str]]) -> dict[str, Any]:
-        staged = {table: https_of(f"{self.prefix}/{table}/") + "*.parquet" for table in files}
-        load, merge, cleanup = synapse.batch_statements(self.batch_key, staged)
-        con = _connect(self.args.sql_server, self.args.sql_database, self.token)
-        try:
-            cur = con.cursor()
-            for sql in load:
-                cur.execute(sql)
-            con.commit()
-            for sql in merge:  # pyodbc keeps one transaction open until commit
-                cur.execute(sql)
-            con.commit()
-            for sql in cleanup:
-                cur.execute(sql)
-            con.commit()
-        except Exception:
-            con.rollback()
-            raise
-        finally:
-            con.close()
-        return {"tables": sorted(files)}
-
-
-def ensure_tables(args: JobArgs, token: str) -> None:
-    """Create whichever logical tables the pool lacks (the DDL is idempotent)."""
-    con = _connect(args.sql_server, args.sql_database, token)
-    try:
-        cur = con.cursor()
-        for sql in synapse.all_ddl():
-            cur.execute(sql)
-        con.commit()
-    finally:
-        con.close()
 
 
 def metrics_envelope(connection_string: str, job: str, counts: dict[str, float], at: str) -> tuple[str, list]:
@@ -291,11 +145,10 @@ def main(argv: list[str] | None = None) -> None:
 
     def make_sink(key: str, attempt: int) -> SynapseSink:
         batch = key.rsplit(":", 1)[1]
-        return SynapseSink(
-            args, key, f"{args.staging_uri}/{args.job_name}/batch-{batch}/attempt-{attempt}", token()
-        )
+        prefix = f"{args.staging_uri}/{args.job_name}/batch-{batch}/attempt-{attempt}"
+        return SynapseSink(args.sql_server, args.sql_database, key, prefix, token())
 
-    ensure_tables(args, token())
+    ensure_tables(args.sql_server, args.sql_database, token())
     runner = MicroBatchRunner(
         args.job_name,
         args.settings,
@@ -321,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
         .option("checkpointLocation", args.checkpoint_uri)
-        .trigger(processingTime=f"{args.window_seconds} seconds")
+        .trigger(processingTime=f"{args.settings.batch_seconds} seconds")
         .start()
     )
     query.awaitTermination()

@@ -5,9 +5,10 @@ fsynced, or acknowledged by the broker); the collector acknowledges the HTTP
 request after that, so an acknowledged event is never lost.
 
 - ``EventLogPublisher``: the local event log (the local chain's ingest);
-- ``PubSubPublisher``, ``KinesisPublisher``, ``EventHubsPublisher``: the
-  clouds' streams, batched to each broker's limits (SDKs imported on use:
-  the collector image installs only its cloud's);
+- ``PubSubPublisher``, ``KinesisPublisher``, ``EventHubsPublisher`` (in
+  ``pubsub``, ``kinesis``, ``eventhubs``): the clouds' streams, batched to
+  each broker's limits (SDKs imported on use: the collector image installs
+  only its cloud's);
 - ``SpillingPublisher``: wraps any of them with retries and backoff, and when
   the broker stays down writes the batch to a bounded local spill
   (fsynced files) instead, then re-publishes the spill, oldest first, once
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import threading
 import time
 import uuid
@@ -25,7 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from pipeline_code.local.eventlog import EventLog
+from pipeline_code import host
+from pipeline_code.streams.eventlog import EventLog
 
 log = logging.getLogger("dataflow.collector")
 
@@ -52,7 +55,7 @@ class EventLogPublisher:
         self.log.append(payloads)
 
 
-def _chunks(payloads: list[bytes], max_count: int, max_bytes: int):
+def chunks(payloads: list[bytes], max_count: int, max_bytes: int):
     chunk: list[bytes] = []
     size = 0
     for p in payloads:
@@ -63,78 +66,6 @@ def _chunks(payloads: list[bytes], max_count: int, max_bytes: int):
         size += len(p)
     if chunk:
         yield chunk
-
-
-class PubSubPublisher:
-    """A Pub/Sub topic (``projects/P/topics/T``); the client batches, we wait for every id."""
-
-    def __init__(self, topic: str) -> None:
-        from google.cloud import pubsub_v1
-
-        self.topic = topic
-        self.client = pubsub_v1.PublisherClient()
-
-    def publish(self, payloads: list[bytes]) -> None:
-        futures = [self.client.publish(self.topic, p) for p in payloads]
-        try:
-            for f in futures:
-                f.result(timeout=30)
-        except Exception as exc:
-            raise PublishError(f"Pub/Sub {self.topic}: {exc}") from exc
-
-
-class KinesisPublisher:
-    """A Kinesis stream: ``PutRecords`` of at most 500 records / 5 MB, failed
-    records retried (Kinesis can accept part of a call)."""
-
-    def __init__(self, stream_name: str, region: str | None = None, attempts: int = 5) -> None:
-        import boto3
-
-        self.stream = stream_name
-        self.client = boto3.client("kinesis", region_name=region)
-        self.attempts = attempts
-
-    def publish(self, payloads: list[bytes]) -> None:
-        for chunk in _chunks(payloads, 500, 4_500_000):
-            records = [{"Data": p, "PartitionKey": uuid.uuid4().hex} for p in chunk]
-            for attempt in range(self.attempts):
-                try:
-                    result = self.client.put_records(StreamName=self.stream, Records=records)
-                except Exception as exc:
-                    raise PublishError(f"Kinesis {self.stream}: {exc}") from exc
-                records = [r for r, out in zip(records, result["Records"], strict=True) if "ErrorCode" in out]
-                if not records:
-                    break
-                time.sleep(0.1 * 2**attempt)
-            if records:
-                raise PublishError(f"Kinesis {self.stream}: {len(records)} records still throttled")
-
-
-class EventHubsPublisher:
-    """An Event Hub, with Entra ID (the namespace has SAS keys off)."""
-
-    def __init__(self, namespace_host: str, hub: str) -> None:
-        from azure.eventhub import EventHubProducerClient
-        from azure.identity import DefaultAzureCredential
-
-        self.hub = hub
-        self.client = EventHubProducerClient(namespace_host, hub, DefaultAzureCredential())
-
-    def publish(self, payloads: list[bytes]) -> None:
-        from azure.eventhub import EventData
-
-        try:
-            batch = self.client.create_batch()
-            for p in payloads:
-                try:
-                    batch.add(EventData(p))
-                except ValueError:  # the batch is full: send it, start the next
-                    self.client.send_batch(batch)
-                    batch = self.client.create_batch()
-                    batch.add(EventData(p))
-            self.client.send_batch(batch)
-        except Exception as exc:
-            raise PublishError(f"Event Hubs {self.hub}: {exc}") from exc
 
 
 class SpillingPublisher:
@@ -217,3 +148,25 @@ class SpillingPublisher:
         log.warning("broker unavailable (%s); spilling %d events to %s", error, len(payloads), self.dir)
         with self.lock:
             self._spill(payloads)
+
+
+def publisher_for(sink: str, spill_dir: str | None = None, spill_mb: int = 1024) -> Publisher:
+    """``COLLECTOR_SINK`` -> the publisher (cloud ones behind a local spill)."""
+    kind, target = host.parse_sink(sink)
+    if kind == "eventlog":
+        return EventLogPublisher(target)  # already durable and local: no spill in front of it
+    if kind == "pubsub":
+        from pipeline_code.streams.pubsub import PubSubPublisher
+
+        inner: Publisher = PubSubPublisher(target)
+    elif kind == "kinesis":
+        from pipeline_code.streams.kinesis import KinesisPublisher
+
+        inner = KinesisPublisher(target, os.environ.get("AWS_REGION"))
+    elif kind == "eventhubs":
+        from pipeline_code.streams.eventhubs import EventHubsPublisher
+
+        namespace, hub = host.eventhubs_target(target)
+        inner = EventHubsPublisher(namespace, hub)
+    spill = spill_dir or str(Path(tempfile.gettempdir()) / "dataflow-collector-spill")
+    return SpillingPublisher(inner, spill, spill_mb << 20)

@@ -1,5 +1,12 @@
-"""The Functions host's entry file: see ``pipeline_code.serving.azure_function``."""
+"""The Functions host's entry file: the one image serves the API or, with
+``DATAFLOW_APP=collector``, the collector (``pipeline_code.serving.azure_function``,
+``pipeline_code.collector.azure_function``)."""
 
-from pipeline_code.serving.azure_function import build
+import os
+
+if os.environ.get("DATAFLOW_APP") == "collector":
+    from pipeline_code.collector.azure_function import build
+else:
+    from pipeline_code.serving.azure_function import build
 
 app = build()

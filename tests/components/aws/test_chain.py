@@ -12,9 +12,9 @@ from components.aws.security import PolicyError, check_statement, statement
 from components.gcp import GcpChain
 from components.policy.rules import UNSCOPED_ACTIONS
 from components.spec import load_spec
-from pipeline_code import redshift
 from pipeline_code.spark.glue import parse_args
 from pipeline_code.tables import TABLES
+from pipeline_code.warehouses import redshift
 from tests.components.conftest import AWS_ACCOUNT, resolved, run_program
 from tests.components.test_spec import AWS, aws_config, gcp_config
 
@@ -98,7 +98,7 @@ def test_the_job_reads_the_stream_and_writes_the_warehouse_it_was_given(default)
         "scriptLocation": f"s3://{code}/code/glue_job.py",
         "pythonVersion": "3",
     }
-    assert args.checkpoint_uri == f"s3://{code}/checkpoint/" and args.window_seconds == 10
+    assert args.checkpoint_uri == f"s3://{code}/checkpoint/" and args.settings.batch_seconds == 10
     assert job.inputs["defaultArguments"]["--extra-py-files"] == f"s3://{code}/code/pipeline_code.zip"
     assert job.inputs["defaultArguments"]["--additional-python-modules"] == "msgspec>=0.19"
     assert job.inputs["connections"] == ["dataflow-warehouse-network"]
@@ -322,7 +322,7 @@ def test_a_given_key_replaces_the_chains_own():
             {"processing": {"max_workers": 6, "batch_seconds": 30}},
             lambda rec: (
                 rec.one("glue/job:Job").inputs["numberOfWorkers"] == 6
-                and rec.one("glue/job:Job").inputs["defaultArguments"]["--window_seconds"] == "30"
+                and rec.one("glue/job:Job").inputs["defaultArguments"]["--batch_seconds"] == "30"
             ),
         ),
         (

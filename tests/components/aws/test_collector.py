@@ -22,7 +22,7 @@ def test_the_collector_puts_records_on_the_ingest_stream_only():
     env = function["environment"]["variables"]
     assert env["COLLECTOR_SINK"] == "kinesis:dataflow-ingest-events" and env["COLLECTOR_SPILL_MB"] == "0"
     secret = rec.one("secretsmanager/secret:Secret")
-    assert env["COLLECTOR_WRITE_KEYS_SECRET"].endswith(":secret/dataflow-collector-write-keys")
+    assert env["DATAFLOW_WRITE_KEYS_SECRET"].endswith(":secret/dataflow-collector-write-keys")
     assert secret.inputs["kmsKeyId"].startswith("arn:aws:kms:")
     assert function["imageConfig"]["commands"] == ["pipeline_code.collector.aws_lambda.handler"]
     statements = [
@@ -34,7 +34,7 @@ def test_the_collector_puts_records_on_the_ingest_stream_only():
     by_action = {a: s["Resource"] for s in statements for a in s["Action"]}
     stream = f"arn:aws:kinesis:eu-west-1:{AWS_ACCOUNT}:stream/dataflow-ingest-events"
     assert by_action["kinesis:PutRecords"] == [stream] and "kinesis:GetRecords" not in by_action
-    assert by_action["secretsmanager:GetSecretValue"] == [env["COLLECTOR_WRITE_KEYS_SECRET"]]
+    assert by_action["secretsmanager:GetSecretValue"] == [env["DATAFLOW_WRITE_KEYS_SECRET"]]
 
 
 def test_only_the_collector_url_is_public_and_the_policy_pack_allows_it():

@@ -121,7 +121,7 @@ def test_the_deployed_job_runs_the_synapse_entry_with_the_chains_settings():
     assert job["file"].endswith("/code/synapse_job.py") and job["file"] == props["script_uri"]
     assert job["conf"]["spark.submit.pyFiles"] == props["package_uri"]
     args = parse_args(job["args"])
-    assert (args.settings.shards, args.window_seconds) == (16, 30)
+    assert (args.settings.shards, args.settings.batch_seconds) == (16, 30)
     assert props["code_digest"] == package_digest()
     serialize(props["definition"])
 

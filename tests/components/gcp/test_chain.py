@@ -10,8 +10,8 @@ import pytest
 
 from components.gcp import GcpChain
 from components.spec import load_spec
-from pipeline_code import bigquery
 from pipeline_code.tables import TABLES
+from pipeline_code.warehouses import bigquery
 from tests.components.conftest import PROJECT_NUMBER, run_program
 from tests.components.test_spec import gcp_config
 

@@ -1,7 +1,7 @@
 """The streaming job's composites on the local streaming runner.
 
 The proof: a store's second half of traffic streamed through
-``build_streaming_chain`` (Pub/Sub messages from ``TestStream``, history from
+``build_streaming_graph`` (Pub/Sub messages from ``TestStream``, history from
 the warehouse through ``DuckDBLookup``) gives the same rows as the batch
 chain's second run over the same log.
 """
@@ -27,18 +27,18 @@ from apache_beam.transforms.window import TimestampedValue
 from pipeline_code.beam.pipeline import local_runner
 from pipeline_code.beam.streaming import (
     _load_failure,
-    build_streaming_chain,
+    build_streaming_graph,
     pubsub_offset,
     split_dataset,
     to_raw_event,
 )
 from pipeline_code.core.parse import RawEvent, parse_event
-from pipeline_code.core.settings import ProcessingSettings
-from pipeline_code.local.chain import process_log
-from pipeline_code.local.eventlog import EventLog
-from pipeline_code.lookup import DuckDBLookup
+from pipeline_code.host import ProcessingSettings
+from pipeline_code.local.run import process_log
+from pipeline_code.streams.eventlog import EventLog
 from pipeline_code.synth import StoreSpec, generate
 from pipeline_code.tables import TABLES
+from pipeline_code.warehouses.duckdb import DuckDBLookup
 from tests.conftest import line
 
 SETTINGS = ProcessingSettings(shards=4)
@@ -75,7 +75,7 @@ def stream(raws: list[RawEvent], warehouse: Path, out_dir: Path) -> None:
     events = TestStream().add_elements([message(r) for r in raws]).advance_watermark_to_infinity()
     with beam.Pipeline(runner=local_runner(streaming=True), options=opts) as p:
         raw = p | "Messages" >> events | "ToRawEvent" >> beam.Map(to_raw_event)
-        tables = build_streaming_chain(raw, DuckDBLookup(str(warehouse)), SETTINGS)
+        tables = build_streaming_graph(raw, DuckDBLookup(str(warehouse)), SETTINGS)
         for name, pcoll in tables.items():
             _ = pcoll | f"Capture_{name}" >> beam.ParDo(_CaptureFn(str(out_dir), name))
 

@@ -163,8 +163,8 @@ def test_popularity_in_batch_sums_every_window():
 
 
 def test_pipeline_module_runs_from_its_own_flags(tmp_path):
-    from pipeline_code.beam.pipeline import run
-    from pipeline_code.local.eventlog import EventLog
+    from pipeline_code.local.run import run
+    from pipeline_code.streams.eventlog import EventLog
 
     EventLog(tmp_path / "log").append([line(event_id="a"), line(event_id="a"), b"{bad"])
     summary = run(["--event_log_dir", str(tmp_path / "log"), "--warehouse", str(tmp_path / "w.duckdb")])
@@ -186,10 +186,10 @@ def test_pipeline_runs_as_a_module(tmp_path):
     import subprocess
     import sys
 
-    from pipeline_code.local.eventlog import EventLog
+    from pipeline_code.streams.eventlog import EventLog
 
     EventLog(tmp_path / "log").append([line(event_id="a")])
     args = ["--event_log_dir", str(tmp_path / "log"), "--warehouse", str(tmp_path / "w.duckdb")]
-    r = subprocess.run([sys.executable, "-m", "pipeline_code.beam", *args], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "pipeline_code.local", *args], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "events_stored=1" in r.stdout

@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from pipeline_code.collector.app import MAX_EVENT_BYTES, Collector
-from pipeline_code.collector.publish import EventLogPublisher, PublishError, SpillingPublisher
 from pipeline_code.core.parse import parse_batch
-from pipeline_code.local.eventlog import EventLog
+from pipeline_code.streams.eventlog import EventLog
+from pipeline_code.streams.publish import EventLogPublisher, PublishError, SpillingPublisher
 from tests.conftest import event
 
 KEY = "wk_test"
@@ -207,14 +207,16 @@ def test_a_failed_group_answers_every_request_in_it_with_a_503():
 
 def test_the_functions_image_serves_the_collector(tmp_path, monkeypatch):
     """``DATAFLOW_APP=collector``: the Azure Functions worker's ASGI path into the event log."""
-    import azure.functions as func
+    import runpy
 
-    from pipeline_code.serving.azure_function import build
+    import azure.functions as func
 
     monkeypatch.setenv("DATAFLOW_APP", "collector")
     monkeypatch.setenv("COLLECTOR_SINK", f"eventlog:{tmp_path / 'log'}")
     monkeypatch.setenv("DATAFLOW_WRITE_KEYS", KEY)
-    (function,) = build().get_functions()
+    # The image's entry file, as the Functions host loads it, picks the collector.
+    entry = runpy.run_path("pipeline_code/serving/azure/function_app.py")
+    (function,) = entry["app"].get_functions()
     body = json.dumps(product_viewed(5)).encode()
     request = func.HttpRequest("POST", "https://c.example/v1/track", headers=AUTH, params={}, body=body)
     context = type("Context", (), {"invocation_id": "1", "function_name": "c", "function_directory": "/"})()
@@ -226,7 +228,7 @@ def test_the_functions_image_serves_the_collector(tmp_path, monkeypatch):
 
 def test_a_lambda_function_url_event_reaches_the_collector(tmp_path):
     """A function-URL event (base64 body, as Lambda sends POSTs) through the same bridge the API uses."""
-    from pipeline_code.serving.aws_lambda import invoke
+    from pipeline_code.web.aws_lambda import invoke
 
     log = EventLog(tmp_path / "log")
     app = Collector(EventLogPublisher(log.path), {KEY})

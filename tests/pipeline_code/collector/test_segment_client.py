@@ -15,8 +15,8 @@ import httpx
 import pytest
 from segment.analytics import Client
 
-from pipeline_code.local.chain import process_log
-from pipeline_code.local.eventlog import EventLog
+from pipeline_code.local.run import process_log
+from pipeline_code.streams.eventlog import EventLog
 from tests.pipeline_code.serving.conftest import free_port
 
 KEY = "wk_segment_test"

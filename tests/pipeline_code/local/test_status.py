@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import shutil
 
-from pipeline_code.local.chain import default_log_dir, process_log
-from pipeline_code.local.eventlog import EventLog
+from pipeline_code.local.run import default_log_dir, process_log
 from pipeline_code.local.status import chain_status
+from pipeline_code.streams.eventlog import EventLog
 from tests.conftest import line
 
 

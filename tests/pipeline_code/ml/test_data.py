@@ -67,7 +67,7 @@ def test_split_that_leaves_a_side_empty_says_how_long_the_data_is(interactions):
 
 
 def test_an_empty_warehouse_has_nothing_to_train_on(tmp_path):
-    from pipeline_code.local.warehouse import Warehouse
+    from pipeline_code.warehouses.duckdb import Warehouse
 
     with Warehouse(tmp_path / "w.duckdb") as wh, pytest.raises(TrainingDataError, match="dataflow process"):
         read_interactions(wh.con)

@@ -11,8 +11,7 @@ import shutil
 import httpx
 import pytest
 
-from pipeline_code.local.chain import default_log_dir
-from pipeline_code.local.eventlog import EventLog
+from pipeline_code.local.run import default_log_dir
 from pipeline_code.ml.model import Recommender, find_model
 from pipeline_code.serving import aws_lambda
 from pipeline_code.serving.api import (
@@ -25,6 +24,7 @@ from pipeline_code.serving.api import (
     endpoint_from_env,
 )
 from pipeline_code.serving.freshness import RecentActivity
+from pipeline_code.streams.eventlog import EventLog
 from tests.conftest import event
 from tests.pipeline_code.serving.conftest import free_port, server_process
 

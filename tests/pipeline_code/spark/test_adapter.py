@@ -6,10 +6,10 @@ import duckdb
 import pytest
 
 from pipeline_code.core.parse import RawEvent
-from pipeline_code.core.settings import ProcessingSettings
-from pipeline_code.local.warehouse import LocalWarehouseSink, Warehouse
-from pipeline_code.lookup import DuckDBLookup
-from pipeline_code.spark.adapter import MicroBatchRunner, kinesis_offset, process_micro_batch
+from pipeline_code.host import ProcessingSettings
+from pipeline_code.spark.adapter import MicroBatchRunner, process_micro_batch
+from pipeline_code.streams.kinesis import kinesis_offset
+from pipeline_code.warehouses.duckdb import DuckDBLookup, LocalWarehouseSink, Warehouse
 from tests.conftest import RECEIVED_US, line
 
 HOUR_US = 3_600_000_000
@@ -119,7 +119,7 @@ def test_a_batch_that_never_commits_is_spilled_raw_and_nothing_is_stored(spark, 
 def test_spilled_batches_keep_every_byte_and_the_reason():
     import json
 
-    from pipeline_code.spark.adapter import spill_lines
+    from pipeline_code.streams.records import spill_lines
 
     raws = [(1, RECEIVED_US, b"\xff\x00binary"), (2, RECEIVED_US, line(event_id="a"))]
     rows = [json.loads(x) for x in spill_lines(raws, "RedshiftError: down").splitlines()]

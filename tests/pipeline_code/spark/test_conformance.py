@@ -18,9 +18,9 @@ import math
 import duckdb
 import pytest
 
-from pipeline_code.local.chain import process_log
-from pipeline_code.local.eventlog import EventLog
+from pipeline_code.local.run import process_log
 from pipeline_code.spark.local import process_log_spark
+from pipeline_code.streams.eventlog import EventLog
 from pipeline_code.synth import StoreSpec, generate
 from pipeline_code.tables import TABLES
 from tests.conftest import HOSTILE

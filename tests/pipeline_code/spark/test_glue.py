@@ -12,15 +12,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import sqlglot
 
-from pipeline_code import redshift
-from pipeline_code.core.settings import ProcessingSettings
-from pipeline_code.local.warehouse import LocalWarehouseSink, Warehouse
-from pipeline_code.lookup import DuckDBLookup
+from pipeline_code.host import ProcessingSettings
 from pipeline_code.spark.adapter import process_micro_batch
-from pipeline_code.spark.glue import kinesis_source_options, parse_args, to_raw
-from pipeline_code.tables import TABLES
+from pipeline_code.spark.glue import kinesis_source_options, parse_args
+from pipeline_code.streams.kinesis import to_raw
+from pipeline_code.warehouses.duckdb import DuckDBLookup, LocalWarehouseSink, Warehouse
 from tests.conftest import line
 from tests.pipeline_code.dataflow.test_template import _distributions_installed_by
 
@@ -30,14 +27,14 @@ ARGS = [
     "--stream_name", "events", "--region", "eu-west-1", "--workgroup", "wg", "--database", "dataflow",
     "--staging_uri", "s3://b/staging/", "--checkpoint_uri", "s3://b/checkpoint/",
     "--dead_letter_uri", "s3://d/", "--copy_role_arn", "arn:aws:iam::123456789012:role/copy",
-    "--shards", "4", "--window_seconds", "20",
+    "--shards", "4", "--batch_seconds", "20",
 ]  # fmt: skip
 
 
 def test_job_arguments_parse_and_glue_extras_are_ignored():
     args = parse_args(ARGS)
-    assert (args.job_name, args.staging_uri, args.window_seconds) == ("dataflow-dev", "s3://b/staging", 20)
-    assert args.settings == ProcessingSettings(shards=4)
+    assert (args.job_name, args.staging_uri) == ("dataflow-dev", "s3://b/staging")
+    assert args.settings == ProcessingSettings(shards=4, batch_seconds=20)
     assert kinesis_source_options(args)["kinesis.startingposition"] == "TRIM_HORIZON"
 
 
@@ -45,7 +42,7 @@ def test_job_arguments_parse_and_glue_extras_are_ignored():
     ("flag", "value", "message"),
     [
         ("--staging_uri", "staging/x", "--staging_uri must be an s3:// URI, got 'staging/x'"),
-        ("--window_seconds", "0", "--window_seconds must be at least 1, got 0"),
+        ("--batch_seconds", "0", "batch_seconds must be at least 1, got 0"),
         ("--shards", "0", "shards must be at least 1, got 0"),
     ],
 )
@@ -100,31 +97,3 @@ def test_the_glue_job_imports_only_its_requirements_and_glues_runtime():
     assert done.returncode == 0, done.stderr[-2000:]
     assert {"apache_beam", "duckdb"} <= set(outside)  # the check has teeth here
     assert not {"apache_beam", "duckdb", "scipy", "pulumi"} & set(done.stdout.split())
-
-
-def test_redshift_ddl_and_merge_sql_parse_in_the_redshift_dialect():
-    statements = [
-        *redshift.all_ddl(),
-        *redshift.merge_statements("job:7", {t: f"s3://b/staging/7/{t}/" for t in TABLES}, "default"),
-    ]
-    for sql in statements:
-        for tree in sqlglot.parse(sql, read="redshift", error_level=sqlglot.ErrorLevel.RAISE):
-            assert type(tree).__name__ != "Command", f"not parsed, only passed through: {sql[:80]}"
-    assert sum(s.startswith("COPY ") for s in statements) == len(TABLES)
-
-
-def test_every_merge_is_guarded_by_the_batch_key_and_the_batch_is_recorded_last():
-    statements = redshift.merge_statements("job:7", {"events": "s3://b/e/", "sessions": "s3://b/s/"})
-    guard = "NOT EXISTS (SELECT 1 FROM _dataflow_batches WHERE batch_key = 'job:7')"
-    changes = [s for s in statements if s.startswith(("INSERT", "MERGE", "DELETE"))]
-    assert len(changes) == 3 and all(guard in s for s in changes)
-    assert statements[-1].startswith("INSERT INTO _dataflow_batches")
-    with pytest.raises(ValueError, match="unknown tables: \\['evnts'\\]"):
-        redshift.merge_statements("k", {"evnts": "s3://b/"})
-
-
-def test_redshift_ddl_follows_the_table_description():
-    events = redshift.ddl(TABLES["events"])
-    assert "items SUPER" in events and "event_id VARCHAR(65535) NOT NULL" in events
-    assert "DISTKEY (user_key)" in events and "SORTKEY (event_date, event_name, user_key, event_id)" in events
-    assert "payload VARBYTE(1024000) NOT NULL" in redshift.ddl(TABLES["dead_letters"])

@@ -4,20 +4,15 @@ adapter, staging for COPY INTO, and the T-SQL it sends."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 
 import duckdb
 import pytest
-import sqlglot
 
-from pipeline_code import synapse
-from pipeline_code.core.settings import ProcessingSettings
-from pipeline_code.local.warehouse import LocalWarehouseSink, Warehouse
-from pipeline_code.lookup import DuckDBLookup
+from pipeline_code.host import ProcessingSettings
 from pipeline_code.spark.adapter import process_micro_batch
-from pipeline_code.spark.synapse import https_of, parse_args, to_raw
-from pipeline_code.tables import TABLES
+from pipeline_code.spark.synapse import parse_args, to_raw
+from pipeline_code.warehouses.duckdb import DuckDBLookup, LocalWarehouseSink, Warehouse
 from tests.conftest import line
 
 LAKE = "abfss://{c}@lake1.dfs.core.windows.net/{p}"
@@ -32,19 +27,11 @@ ARGS = [
 
 def test_job_arguments_parse_and_bad_ones_are_named():
     args = parse_args(ARGS)
-    assert args.settings == ProcessingSettings(shards=4) and args.window_seconds == 60
+    assert args.settings == ProcessingSettings(shards=4)
     argv = [*ARGS]
     argv[argv.index("--staging_uri") + 1] = "wasbs://x"
     with pytest.raises(ValueError, match=re.escape("--staging_uri must be an abfss:// URI, got 'wasbs://x'")):
         parse_args(argv)
-
-
-def test_copy_into_reads_the_https_form_of_the_staging_path():
-    assert https_of("abfss://jobs@lake1.dfs.core.windows.net/staging/b1/events/") == (
-        "https://lake1.dfs.core.windows.net/jobs/staging/b1/events/"
-    )
-    with pytest.raises(ValueError, match="is not abfss://CONTAINER@ACCOUNT"):
-        https_of("abfss://lake1.blob.core.windows.net/x")
 
 
 def test_capture_records_reach_the_adapter_byte_for_byte(spark, tmp_path):
@@ -69,40 +56,6 @@ def test_capture_records_reach_the_adapter_byte_for_byte(spark, tmp_path):
     ((payload, received),) = con.execute("SELECT payload, received_at FROM dead_letters").fetchall()
     con.close()
     assert payload == b"\x00binary junk" and received == dt.datetime(2026, 11, 24, 20, 0, 1, tzinfo=dt.UTC)
-
-
-def test_nested_columns_are_staged_as_json_text():
-    row = {c: None for c in TABLES["user_features"].column_names()}
-    row.update(user_key="u1", first_seen_at=1, last_seen_at=2, lifetime_events=1)
-    row.update(lifetime_purchases=0, lifetime_revenue=0.0, recent_items=["b", "a"], last_session_items=[])
-    row["is_bot"] = False
-    staged = synapse.stage_rows(TABLES["user_features"], [row])
-    assert str(staged.schema.field("recent_items").type) == "string"
-    assert json.loads(staged.column("recent_items")[0].as_py()) == ["b", "a"]
-
-
-def test_synapse_sql_parses_as_tsql():
-    """Every statement parses in sqlglot's T-SQL dialect. ``CLUSTERED
-    COLUMNSTORE INDEX`` is a Synapse table option sqlglot does not know, so
-    the DDL is parsed with ``HEAP`` (the other documented option) in its place."""
-    staged = {t: f"https://lake1.dfs.core.windows.net/jobs/staging/9/{t}/*.parquet" for t in TABLES}
-    load, merge, cleanup = synapse.batch_statements("job:9", staged)
-    ddl = [s.replace("CLUSTERED COLUMNSTORE INDEX", "HEAP") for s in synapse.all_ddl()]
-    for sql in [*ddl, *load, *merge, *cleanup]:
-        for tree in sqlglot.parse(sql, read="tsql", error_level=sqlglot.ErrorLevel.RAISE):
-            assert type(tree).__name__ != "Command", f"not parsed, only passed through: {sql[:80]}"
-    assert sum(s.startswith("COPY INTO") for s in load) == len(TABLES)
-    guard = "NOT EXISTS (SELECT 1 FROM dbo._dataflow_batches WHERE batch_key = N'job:9')"
-    assert all(guard in s for s in merge) and merge[-1].startswith("INSERT INTO dbo._dataflow_batches")
-    assert len(cleanup) == len(TABLES)
-
-
-def test_synapse_ddl_follows_the_table_description():
-    events = synapse.ddl(TABLES["events"])
-    assert re.search(r"\bitems NVARCHAR\(MAX\) (NOT )?NULL", events)
-    assert "DISTRIBUTION = HASH(user_key), HEAP" in events  # MAX columns: a heap
-    assert "CLUSTERED COLUMNSTORE INDEX" in synapse.ddl(TABLES["item_popularity"])
-    assert "is_bot BIT NOT NULL" in synapse.ddl(TABLES["sessions"])
 
 
 def test_batch_counts_become_application_insights_metric_telemetry():

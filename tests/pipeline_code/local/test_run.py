@@ -5,9 +5,9 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from pipeline_code.local.chain import InputError, process_files, process_log
-from pipeline_code.local.eventlog import EventLog
-from pipeline_code.local.warehouse import LocalWarehouseSink
+from pipeline_code.local.run import InputError, process_files, process_log
+from pipeline_code.streams.eventlog import EventLog
+from pipeline_code.warehouses.duckdb import LocalWarehouseSink
 from tests.conftest import HOSTILE, line
 
 

@@ -6,8 +6,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline_code.local.warehouse import Warehouse, WarehouseError
 from pipeline_code.tables import TABLES, arrow_schema, duckdb_ddl
+from pipeline_code.warehouses.duckdb import Warehouse, WarehouseError
 
 
 def stage(tmp_path, table: str, rows: list[dict], name: str) -> str:

@@ -1,6 +1,6 @@
 """The logical tables rendered for a Synapse dedicated SQL pool (T-SQL).
 
-Like ``pipeline_code.redshift``, from the one table description:
+Like ``pipeline_code.warehouses.redshift``, from the one table description:
 
 - ``ddl(table)``: ``CREATE TABLE`` if the table does not exist, hash
   distributed on ``user_key`` (or the key), clustered columnstore unless a
@@ -13,17 +13,21 @@ Like ``pipeline_code.redshift``, from the one table description:
   batch's key in ``_dataflow_batches`` so a replayed micro-batch changes
   nothing, then drop the staging tables.
 
-``python -m pipeline_code.synapse`` prints the DDL.
+``python -m pipeline_code.warehouses.synapse`` prints the DDL.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import struct
+import uuid
 from typing import Any
+from urllib.parse import urlparse
 
 import pyarrow as pa
 
+from pipeline_code.core.ports import USER_FEATURES, history_row
 from pipeline_code.tables import TABLES, Column, Table, arrow_schema
 
 SCHEMA = "dbo"
@@ -207,6 +211,127 @@ def batch_statements(batch_key: str, staged: dict[str, str]) -> tuple[list[str],
         f"INSERT INTO {_name(BATCHES)} SELECT {sql_string(batch_key)}, SYSUTCDATETIME() WHERE {guard}"
     )
     return load, merge, cleanup
+
+
+SQL_COPT_SS_ACCESS_TOKEN = 1256  # pyodbc's connection attribute for an Entra ID token
+
+
+def https_of(abfss: str) -> str:
+    """``abfss://container@account.dfs.core.windows.net/path`` -> the https URL COPY INTO reads."""
+    u = urlparse(abfss)
+    container, _, host = u.netloc.partition("@")
+    if not container or not host.endswith(".dfs.core.windows.net"):
+        raise ValueError(f"{abfss!r} is not abfss://CONTAINER@ACCOUNT.dfs.core.windows.net/PATH")
+    return f"https://{host}/{container}{u.path}"
+
+
+def connect(server: str, database: str, token: str):
+    import pyodbc  # the Synapse Spark runtime ships it with the SQL Server ODBC driver
+
+    raw = token.encode("utf-16-le")
+    return pyodbc.connect(
+        f"Driver={{ODBC Driver 18 for SQL Server}};Server=tcp:{server},1433;Database={database};"
+        "Encrypt=yes;TrustServerCertificate=no",
+        attrs_before={SQL_COPT_SS_ACCESS_TOKEN: struct.pack(f"<I{len(raw)}s", len(raw), raw)},
+    )
+
+
+class SynapseLookup:
+    """``WarehouseLookup`` over the dedicated SQL pool, with a token the
+    driver fetched for this batch (executors have no ``mssparkutils``)."""
+
+    def __init__(self, server: str, database: str, token: str) -> None:
+        self.server, self.database, self.token = server, database, token
+        self.con = None
+
+    def open(self) -> None:
+        self.con = connect(self.server, self.database, self.token)
+
+    def close(self) -> None:
+        if self.con is not None:
+            self.con.close()
+            self.con = None
+
+    def _rows(self, sql: str, params: list) -> list:
+        cur = self.con.cursor()  # type: ignore[union-attr]
+        cur.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def known_ids(self, event_ids: list[str], first_day: int, last_day: int) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(event_ids), 1000):
+            chunk = event_ids[i : i + 1000]
+            rows = self._rows(
+                "SELECT event_id FROM dbo.events WHERE event_id IN (SELECT value FROM OPENJSON(?))",
+                [json.dumps(chunk)],
+            )
+            found.update(r["event_id"] for r in rows)
+        return found
+
+    def histories(self, user_keys: list[str]) -> dict[str, dict[str, Any]]:
+        out = {}
+        for i in range(0, len(user_keys), 1000):
+            rows = self._rows(
+                f"SELECT * FROM dbo.{USER_FEATURES} WHERE user_key IN (SELECT value FROM OPENJSON(?))",
+                [json.dumps(user_keys[i : i + 1000])],
+            )
+            for row in rows:
+                out[row["user_key"]] = history_row(row)
+        return out
+
+
+class SynapseSink:
+    """Stages row batches as Parquet in the lake (pyarrow's Azure filesystem,
+    managed identity), then loads and merges them in one transaction."""
+
+    def __init__(self, server: str, database: str, batch_key: str, prefix: str, token: str) -> None:
+        self.server, self.database = server, database
+        self.batch_key, self.prefix, self.token = batch_key, prefix, token
+
+    def stage(self, table: str, rows: list[dict[str, Any]]) -> str:
+        import pyarrow.parquet as pq
+        from pyarrow import fs
+
+        u = urlparse(f"{self.prefix}/{table}/{uuid.uuid4().hex}.parquet")
+        container, _, host = u.netloc.partition("@")
+        azure = fs.AzureFileSystem(account_name=host.split(".")[0])
+        pq.write_table(stage_rows(TABLES[table], rows), f"{container}{u.path}", filesystem=azure)
+        return f"{self.prefix}/{table}/"
+
+    def commit(self, files: dict[str, list[str]]) -> dict[str, Any]:
+        staged = {table: https_of(f"{self.prefix}/{table}/") + "*.parquet" for table in files}
+        load, merge, cleanup = batch_statements(self.batch_key, staged)
+        con = connect(self.server, self.database, self.token)
+        try:
+            cur = con.cursor()
+            for sql in load:
+                cur.execute(sql)
+            con.commit()
+            for sql in merge:  # pyodbc keeps one transaction open until commit
+                cur.execute(sql)
+            con.commit()
+            for sql in cleanup:
+                cur.execute(sql)
+            con.commit()
+        except Exception:
+            con.rollback()
+            raise
+        finally:
+            con.close()
+        return {"tables": sorted(files)}
+
+
+def ensure_tables(server: str, database: str, token: str) -> None:
+    """Create whichever logical tables the pool lacks (the DDL is idempotent)."""
+    con = connect(server, database, token)
+    try:
+        cur = con.cursor()
+        for sql in all_ddl():
+            cur.execute(sql)
+        con.commit()
+    finally:
+        con.close()
 
 
 if __name__ == "__main__":

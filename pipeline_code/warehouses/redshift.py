@@ -14,12 +14,20 @@ Two things come from here, both from the one table description:
   batch's key in ``_dataflow_batches``, so a micro-batch replayed after a
   failure (Spark re-runs the batch from its checkpoint) changes nothing.
 
-``python -m pipeline_code.redshift`` prints the DDL.
+``python -m pipeline_code.warehouses.redshift`` prints the DDL.
 """
 
 from __future__ import annotations
 
-from pipeline_code.tables import TABLES, Column, Table
+import datetime as dt
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlparse
+
+from pipeline_code.core.history import UserHistory
+from pipeline_code.core.ports import EPOCH, USER_FEATURES, history_row
+from pipeline_code.tables import TABLES, Column, Table, arrow_schema
 
 BATCHES = "_dataflow_batches"
 BATCHES_DDL = (
@@ -171,6 +179,142 @@ def merge_statements(batch_key: str, staged: dict[str, str], iam_role: str = "de
 
 def all_ddl() -> list[str]:
     return [ddl(t) for t in TABLES.values()] + [BATCHES_DDL]
+
+
+class RedshiftError(Exception):
+    """A Data API statement failed or was aborted."""
+
+
+def wait_for_statement(client, statement_id: str, what: str, poll_s: float = 0.2) -> dict[str, Any]:
+    """Poll a Redshift Data API statement (or batch) to its end; its description."""
+    while True:
+        status = client.describe_statement(Id=statement_id)
+        if status["Status"] == "FINISHED":
+            return status
+        if status["Status"] in ("FAILED", "ABORTED"):
+            raise RedshiftError(f"{what} {statement_id} {status['Status']}: {status.get('Error')}")
+        time.sleep(poll_s)
+
+
+class RedshiftDataLookup:
+    """``WarehouseLookup`` over Redshift Serverless through the Data API,
+    authenticated as the job's IAM role (no password in the job). The Data
+    API takes string parameters only, so id lists are inlined as escaped
+    literals, in chunks that keep each statement far below its 100 KB limit."""
+
+    CHUNK = 1000
+
+    def __init__(self, workgroup: str, database: str, region: str | None = None, poll_s: float = 0.2) -> None:
+        self.workgroup = workgroup
+        self.database = database
+        self.region = region
+        self.poll_s = poll_s
+        self.client = None
+
+    def open(self) -> None:
+        import boto3
+
+        self.client = boto3.client("redshift-data", region_name=self.region)
+
+    def close(self) -> None:
+        self.client = None
+
+    def _rows(self, sql: str) -> list[list[Any]]:
+        client = self.client
+        statement = client.execute_statement(WorkgroupName=self.workgroup, Database=self.database, Sql=sql)  # type: ignore[union-attr]
+        status = wait_for_statement(client, statement["Id"], "statement", self.poll_s)
+        if not status.get("HasResultSet"):
+            return []
+        rows: list[list[Any]] = []
+        token = None
+        while True:
+            kwargs = {"Id": statement["Id"], **({"NextToken": token} if token else {})}
+            page = client.get_statement_result(**kwargs)  # type: ignore[union-attr]
+            rows.extend(
+                [None if f.get("isNull") else next(iter(f.values())) for f in r] for r in page["Records"]
+            )
+            token = page.get("NextToken")
+            if not token:
+                return rows
+
+    def known_ids(self, event_ids: list[str], first_day: int, last_day: int) -> set[str]:
+        lo = (EPOCH + dt.timedelta(days=first_day)).date().isoformat()
+        hi = (EPOCH + dt.timedelta(days=last_day)).date().isoformat()
+        found: set[str] = set()
+        for i in range(0, len(event_ids), self.CHUNK):
+            ids = ", ".join(sql_string(e) for e in event_ids[i : i + self.CHUNK])
+            rows = self._rows(
+                "SELECT event_id FROM events"
+                f" WHERE event_date BETWEEN '{lo}' AND '{hi}' AND event_id IN ({ids})"
+            )
+            found.update(r[0] for r in rows)
+        return found
+
+    def histories(self, user_keys: list[str]) -> dict[str, dict[str, Any]]:
+        names = list(UserHistory.__dataclass_fields__)
+        select = ", ".join(
+            f"DATEDIFF(microsecond, TIMESTAMP '1970-01-01', {n}) AS {n}"
+            if n in ("first_seen_at", "last_seen_at")
+            else f"JSON_SERIALIZE({n}) AS {n}"
+            if n in ("recent_items", "last_session_items")
+            else n
+            for n in names
+        )
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(user_keys), self.CHUNK):
+            keys = ", ".join(sql_string(u) for u in user_keys[i : i + self.CHUNK])
+            for r in self._rows(f"SELECT {select} FROM {USER_FEATURES} WHERE user_key IN ({keys})"):
+                row = dict(zip(names, r, strict=True))
+                out[row["user_key"]] = history_row(row)
+        return out
+
+
+class RedshiftSink:
+    """Stages row batches as Parquet under ``<staging>/<batch>/<table>/``
+    (on the executors, through pyarrow's S3 filesystem), then commits the
+    batch with one Data API ``BatchExecuteStatement`` (one transaction)."""
+
+    def __init__(
+        self,
+        region: str,
+        workgroup: str,
+        database: str,
+        copy_role_arn: str,
+        batch_key: str,
+        batch_prefix: str,
+    ) -> None:
+        self.region = region
+        self.workgroup = workgroup
+        self.database = database
+        self.copy_role_arn = copy_role_arn
+        self.batch_key = batch_key
+        self.prefix = batch_prefix
+
+    def stage(self, table: str, rows: list[dict[str, Any]]) -> str:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from pyarrow import fs
+
+        url = urlparse(f"{self.prefix}/{table}/{uuid.uuid4().hex}.parquet")
+        s3 = fs.S3FileSystem(region=self.region)
+        pq.write_table(
+            pa.Table.from_pylist(rows, schema=arrow_schema(TABLES[table])),
+            f"{url.netloc}{url.path}",
+            filesystem=s3,
+        )
+        return f"s3://{url.netloc}{url.path}"
+
+    def commit(self, files: dict[str, list[str]]) -> dict[str, Any]:
+        import boto3
+
+        staged = {table: f"{self.prefix}/{table}/" for table in files}
+        statements = merge_statements(self.batch_key, staged, self.copy_role_arn)
+        client = boto3.client("redshift-data", region_name=self.region)
+        batch = client.batch_execute_statement(
+            WorkgroupName=self.workgroup, Database=self.database, Sqls=statements
+        )
+        wait_for_statement(client, batch["Id"], f"batch {self.batch_key}", poll_s=0.5)
+        return {"statement_id": batch["Id"], "tables": sorted(files)}
 
 
 if __name__ == "__main__":

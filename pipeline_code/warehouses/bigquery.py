@@ -14,7 +14,7 @@ A streaming job cannot update rows in BigQuery cheaply, so each table's
   same table names, with the same meaning, on both warehouses.
 
 Used by the GCP warehouse component (schemas and views) and by the Dataflow
-job (row conversion); ``python -m pipeline_code.bigquery`` prints the
+job (row conversion); ``python -m pipeline_code.warehouses.bigquery`` prints the
 schemas as JSON.
 """
 
@@ -25,6 +25,7 @@ import datetime as dt
 import json
 from typing import Any
 
+from pipeline_code.core.ports import USER_FEATURES, history_row
 from pipeline_code.tables import TABLES, Column, Table
 
 CHANGED_AT = "changed_at"
@@ -134,6 +135,57 @@ def to_row(table: Table, row: dict[str, Any], changed_at_us: int | None = None) 
             raise ValueError(f"table {table.name!r} is a change log: changed_at_us is required")
         out[CHANGED_AT] = (_EPOCH + dt.timedelta(microseconds=changed_at_us)).isoformat()
     return out
+
+
+class BigQueryLookup:
+    """``WarehouseLookup`` over the BigQuery dataset the warehouse component
+    created. Both queries prune: ``events`` by its date partition and
+    clustering, ``user_features`` by its clustering on ``user_key``."""
+
+    def __init__(self, project: str, dataset: str) -> None:
+        self.project = project
+        self.dataset = dataset
+        self.client = None
+
+    def open(self) -> None:
+        from google.cloud import bigquery as bq
+
+        self.client = bq.Client(project=self.project)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def _query(self, sql: str, params: list) -> list:
+        from google.cloud import bigquery as bq
+
+        job = self.client.query(sql, job_config=bq.QueryJobConfig(query_parameters=params))  # type: ignore[union-attr]
+        return list(job.result())
+
+    def known_ids(self, event_ids: list[str], first_day: int, last_day: int) -> set[str]:
+        from google.cloud import bigquery as bq
+
+        table = f"`{self.project}.{self.dataset}.events`"
+        rows = self._query(
+            f"SELECT event_id FROM {table} WHERE event_date BETWEEN @lo AND @hi AND event_id IN UNNEST(@ids)",
+            [
+                bq.ScalarQueryParameter("lo", "DATE", (_EPOCH + dt.timedelta(days=first_day)).date()),
+                bq.ScalarQueryParameter("hi", "DATE", (_EPOCH + dt.timedelta(days=last_day)).date()),
+                bq.ArrayQueryParameter("ids", "STRING", event_ids),
+            ],
+        )
+        return {r["event_id"] for r in rows}
+
+    def histories(self, user_keys: list[str]) -> dict[str, dict[str, Any]]:
+        from google.cloud import bigquery as bq
+
+        table = f"`{self.project}.{self.dataset}.{USER_FEATURES}`"
+        rows = self._query(
+            f"SELECT * FROM {table} WHERE user_key IN UNNEST(@users)",
+            [bq.ArrayQueryParameter("users", "STRING", user_keys)],
+        )
+        return {r["user_key"]: history_row(dict(r.items())) for r in rows}
 
 
 if __name__ == "__main__":

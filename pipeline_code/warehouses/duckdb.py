@@ -13,11 +13,13 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline_code.core.ports import USER_FEATURES, history_row
 from pipeline_code.tables import TABLES, Table, arrow_schema, duckdb_ddl
 
 _META_DDL = (
@@ -235,3 +237,34 @@ class LocalWarehouseSink:
     def commit(self, files: dict[str, list[str]]) -> LoadResult:
         with Warehouse(self.warehouse) as wh:
             return wh.load(files, self.log_id, self.from_offset, self.to_offset)
+
+
+class DuckDBLookup:
+    """``WarehouseLookup`` over a local DuckDB warehouse (read-only)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.con = None
+
+    def open(self) -> None:
+        import duckdb
+
+        self.con = duckdb.connect(self.path, read_only=True)
+
+    def close(self) -> None:
+        if self.con is not None:
+            self.con.close()
+            self.con = None
+
+    def known_ids(self, event_ids: list[str], first_day: int, last_day: int) -> set[str]:
+        rows = self.con.execute(  # type: ignore[union-attr]
+            "SELECT event_id FROM events WHERE event_id IN (SELECT unnest(?::VARCHAR[]))", [event_ids]
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def histories(self, user_keys: list[str]) -> dict[str, dict[str, Any]]:
+        cur = self.con.execute(  # type: ignore[union-attr]
+            f"SELECT * FROM {USER_FEATURES} WHERE user_key IN (SELECT unnest(?::VARCHAR[]))", [user_keys]
+        )
+        names = [d[0] for d in cur.description]
+        return {row[0]: history_row(dict(zip(names, row, strict=True))) for row in cur.fetchall()}

@@ -1,4 +1,7 @@
-"""The local chain: ingest files into the event log, process, load, report.
+"""The local run: ingest files into the event log, process, load, report.
+
+    python -m pipeline_code.local --event_log_dir .dataflow/warehouse.eventlog \\
+        --warehouse .dataflow/warehouse.duckdb
 
 ``process_files`` is what ``dataflow process`` runs: append the input's
 lines to the durable event log, then ``process_log`` runs the Beam pipeline
@@ -14,45 +17,24 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline_code.beam.pipeline import local_pipeline
-from pipeline_code.beam.transforms import NAMESPACE
-from pipeline_code.core.settings import ProcessingSettings
-from pipeline_code.local.eventlog import EventLog, iter_input_lines
-from pipeline_code.local.warehouse import Warehouse
+from pipeline_code import host
+from pipeline_code.beam.pipeline import ProcessingOptions, local_pipeline, settings_from_options
+from pipeline_code.core.ports import RunSummary
+from pipeline_code.host import ProcessingSettings
+from pipeline_code.streams.eventlog import EventLog, iter_input_lines
+from pipeline_code.warehouses.duckdb import Warehouse
 
 INPUT_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
 
 
 class InputError(Exception):
     """An input path cannot be read."""
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    run_id: str
-    log_id: str
-    from_offset: int
-    to_offset: int
-    events_read: int
-    events_stored: int
-    duplicates_skipped: int
-    dead_lettered: int
-    started_at: float
-    seconds: float
-
-    @property
-    def events_per_second(self) -> float:
-        return self.events_read / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def balanced(self) -> bool:
-        return self.events_read == self.events_stored + self.duplicates_skipped + self.dead_lettered
 
 
 def input_files(path: str | Path) -> list[Path]:
@@ -101,7 +83,9 @@ def ingest_files(
 
 
 def _counter(result, name: str) -> int:
-    found = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE).with_name(name))
+    found = result.metrics().query(
+        MetricsFilter().with_namespace(host.BEAM_METRICS_NAMESPACE).with_name(name)
+    )
     return sum(c.committed or 0 for c in found["counters"])
 
 
@@ -192,3 +176,19 @@ def process_files(
         return process_log_spark(log.path, warehouse, settings, spark=spark)
     ingest_files(log, files, on_progress)
     return process_log(log.path, warehouse, settings)
+
+
+def run(argv: list[str] | None = None) -> RunSummary:
+    """``python -m pipeline_code.local``: process everything the log holds
+    past the warehouse's checkpoint, with ``ProcessingOptions`` flags."""
+    opts = ProcessingOptions(argv)
+    flags = opts.view_as(ProcessingOptions)
+    staging = flags.staging_dir or tempfile.mkdtemp(prefix="dataflow-staging-")
+    return process_log(
+        flags.event_log_dir,
+        flags.warehouse,
+        settings_from_options(opts),
+        staging_dir=staging,
+        chunk_bytes=flags.chunk_bytes,
+        options=opts,
+    )

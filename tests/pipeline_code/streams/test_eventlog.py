@@ -6,7 +6,7 @@ import gzip
 
 import pytest
 
-from pipeline_code.local.eventlog import EventLog, EventLogError, iter_input_lines
+from pipeline_code.streams.eventlog import EventLog, EventLogError, iter_input_lines
 
 
 def test_append_and_read_keep_payloads_and_offsets(tmp_path):

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from pipeline_code import bigquery as bq
 from pipeline_code.tables import TABLES
+from pipeline_code.warehouses import bigquery as bq
 
 bigquery = pytest.importorskip("google.cloud.bigquery", reason="the gcp extra is not installed")
 

@@ -1,0 +1,226 @@
+"""The host contract: what the infrastructure tells the code, written once.
+
+The Pulumi components (``components/``) set environment variables, job
+arguments and metric names; the code (``pipeline_code/``) reads them. Both
+import this module, so neither side spells a name the other does not know.
+It imports nothing but the standard library: a component can import it
+without Beam, Spark or a cloud SDK.
+
+- environment variable names (``ENV_*``);
+- the model endpoint grammar, ``MODEL_ENDPOINT``: builders per platform and
+  ``parse_endpoint``;
+- the collector's sink grammar, ``COLLECTOR_SINK``: ``sink`` and ``parse_sink``;
+- the processing settings (``ProcessingSettings``, the one source of their
+  defaults) and the job arguments every engine's job is started with
+  (``job_arguments``; ``add_arguments`` / ``from_arguments`` read them back);
+- metric namespaces and names the jobs publish and the monitoring links watch.
+
+    python -m pipeline_code.host   # prints the job arguments of the defaults
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, fields
+from typing import Literal
+
+# --- environment variables -------------------------------------------------
+
+ENV_MODEL_ENDPOINT = "MODEL_ENDPOINT"
+"""Where the API finds the model: ``parse_endpoint``'s grammar."""
+ENV_COLLECTOR_SINK = "COLLECTOR_SINK"
+"""Where the collector publishes: ``parse_sink``'s grammar."""
+ENV_WRITE_KEYS = "DATAFLOW_WRITE_KEYS"
+"""The collector's write keys, comma-separated (GCP and Azure: from the platform's secret store)."""
+ENV_WRITE_KEYS_SECRET = "DATAFLOW_WRITE_KEYS_SECRET"
+"""AWS: the Secrets Manager secret holding the write keys (Lambda has no secret references)."""
+ENV_COLLECTOR_OPEN = "COLLECTOR_OPEN"
+"""``1``: a private local collector that takes any write key."""
+ENV_SPILL_DIR = "COLLECTOR_SPILL_DIR"
+ENV_SPILL_MB = "COLLECTOR_SPILL_MB"
+"""The collector's local spill for broker outages; ``0`` on serverless hosts (no disk that lasts)."""
+ENV_APP = "DATAFLOW_APP"
+"""Azure Functions: which app the one image serves, ``api`` (default) or ``collector``."""
+ENV_LOG_LEVEL = "DATAFLOW_LOG_LEVEL"
+
+# --- MODEL_ENDPOINT --------------------------------------------------------
+
+EndpointKind = Literal["http", "vertex", "sagemaker", "azureml"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A parsed ``MODEL_ENDPOINT``: its platform, target and (Azure ML) deployment."""
+
+    kind: EndpointKind
+    target: str
+    deployment: str | None = None
+
+
+def vertex_endpoint(endpoint_id: str) -> str:
+    """``vertex:projects/P/locations/L/endpoints/ID`` (the endpoint resource's id)."""
+    return f"vertex:{endpoint_id}"
+
+
+def sagemaker_endpoint(name: str) -> str:
+    """``sagemaker:<endpoint name>``."""
+    return f"sagemaker:{name}"
+
+
+def azureml_endpoint(scoring_uri: str, deployment: str) -> str:
+    """``azureml:<scoring uri>#<deployment>`` (the deployment is pinned by a header)."""
+    return f"azureml:{scoring_uri}#{deployment}"
+
+
+def parse_endpoint(value: str | None) -> Endpoint:
+    """``MODEL_ENDPOINT`` -> ``Endpoint``; ``ValueError`` names the variable and the value."""
+    if not value:
+        raise ValueError(
+            f"{ENV_MODEL_ENDPOINT} is not set (got {value!r}); set http(s)://..., vertex:projects/..., "
+            "sagemaker:NAME or azureml:URI#DEPLOYMENT"
+        )
+    if value.startswith(("http://", "https://")):
+        return Endpoint("http", value)
+    kind, _, target = value.partition(":")
+    if kind in ("vertex", "sagemaker") and target:
+        return Endpoint(kind, target)  # type: ignore[arg-type]
+    if kind == "azureml" and target:
+        uri, _, deployment = target.partition("#")
+        return Endpoint("azureml", uri, deployment or None)
+    raise ValueError(
+        f"{ENV_MODEL_ENDPOINT} {value!r} must start with http://, https://, vertex:, sagemaker: or azureml:"
+    )
+
+
+# --- COLLECTOR_SINK --------------------------------------------------------
+
+SinkKind = Literal["eventlog", "pubsub", "kinesis", "eventhubs"]
+SINK_KINDS: tuple[str, ...] = ("eventlog", "pubsub", "kinesis", "eventhubs")
+
+
+def sink(kind: SinkKind, target: str) -> str:
+    """``KIND:TARGET``: ``eventlog:<dir>``, ``pubsub:projects/P/topics/T``,
+    ``kinesis:<stream name>``, ``eventhubs:<namespace host>/<hub>``."""
+    if kind not in SINK_KINDS:
+        raise ValueError(f"sink kind {kind!r} must be one of {', '.join(SINK_KINDS)}")
+    return f"{kind}:{target}"
+
+
+def parse_sink(value: str) -> tuple[SinkKind, str]:
+    """``COLLECTOR_SINK`` -> (kind, target); ``ValueError`` names the variable and the value."""
+    kind, _, target = value.partition(":")
+    if not target:
+        raise ValueError(
+            f"{ENV_COLLECTOR_SINK} {value!r} must be KIND:TARGET (eventlog:, pubsub:, kinesis:, eventhubs:)"
+        )
+    if kind not in SINK_KINDS:
+        raise ValueError(f"{ENV_COLLECTOR_SINK} kind {kind!r} must be eventlog, pubsub, kinesis or eventhubs")
+    if kind == "eventhubs":
+        eventhubs_target(target)
+    return kind, target  # type: ignore[return-value]
+
+
+def eventhubs_target(target: str) -> tuple[str, str]:
+    """``<namespace host>/<hub>`` -> (host, hub)."""
+    namespace, _, hub = target.partition("/")
+    if not namespace or not hub:
+        raise ValueError(f"{ENV_COLLECTOR_SINK} eventhubs:{target!r} must be eventhubs:NAMESPACE_HOST/HUB")
+    return namespace, hub
+
+
+# --- processing settings and job arguments ---------------------------------
+
+
+@dataclass(frozen=True)
+class ProcessingSettings:
+    """What every engine's processing shares, with the one set of defaults.
+
+    The cloud spec (``components.spec.ProcessingSpec``) takes its defaults
+    from here, the jobs read them back from ``job_arguments``, and the local
+    chain uses them as they are.
+    """
+
+    shards: int = 32
+    """User shards: one warehouse lookup per shard and micro-batch."""
+    window_minutes: int = 60
+    """Item-popularity window (event time)."""
+    allowed_lateness_minutes: int = 24 * 60
+    """How late an event may arrive and still update its popularity window."""
+    session_gap_minutes: int = 30
+    """Inactivity that ends a session the tracker did not name."""
+    batch_seconds: int = 10
+    """Micro-batch length in arrival time (streaming jobs)."""
+
+    def __post_init__(self) -> None:
+        for name in ("shards", "window_minutes", "session_gap_minutes", "batch_seconds"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.allowed_lateness_minutes < 0:
+            raise ValueError(f"allowed_lateness_minutes must be >= 0, got {self.allowed_lateness_minutes}")
+
+    @property
+    def window_us(self) -> int:
+        return self.window_minutes * 60_000_000
+
+    @property
+    def allowed_lateness_us(self) -> int:
+        return self.allowed_lateness_minutes * 60_000_000
+
+    @property
+    def session_gap_us(self) -> int:
+        return self.session_gap_minutes * 60_000_000
+
+
+SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(ProcessingSettings))
+
+
+def job_arguments(settings: ProcessingSettings) -> dict[str, str]:
+    """The settings as a job's ``--name value`` arguments (Glue's default
+    arguments, the Synapse job's args; Dataflow's template parameters take
+    the same names without the dashes)."""
+    return {f"--{name}": str(getattr(settings, name)) for name in SETTING_NAMES}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The settings as flags of a job's parser (argparse, or Beam's
+    ``PipelineOptions`` parser, which is one), defaults from ``ProcessingSettings``."""
+    defaults = ProcessingSettings()
+    for f in fields(ProcessingSettings):
+        parser.add_argument(
+            f"--{f.name}",
+            type=int,
+            default=getattr(defaults, f.name),
+            help=f"{_doc(f.name)} (default {getattr(defaults, f.name)})",
+        )
+
+
+def from_arguments(args: object) -> ProcessingSettings:
+    """Parsed flags -> settings (``ValueError`` names a bad one)."""
+    return ProcessingSettings(**{name: getattr(args, name) for name in SETTING_NAMES})
+
+
+def _doc(name: str) -> str:
+    return {
+        "shards": "hash shards for keyed work",
+        "window_minutes": "item-popularity window, minutes of event time",
+        "allowed_lateness_minutes": "how late an event may still update its window, minutes",
+        "session_gap_minutes": "inactivity that ends a session, minutes",
+        "batch_seconds": "micro-batch length in arrival time, seconds",
+    }[name]
+
+
+# --- metrics ---------------------------------------------------------------
+
+BEAM_METRICS_NAMESPACE = "dataflow"
+"""Beam counters' namespace (Dataflow shows them as ``job/user_counter``)."""
+BEAM_COUNTERS = ("events_read", "events_stored", "duplicates_skipped", "dead_lettered")
+CLOUDWATCH_NAMESPACE = "DataFlow"
+"""CloudWatch namespace of the Glue job's own metrics (dimension ``Job``)."""
+BATCH_METRICS = ("EventsRead", "EventsStored", "DuplicatesSkipped", "DeadLettered")
+"""Per micro-batch counts the Spark jobs publish (CloudWatch, Application Insights)."""
+SPILLED_BATCHES = "SpilledBatches"
+"""One per micro-batch that could not be committed and was written raw to the dead letters."""
+
+
+if __name__ == "__main__":
+    print(" ".join(f"{k} {v}" for k, v in job_arguments(ProcessingSettings()).items()))
