@@ -4,7 +4,7 @@
 
 Config keys are described in ``components/spec.py`` and the README; invalid
 config stops here, before any resource, with the key and the value. The
-outputs are the same seven on every cloud (``components.chain.OUTPUTS``).
+outputs are the same seven on every cloud (``components.outputs.OUTPUTS``).
 """
 
 import pulumi

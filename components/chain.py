@@ -8,24 +8,28 @@ one cloud needs only that cloud's extra.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypeAlias
+
 import pulumi
 
+from components.outputs import OUTPUTS, ChainOutputs
 from components.spec import ChainSpec
 
-# The seven outputs every cloud's chain exports, and what each means.
-OUTPUTS = {
-    "ingest_endpoint": "Where producers send events: Pub/Sub topic, Kinesis stream ARN or Event Hub id.",
-    "dead_letter_location": "Rejected input: Pub/Sub dead-letter topic, s3:// or abfss:// folder.",
-    "warehouse_location": "BigQuery dataset id, Redshift workgroup/database or Synapse server/pool.",
-    "processing_job": "The streaming job: Dataflow job id, Glue job name or Data Factory pipeline id.",
-    "model_endpoint": "Vertex AI endpoint, SageMaker endpoint ARN or Azure ML endpoint id.",
-    "api_url": "The recommendation API's base URL.",
-    "collector_url": "Where trackers send (Segment's API); empty when collector.enabled is false.",
-}
+if TYPE_CHECKING:  # each cloud's package is imported only when that cloud is built
+    from components.aws import AwsChain
+    from components.azure import AzureChain
+    from components.gcp import GcpChain
+
+__all__ = ["OUTPUTS", "ChainComponent", "ChainOutputs", "build_chain"]
+
+ChainComponent: TypeAlias = "GcpChain | AwsChain | AzureChain"
+"""What ``build_chain`` returns: the cloud's chain component; ``outputs()`` is a ``ChainOutputs``."""
 
 
-def build_chain(spec: ChainSpec, name: str = "dataflow", opts: pulumi.ResourceOptions | None = None):
-    """The chain on ``spec.cloud``; its ``outputs()`` has the keys of ``OUTPUTS``."""
+def build_chain(
+    spec: ChainSpec, name: str = "dataflow", opts: pulumi.ResourceOptions | None = None
+) -> ChainComponent:
+    """The chain on ``spec.cloud``; its ``outputs()`` is a ``ChainOutputs`` (the keys of ``OUTPUTS``)."""
     if spec.cloud == "gcp":
         from components.gcp import GcpChain
 

@@ -66,4 +66,4 @@ class DataFlowChain(pulumi.ComponentResource):
         outputs = chain.outputs()
         for key, value in outputs.items():
             setattr(self, key, value)
-        self.register_outputs(outputs)
+        self.register_outputs(dict(outputs))

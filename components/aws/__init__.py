@@ -1,16 +1,20 @@
 """The chain on AWS: Kinesis, Glue, Redshift Serverless, SageMaker, Lambda.
 
 Needs the ``aws`` extra (``pip install 'data-flow[aws]'``). Use the whole
-chain (``AwsChain``) or any link alone.
+chain (``Chain``, also named ``AwsChain``) or any link alone; every cloud
+exports the same names (``__all__``), each link with the same grant verbs.
 """
 
 from components.aws.chain import AwsChain
+from components.aws.collector import Collector
 from components.aws.ingest import Ingest
 from components.aws.ml import Model
 from components.aws.monitoring import Monitoring
 from components.aws.process import Processing
-from components.aws.security import PrivateBucket
 from components.aws.serve import Serve
 from components.aws.warehouse import Warehouse
 
-__all__ = ["AwsChain", "Ingest", "Model", "Monitoring", "PrivateBucket", "Processing", "Serve", "Warehouse"]
+Chain = AwsChain
+
+# The same public names on every cloud; helpers of one cloud stay importable, not listed.
+__all__ = ["Chain", "Collector", "Ingest", "Model", "Monitoring", "Processing", "Serve", "Warehouse"]

@@ -26,6 +26,7 @@ from components.aws.monitoring import Monitoring
 from components.aws.process import Processing
 from components.aws.serve import Serve
 from components.aws.warehouse import Warehouse
+from components.outputs import ChainOutputs
 from components.spec import ChainSpec, SpecError
 
 TYPE = "data-flow:aws:Chain"
@@ -176,25 +177,25 @@ class AwsChain(pulumi.ComponentResource):
             f"{name}-monitoring",
             region=a.region,
             alerts=spec.alerts,
-            stream_name=self.ingest.stream.name,
-            job_name=self.processing.job.name,
-            endpoint_name=self.model.endpoint.name,
+            ingest=self.ingest,
+            processing=self.processing,
+            model=self.model,
             kms_key_arn=key_arn,
             tags=tags,
             opts=child,
         )
-        self.register_outputs(self.outputs())
+        self.register_outputs(dict(self.outputs()))
 
-    def outputs(self) -> dict[str, pulumi.Output]:
+    def outputs(self) -> ChainOutputs:
         """What other stacks read (``pulumi.StackReference``); same keys on every cloud."""
-        return {
-            "ingest_endpoint": self.ingest.stream.arn,
-            "dead_letter_location": self.ingest.dead_letters.uri(),
-            "warehouse_location": pulumi.Output.concat(
+        return ChainOutputs(
+            ingest_endpoint=self.ingest.stream.arn,
+            dead_letter_location=self.ingest.dead_letters.uri(),
+            warehouse_location=pulumi.Output.concat(
                 self.warehouse.workgroup.workgroup_name, "/", self.warehouse.database
             ),
-            "processing_job": self.processing.job.name,
-            "model_endpoint": self.model.endpoint.arn,
-            "api_url": self.serve.url,
-            "collector_url": self.collector.url if self.collector else pulumi.Output.from_input(""),
-        }
+            processing_job=self.processing.job.name,
+            model_endpoint=self.model.endpoint.arn,
+            api_url=self.serve.url,
+            collector_url=self.collector.url if self.collector else pulumi.Output.from_input(""),
+        )

@@ -70,6 +70,10 @@ class Ingest(pulumi.ComponentResource):
             expire_days=dead_letters.table_retention_days,
             opts=child,
         )
+        # What to watch: Monitoring takes the link and reads these (CloudWatch dimension values).
+        self.alert_targets: dict[str, pulumi.Input[str]] = {
+            "stream": self.stream.name,
+        }
         self.register_outputs({"stream": self.stream.arn, "dead_letters": self.dead_letters.bucket.id})
 
     def grant_publish(self, grantee: str, role: aws.iam.Role) -> aws.iam.RolePolicy:
@@ -81,7 +85,7 @@ class Ingest(pulumi.ComponentResource):
             self,
         )
 
-    def grant_read(self, grantee: str, role: aws.iam.Role) -> aws.iam.RolePolicy:
+    def grant_consume(self, grantee: str, role: aws.iam.Role) -> aws.iam.RolePolicy:
         """Let ``role`` read the stream and write rejected batches to the dead-letter bucket."""
         return grant(
             f"{self.name}-read-{grantee}",

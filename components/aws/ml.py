@@ -177,6 +177,11 @@ class Model(pulumi.ComponentResource):
             },
             opts=child,
         )
+        # What to watch: Monitoring takes the link and reads these (CloudWatch dimension values).
+        self.alert_targets: dict[str, pulumi.Input[str]] = {
+            "endpoint": self.endpoint.name,
+            "variant": VARIANT,
+        }
         self.register_outputs({"endpoint": self.endpoint.name})
 
     def grant_invoke(self, grantee: str, role: aws.iam.Role) -> aws.iam.RolePolicy:

@@ -23,6 +23,9 @@ import json
 import pulumi
 import pulumi_aws as aws
 
+from components.aws.ingest import Ingest
+from components.aws.ml import Model
+from components.aws.process import Processing
 from components.spec import AlertSpec
 from pipeline_code.host import CLOUDWATCH_NAMESPACE
 
@@ -39,16 +42,19 @@ class Monitoring(pulumi.ComponentResource):
         *,
         region: str,
         alerts: AlertSpec,
-        stream_name: pulumi.Input[str],
-        job_name: pulumi.Input[str],
-        endpoint_name: pulumi.Input[str],
+        ingest: Ingest,
+        processing: Processing,
+        model: Model,
         kms_key_arn: pulumi.Input[str],
         tags: dict[str, str],
-        variant: str = "primary",
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        stream_name = ingest.alert_targets["stream"]
+        job_name = processing.alert_targets["job"]
+        endpoint_name = model.alert_targets["endpoint"]
+        variant = model.alert_targets["variant"]
         self.topic = aws.sns.Topic(f"{name}-alerts", kms_master_key_id=kms_key_arn, tags=tags, opts=child)
         if alerts.email:
             aws.sns.TopicSubscription(

@@ -181,7 +181,7 @@ class Processing(pulumi.ComponentResource):
 
         self.role = service_role(f"{name}-job", "glue.amazonaws.com", tags, self)
         grants = [
-            ingest.grant_read("job", self.role),
+            ingest.grant_consume("job", self.role),
             *warehouse.grant_write("job", self.role),
             grant(
                 f"{name}-job-runtime",
@@ -286,4 +286,8 @@ class Processing(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
+        # What to watch: Monitoring takes the link and reads these (CloudWatch dimension values).
+        self.alert_targets: dict[str, pulumi.Input[str]] = {
+            "job": self.job.name,
+        }
         self.register_outputs({"job": self.job.name})

@@ -1,16 +1,20 @@
 """The chain on Azure: Event Hubs, Data Factory + Synapse Spark, Synapse SQL, Azure ML, Functions.
 
 Needs the ``azure`` extra (``pip install 'data-flow[azure]'``). Use the whole
-chain (``AzureChain``) or any link alone.
+chain (``Chain``, also named ``AzureChain``) or any link alone; every cloud
+exports the same names (``__all__``), each link with the same grant verbs.
 """
 
 from components.azure.chain import AzureChain
+from components.azure.collector import Collector
 from components.azure.ingest import Ingest
 from components.azure.ml import Model
 from components.azure.monitoring import Monitoring
 from components.azure.process import Processing
-from components.azure.security import Lake
 from components.azure.serve import Serve
 from components.azure.warehouse import Warehouse
 
-__all__ = ["AzureChain", "Ingest", "Lake", "Model", "Monitoring", "Processing", "Serve", "Warehouse"]
+Chain = AzureChain
+
+# The same public names on every cloud; helpers of one cloud stay importable, not listed.
+__all__ = ["Chain", "Collector", "Ingest", "Model", "Monitoring", "Processing", "Serve", "Warehouse"]

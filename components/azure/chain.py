@@ -19,17 +19,18 @@ import pulumi
 from pulumi_azure_native import authorization, operationalinsights, resources
 
 from components.azure.collector import Collector
-from components.azure.ingest import CAPTURE, Ingest
+from components.azure.ingest import CAPTURE, DEAD_LETTERS, Ingest
 from components.azure.ml import Model
 from components.azure.monitoring import Monitoring
 from components.azure.process import Processing
 from components.azure.security import Lake
 from components.azure.serve import Serve
 from components.azure.warehouse import FILESYSTEM, Warehouse
+from components.outputs import ChainOutputs
 from components.spec import ChainSpec, SpecError
 
 TYPE = "data-flow:azure:Chain"
-LAKE_CONTAINERS = [CAPTURE, FILESYSTEM, "work", "dead-letters"]
+LAKE_CONTAINERS = [CAPTURE, FILESYSTEM, "work", DEAD_LETTERS]
 
 
 class AzureChain(pulumi.ComponentResource):
@@ -158,32 +159,26 @@ class AzureChain(pulumi.ComponentResource):
             resource_group=rg,
             alerts=spec.alerts,
             log_workspace_id=self.logs.id,
-            eventhub_namespace_id=self.ingest.namespace.id,
-            factory_id=self.processing.factory.id,
-            job_insights_id=self.processing.insights.id,
-            endpoint_id=self.model.endpoint.id,
-            diagnosed={
-                "eventhub": self.ingest.namespace.id,
-                "synapse": self.warehouse.workspace.id,
-                "factory": self.processing.factory.id,
-                "ml": self.model.workspace.id,
-                "api": self.serve.app.id,
-            },
+            ingest=self.ingest,
+            warehouse=self.warehouse,
+            processing=self.processing,
+            model=self.model,
+            serve=self.serve,
             tags=tags,
             opts=child,
         )
-        self.register_outputs(self.outputs())
+        self.register_outputs(dict(self.outputs()))
 
-    def outputs(self) -> dict[str, pulumi.Output]:
+    def outputs(self) -> ChainOutputs:
         """What other stacks read (``pulumi.StackReference``); same keys on every cloud."""
-        return {
-            "ingest_endpoint": self.ingest.hub.id,
-            "dead_letter_location": self.lake.abfss("dead-letters", ""),
-            "warehouse_location": pulumi.Output.concat(
+        return ChainOutputs(
+            ingest_endpoint=self.ingest.hub.id,
+            dead_letter_location=self.lake.abfss(DEAD_LETTERS, ""),
+            warehouse_location=pulumi.Output.concat(
                 self.warehouse.sql_endpoint, "/", self.warehouse.sql_pool.name
             ),
-            "processing_job": self.processing.pipeline.id,
-            "model_endpoint": self.model.endpoint.id,
-            "api_url": self.serve.url,
-            "collector_url": self.collector.url if self.collector else pulumi.Output.from_input(""),
-        }
+            processing_job=self.processing.pipeline.id,
+            model_endpoint=self.model.endpoint.id,
+            api_url=self.serve.url,
+            collector_url=self.collector.url if self.collector else pulumi.Output.from_input(""),
+        )

@@ -98,7 +98,7 @@ class Collector(pulumi.ComponentResource):
         )
         principal = self.app.identity.apply(lambda i: i.principal_id)
         self.grants = [
-            ingest.grant_send("collector", principal),
+            ingest.grant_publish("collector", principal),
             assign(
                 f"{name}-reads-keys",
                 role=KEY_VAULT_SECRETS_USER,

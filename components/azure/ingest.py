@@ -6,7 +6,7 @@ Partitions and retention come from the spec; Capture writes every event as
 sent, in Avro, to the lake's ``capture`` container every minute, so nothing
 is lost while processing is stopped (the Synapse job reads those files).
 The pipeline has its own consumer group. Nothing may send or receive until
-granted: ``grant_send`` (producers, the collector), ``grant_receive``.
+granted: ``grant_publish`` (producers, the collector), ``grant_consume``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from components.spec import StreamSpec
 
 TYPE = "data-flow:azure:Ingest"
 CAPTURE = "capture"
+DEAD_LETTERS = "dead-letters"
+"""The lake container the processing job writes batches it could not commit to, raw."""
 
 
 class Ingest(pulumi.ComponentResource):
@@ -45,6 +47,7 @@ class Ingest(pulumi.ComponentResource):
         super().__init__(TYPE, name, None, opts)
         self.name = name
         self.subscription_id = subscription_id
+        self.lake = lake
         child = pulumi.ResourceOptions(parent=self)
         units = max(1, math.ceil(stream.throughput_mb_per_s))  # one throughput unit: 1 MB/s in
         self.namespace = eventhub.Namespace(
@@ -106,9 +109,13 @@ class Ingest(pulumi.ComponentResource):
             resource_group_name=resource_group,
             opts=child,
         )
+        # What to watch: Monitoring takes the link and reads these (resource ids: scopes, diagnostics).
+        self.alert_targets: dict[str, pulumi.Input[str]] = {
+            "namespace": self.namespace.id,
+        }
         self.register_outputs({"hub": self.hub.id})
 
-    def grant_send(self, grantee: str, principal_id: pulumi.Input[str]):
+    def grant_publish(self, grantee: str, principal_id: pulumi.Input[str]):
         """Let ``principal_id`` send events to this hub (Entra ID)."""
         return assign(
             f"{self.name}-send-{grantee}",
@@ -119,13 +126,26 @@ class Ingest(pulumi.ComponentResource):
             parent=self,
         )
 
-    def grant_receive(self, grantee: str, principal_id: pulumi.Input[str]):
+    def grant_consume(self, grantee: str, principal_id: pulumi.Input[str]):
         """Let ``principal_id`` read this hub."""
         return assign(
             f"{self.name}-receive-{grantee}",
             role="Azure Event Hubs Data Receiver",
             principal_id=principal_id,
             scope=self.hub.id,
+            subscription_id=self.subscription_id,
+            parent=self,
+        )
+
+    def grant_read_dead_letters(self, grantee: str, principal_id: pulumi.Input[str]):
+        """Let ``principal_id`` read what was set aside: the lake's dead-letter
+        container, where the job writes micro-batches it could not commit (to
+        inspect or replay them). Event Hubs itself keeps no dead letters."""
+        return assign(
+            f"{self.name}-read-dead-letters-{grantee}",
+            role="Storage Blob Data Reader",
+            principal_id=principal_id,
+            scope=self.lake.container_id(DEAD_LETTERS),
             subscription_id=self.subscription_id,
             parent=self,
         )

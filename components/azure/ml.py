@@ -8,7 +8,7 @@ image with its inference routes (``/live``, ``/ping``, ``/invocations`` on
 8080: the serving contract the image already meets); the model version points
 at the trained model folder. The endpoint takes Entra ID tokens (``AADToken``)
 and has public network access off: callers come through the workspace's
-private endpoint. Scoring is granted with ``grant_score``: a custom role whose
+private endpoint. Scoring is granted with ``grant_invoke``: a custom role whose
 only action is ``onlineEndpoints/score/action``, on this endpoint.
 """
 
@@ -201,9 +201,14 @@ class Model(pulumi.ComponentResource):
             opts=child,
         )
         self.scoring_uri = self.endpoint.properties.apply(lambda p: p.scoring_uri or "")
+        # What to watch: Monitoring takes the link and reads these (resource ids: scopes, diagnostics).
+        self.alert_targets: dict[str, pulumi.Input[str]] = {
+            "endpoint": self.endpoint.id,
+            "workspace": self.workspace.id,
+        }
         self.register_outputs({"endpoint": self.endpoint.id})
 
-    def grant_score(self, grantee: str, principal_id: pulumi.Input[str]):
+    def grant_invoke(self, grantee: str, principal_id: pulumi.Input[str]):
         """Let ``principal_id`` call this endpoint's scoring route, and only that."""
         return assign(
             f"{self.name}-score-{grantee}",

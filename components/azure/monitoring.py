@@ -20,6 +20,11 @@ from __future__ import annotations
 import pulumi
 from pulumi_azure_native import monitor
 
+from components.azure.ingest import Ingest
+from components.azure.ml import Model
+from components.azure.process import Processing
+from components.azure.serve import Serve
+from components.azure.warehouse import Warehouse
 from components.spec import AlertSpec
 
 TYPE = "data-flow:azure:Monitoring"
@@ -53,16 +58,28 @@ class Monitoring(pulumi.ComponentResource):
         resource_group: pulumi.Input[str],
         alerts: AlertSpec,
         log_workspace_id: pulumi.Input[str],
-        eventhub_namespace_id: pulumi.Input[str],
-        factory_id: pulumi.Input[str],
-        job_insights_id: pulumi.Input[str],
-        endpoint_id: pulumi.Input[str],
-        diagnosed: dict[str, pulumi.Input[str]],
+        ingest: Ingest,
+        warehouse: Warehouse,
+        processing: Processing,
+        model: Model,
+        serve: Serve,
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        eventhub_namespace_id = ingest.alert_targets["namespace"]
+        factory_id = processing.alert_targets["factory"]
+        job_insights_id = processing.alert_targets["job_insights"]
+        endpoint_id = model.alert_targets["endpoint"]
+        # Every link's platform logs go to the workspace.
+        diagnosed = {
+            "eventhub": ingest.alert_targets["namespace"],
+            "synapse": warehouse.alert_targets["workspace"],
+            "factory": processing.alert_targets["factory"],
+            "ml": model.alert_targets["workspace"],
+            "api": serve.alert_targets["app"],
+        }
         receivers = [{"name": "oncall", "email_address": alerts.email, "use_common_alert_schema": True}]
         self.action_group = monitor.ActionGroup(
             f"{name}-oncall",

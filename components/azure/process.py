@@ -262,4 +262,9 @@ class Processing(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.pipeline]),
         )
+        # What to watch: Monitoring takes the link and reads these (resource ids: scopes, diagnostics).
+        self.alert_targets: dict[str, pulumi.Input[str]] = {
+            "factory": self.factory.id,
+            "job_insights": self.insights.id,
+        }
         self.register_outputs({"pipeline": self.pipeline.name, "job": JOB})

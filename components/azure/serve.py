@@ -100,7 +100,7 @@ class Serve(pulumi.ComponentResource):
         )
         principal = self.app.identity.apply(lambda i: i.principal_id)
         self.grants = [
-            model.grant_score("api", principal),
+            model.grant_invoke("api", principal),
             # Identity-based host storage (no connection string, no key).
             assign(
                 f"{name}-host-storage",
@@ -138,4 +138,8 @@ class Serve(pulumi.ComponentResource):
                 opts=child,
             )
         self.url = self.app.default_host_name.apply(lambda h: f"https://{h}/recommendations/")
+        # What to watch: Monitoring takes the link and reads these (resource ids: diagnostics).
+        self.alert_targets: dict[str, pulumi.Input[str]] = {
+            "app": self.app.id,
+        }
         self.register_outputs({"url": self.url})

@@ -142,4 +142,8 @@ class Warehouse(pulumi.ComponentResource):
         ]
         self.sql_endpoint = self.workspace.connectivity_endpoints.apply(lambda e: (e or {}).get("sql", ""))
         self.dev_endpoint = self.workspace.connectivity_endpoints.apply(lambda e: (e or {}).get("dev", ""))
+        # What to watch: Monitoring takes the link and reads these (resource ids: diagnostics).
+        self.alert_targets: dict[str, pulumi.Input[str]] = {
+            "workspace": self.workspace.id,
+        }
         self.register_outputs({"workspace": self.workspace.name, "sql_pool": self.sql_pool.name})

@@ -1,15 +1,20 @@
 """The chain on GCP: Pub/Sub, Dataflow, BigQuery, Vertex AI, Cloud Run.
 
 Needs the ``gcp`` extra (``pip install 'data-flow[gcp]'``). Use the whole
-chain (``GcpChain``) or any link alone.
+chain (``Chain``, also named ``GcpChain``) or any link alone; every cloud
+exports the same names (``__all__``), each link with the same grant verbs.
 """
 
 from components.gcp.chain import GcpChain
+from components.gcp.collector import Collector
 from components.gcp.ingest import Ingest
 from components.gcp.ml import Model
 from components.gcp.monitoring import Monitoring
 from components.gcp.process import Processing
 from components.gcp.serve import Serve
-from components.gcp.warehouse import Warehouse, WarehouseTable
+from components.gcp.warehouse import Warehouse
 
-__all__ = ["GcpChain", "Ingest", "Model", "Monitoring", "Processing", "Serve", "Warehouse", "WarehouseTable"]
+Chain = GcpChain
+
+# The same public names on every cloud; helpers of one cloud stay importable, not listed.
+__all__ = ["Chain", "Collector", "Ingest", "Model", "Monitoring", "Processing", "Serve", "Warehouse"]

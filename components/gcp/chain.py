@@ -22,6 +22,7 @@ from components.gcp.monitoring import Monitoring
 from components.gcp.process import Processing
 from components.gcp.serve import Serve
 from components.gcp.warehouse import Warehouse
+from components.outputs import ChainOutputs
 from components.spec import ChainSpec, SpecError
 
 TYPE = "data-flow:gcp:Chain"
@@ -113,23 +114,22 @@ class GcpChain(pulumi.ComponentResource):
             f"{name}-monitoring",
             project=g.project,
             alerts=spec.alerts,
-            subscription_name=self.ingest.subscription.name,
-            dead_letter_topic_name=self.ingest.dead_letter_topic.name,
-            job_name=self.processing.job.name,
-            endpoint_id=self.model.endpoint.name,
+            ingest=self.ingest,
+            processing=self.processing,
+            model=self.model,
             labels=labels,
             opts=child,
         )
-        self.register_outputs(self.outputs())
+        self.register_outputs(dict(self.outputs()))
 
-    def outputs(self) -> dict[str, pulumi.Output]:
+    def outputs(self) -> ChainOutputs:
         """What other stacks read (``pulumi.StackReference``); same keys on every cloud."""
-        return {
-            "ingest_endpoint": self.ingest.topic.id,
-            "dead_letter_location": self.ingest.dead_letter_topic.id,
-            "warehouse_location": self.warehouse.dataset.id,
-            "processing_job": self.processing.job.job_id,
-            "model_endpoint": self.model.endpoint.id,
-            "api_url": self.serve.url,
-            "collector_url": self.collector.url if self.collector else pulumi.Output.from_input(""),
-        }
+        return ChainOutputs(
+            ingest_endpoint=self.ingest.topic.id,
+            dead_letter_location=self.ingest.dead_letter_topic.id,
+            warehouse_location=self.warehouse.dataset.id,
+            processing_job=self.processing.job.job_id,
+            model_endpoint=self.model.endpoint.id,
+            api_url=self.serve.url,
+            collector_url=self.collector.url if self.collector else pulumi.Output.from_input(""),
+        )

@@ -4,7 +4,7 @@ subscription, and a dead-letter topic that keeps what cannot be delivered.
 Secure by default: the topic enforces the event contract at publish time
 (``enforce_schema``), messages are retained for the spec's window even once
 read, nothing may publish or subscribe until granted (``grant_publish``,
-``grant_subscribe``), and a customer-managed key encrypts both topics when
+``grant_consume``), and a customer-managed key encrypts both topics when
 one is configured. The Pub/Sub service agent gets exactly the two grants
 dead-lettering needs: publish on the dead-letter topic, subscribe on the
 source subscription.
@@ -50,6 +50,7 @@ class Ingest(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(TYPE, name, None, opts)
+        self.name = name
         self.project = project
         child = pulumi.ResourceOptions(parent=self)
         retention = seconds(stream.retention_hours * 3600)
@@ -136,6 +137,11 @@ class Ingest(pulumi.ComponentResource):
             member=agent,
             opts=child,
         )
+        # What to watch: Monitoring takes the link and reads these (Pub/Sub ids).
+        self.alert_targets: dict[str, pulumi.Input[str]] = {
+            "subscription": self.subscription.name,
+            "dead_letter_topic": self.dead_letter_topic.name,
+        }
         self.register_outputs(
             {
                 "topic": self.topic.id,
@@ -148,7 +154,7 @@ class Ingest(pulumi.ComponentResource):
     def grant_publish(self, grantee: str, member: pulumi.Input[str]) -> gcp.pubsub.TopicIAMMember:
         """Let ``member`` publish events to the topic, and nothing else."""
         return gcp.pubsub.TopicIAMMember(
-            f"{self._name}-{grantee}-publishes",
+            f"{self.name}-{grantee}-publishes",
             project=self.project,
             topic=self.topic.name,
             role="roles/pubsub.publisher",
@@ -156,12 +162,12 @@ class Ingest(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    def grant_subscribe(self, grantee: str, member: pulumi.Input[str]) -> list[pulumi.Resource]:
+    def grant_consume(self, grantee: str, member: pulumi.Input[str]) -> list[pulumi.Resource]:
         """Let ``member`` pull and acknowledge from the pipeline's subscription
         (and read its settings, which the Dataflow reader checks at start)."""
         return [
             gcp.pubsub.SubscriptionIAMMember(
-                f"{self._name}-{grantee}-{verb}",
+                f"{self.name}-{grantee}-{verb}",
                 project=self.project,
                 subscription=self.subscription.name,
                 role=role,
@@ -176,7 +182,7 @@ class Ingest(pulumi.ComponentResource):
     ) -> gcp.pubsub.SubscriptionIAMMember:
         """Let ``member`` drain the dead-letter subscription (to inspect or replay)."""
         return gcp.pubsub.SubscriptionIAMMember(
-            f"{self._name}-{grantee}-reads-dead-letters",
+            f"{self.name}-{grantee}-reads-dead-letters",
             project=self.project,
             subscription=self.dead_letter_subscription.name,
             role="roles/pubsub.subscriber",

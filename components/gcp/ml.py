@@ -5,7 +5,7 @@ when the spec says so, CMEK-encrypted when a key is configured); the model
 upload and deployment go through ``VertexDeployment``, a dynamic provider
 over the Vertex SDK. The model runs as its own service account, which may
 read the model files' bucket and nothing else. Callers need
-``grant_predict``: nobody can call the endpoint by default.
+``grant_invoke``: nobody can call the endpoint by default.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class Model(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(TYPE, name, None, opts)
+        self.name = name
         self.project = project
         self.region = region
         child = pulumi.ResourceOptions(parent=self)
@@ -109,14 +110,18 @@ class Model(pulumi.ComponentResource):
             kms_key_name=kms_key_name,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.reads_model]),
         )
+        # What to watch: Monitoring takes the link and reads these (the Vertex endpoint's id).
+        self.alert_targets: dict[str, pulumi.Input[str]] = {
+            "endpoint": self.endpoint.name,
+        }
         self.register_outputs(
             {"endpoint": self.endpoint.id, "deployed_model_id": self.deployment.deployed_model_id}
         )
 
-    def grant_predict(self, grantee: str, member: pulumi.Input[str]) -> gcp.vertex.AiEndpointIamMember:
+    def grant_invoke(self, grantee: str, member: pulumi.Input[str]) -> gcp.vertex.AiEndpointIamMember:
         """Let ``member`` call this endpoint (and no other)."""
         return gcp.vertex.AiEndpointIamMember(
-            f"{self._name}-{grantee}-predicts",
+            f"{self.name}-{grantee}-predicts",
             project=self.project,
             location=self.region,
             endpoint=self.endpoint.name,

@@ -19,6 +19,9 @@ import json
 import pulumi
 import pulumi_gcp as gcp
 
+from components.gcp.ingest import Ingest
+from components.gcp.ml import Model
+from components.gcp.process import Processing
 from components.spec import AlertSpec
 
 TYPE = "data-flow:gcp:Monitoring"
@@ -62,15 +65,18 @@ class Monitoring(pulumi.ComponentResource):
         *,
         project: str,
         alerts: AlertSpec,
-        subscription_name: pulumi.Input[str],
-        dead_letter_topic_name: pulumi.Input[str],
-        job_name: pulumi.Input[str],
-        endpoint_id: pulumi.Input[str],
+        ingest: Ingest,
+        processing: Processing,
+        model: Model,
         labels: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        subscription_name = ingest.alert_targets["subscription"]
+        dead_letter_topic_name = ingest.alert_targets["dead_letter_topic"]
+        job_name = processing.alert_targets["job"]
+        endpoint_id = model.alert_targets["endpoint"]
         self.channel = None
         channels: list[pulumi.Output[str]] = []
         if alerts.email:

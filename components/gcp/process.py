@@ -168,7 +168,7 @@ class Processing(pulumi.ComponentResource):
             )
         )
         self.grants.append(grant_image_pull(self, f"{name}-worker-pulls-image", image, member))
-        self.grants += ingest.grant_subscribe("processing", member)
+        self.grants += ingest.grant_consume("processing", member)
         self.grants += warehouse.grant_write("processing", member)
         self.grants += [
             # The history lookup reads events and the user_features view (and the table behind it).
@@ -203,6 +203,10 @@ class Processing(pulumi.ComponentResource):
             labels=labels,
             opts=pulumi.ResourceOptions(parent=self, depends_on=self.grants),
         )
+        # What to watch: Monitoring takes the link and reads these (the Dataflow job's name).
+        self.alert_targets: dict[str, pulumi.Input[str]] = {
+            "job": self.job.name,
+        }
         self.register_outputs(
             {
                 "job_id": self.job.job_id,

@@ -41,6 +41,7 @@ class Serve(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(TYPE, name, None, opts)
+        self.name = name
         self.project = project
         self.region = region
         child = pulumi.ResourceOptions(parent=self)
@@ -53,7 +54,7 @@ class Serve(pulumi.ComponentResource):
         )
         member = self.service_account.email.apply(lambda e: f"serviceAccount:{e}")
         grants = [
-            model.grant_predict("api", member),
+            model.grant_invoke("api", member),
             grant_image_pull(self, f"{name}-api-pulls-image", image, member),
         ]
         endpoint = model.endpoint.id.apply(host.vertex_endpoint)
@@ -101,7 +102,7 @@ class Serve(pulumi.ComponentResource):
     def grant_invoke(self, grantee: str, member: pulumi.Input[str]) -> gcp.cloudrunv2.ServiceIamMember:
         """Let ``member`` call the API."""
         return gcp.cloudrunv2.ServiceIamMember(
-            f"{self._name}-{grantee}-invokes",
+            f"{self.name}-{grantee}-invokes",
             project=self.project,
             location=self.region,
             name=self.service.name,

@@ -40,7 +40,7 @@ class WarehouseTable:
 
     def _grant(self, grantee: str, verb: str, role: str, member: pulumi.Input[str]) -> gcp.bigquery.IamMember:
         return gcp.bigquery.IamMember(
-            f"{self._owner._name}-{self.short}-{grantee}-{verb}",
+            f"{self._owner.name}-{self.short}-{grantee}-{verb}",
             project=self.project,
             dataset_id=self.resource.dataset_id,
             table_id=self.resource.table_id,
@@ -80,6 +80,7 @@ class Warehouse(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(TYPE, name, None, opts)
+        self.name = name
         self.project = project
         protect = warehouse.deletion_protection
         child = pulumi.ResourceOptions(parent=self, protect=protect)

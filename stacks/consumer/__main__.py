@@ -3,7 +3,7 @@
     cd stacks/consumer && pulumi config set chain_stack my-org/data-flow/aws-dev && pulumi up
 
 Every chain, on every cloud, exports the same seven outputs
-(``components.chain.OUTPUTS``); this stack requires all of them, so a chain
+(``components.outputs.OUTPUTS``); this stack requires all of them, so a chain
 that stopped exporting one fails here, at preview, with the name. It then
 re-exports what a producer team needs to send events and read
 recommendations, whichever cloud the chain runs on.

@@ -12,15 +12,16 @@ from tests.components.test_spec import azure_config
 def with_grants():
     def program():
         chain = AzureChain("dataflow", load_spec(azure_config()))
-        chain.ingest.grant_send("checkout", "principal-checkout")
-        chain.ingest.grant_receive("analytics", "principal-analytics")
-        chain.model.grant_score("batch", "principal-batch")
+        chain.ingest.grant_publish("checkout", "principal-checkout")
+        chain.ingest.grant_consume("analytics", "principal-analytics")
+        chain.model.grant_invoke("batch", "principal-batch")
+        chain.ingest.grant_read_dead_letters("replay", "principal-replay")
         return chain
 
     return run_program(program)
 
 
-def test_grant_send_and_receive_are_the_data_roles_on_the_hub():
+def test_grant_publish_and_consume_are_the_data_roles_on_the_hub():
     rec, _ = with_grants()
     send = rec.one("authorization:RoleAssignment", "dataflow-ingest-send-checkout").inputs
     receive = rec.one("authorization:RoleAssignment", "dataflow-ingest-receive-analytics").inputs
@@ -31,7 +32,7 @@ def test_grant_send_and_receive_are_the_data_roles_on_the_hub():
     assert send["principalId"] == "principal-checkout"
 
 
-def test_grant_score_is_the_one_action_role_on_the_endpoint():
+def test_model_grant_invoke_is_the_one_action_role_on_the_endpoint():
     rec, _ = with_grants()
     score = rec.one("authorization:RoleAssignment", "dataflow-ml-score-batch").inputs
     scorer = rec.one("authorization:RoleDefinition")
@@ -45,3 +46,12 @@ def test_role_assignment_names_are_stable_guids():
     second, _ = with_grants()
     names = lambda rec: {r.name: r.inputs["roleAssignmentName"] for r in rec.of_type("RoleAssignment")}  # noqa: E731
     assert names(first) == names(second) and len(set(names(first).values())) == len(names(first))
+
+
+def test_grant_read_dead_letters_reads_the_dead_letter_container_only():
+    rec, _ = with_grants()
+    read = rec.one("authorization:RoleAssignment", "dataflow-ingest-read-dead-letters-replay").inputs
+    container = rec.one("storage:BlobContainer", "dataflow-lake-dead-letters")
+    assert read["scope"] == container.id
+    assert read["roleDefinitionId"].endswith(ROLES["Storage Blob Data Reader"])
+    assert read["principalId"] == "principal-replay"

@@ -60,7 +60,7 @@ def test_warehouse_grant_read_covers_tables_and_views_but_not_the_dataset():
 
 
 def test_grant_predict_is_on_the_one_endpoint():
-    [(kind, inputs)] = grants_for(ANALYST, lambda c: c.model.grant_predict("notebook", ANALYST))
+    [(kind, inputs)] = grants_for(ANALYST, lambda c: c.model.grant_invoke("notebook", ANALYST))
     assert kind == "AiEndpointIamMember" and inputs["endpoint"] == endpoint_id(
         "shop-analytics-dev", "dataflow-ml"
     )

@@ -1,0 +1,83 @@
+"""The same public shape on every cloud: names, grant verbs, alert targets, outputs.
+
+The verb table is the README's ("Architecture"): a link added on one cloud
+with a verb the others lack fails here until all three have it, or the
+difference is written down in ``NOT_YET`` with the reason the README gives.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import pytest
+
+from components.outputs import OUTPUTS, ChainOutputs
+
+CLOUDS = ("gcp", "aws", "azure")
+
+VERBS = {
+    "Ingest": {"grant_publish", "grant_consume", "grant_read_dead_letters"},
+    "Warehouse": {"grant_read", "grant_write"},
+    "Model": {"grant_invoke"},
+    "Serve": {"grant_invoke"},
+}
+
+# Verbs a cloud does not offer yet, and why (the README's verb table says the same).
+NOT_YET = {
+    ("azure", "Warehouse", "grant_read"): "SQL users need T-SQL on the pool; ARM has no resource for it",
+    ("azure", "Warehouse", "grant_write"): "SQL users need T-SQL on the pool; ARM has no resource for it",
+    ("azure", "Serve", "grant_invoke"): "callers are Entra app-role assignments (the azuread provider)",
+}
+
+# What each link offers Monitoring, per cloud.
+WATCHED = {"Ingest", "Processing", "Model"}
+# Where Monitoring sends what it gathers is not a watched resource.
+DESTINATIONS = {"log_workspace_id"}
+
+
+def package(cloud: str):
+    pytest.importorskip(f"pulumi_{'azure_native' if cloud == 'azure' else cloud}")
+    return importlib.import_module(f"components.{cloud}")
+
+
+def test_every_cloud_exports_the_same_names():
+    exported = {cloud: set(package(cloud).__all__) for cloud in CLOUDS}
+    assert exported["gcp"] == exported["aws"] == exported["azure"]
+    for cloud in CLOUDS:
+        assert all(inspect.isclass(getattr(package(cloud), n)) for n in exported[cloud])
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+@pytest.mark.parametrize("link", sorted(VERBS))
+def test_every_link_has_the_verbs_of_the_table(cloud, link):
+    cls = getattr(package(cloud), link)
+    verbs = {n for n, _ in inspect.getmembers(cls, inspect.isfunction) if n.startswith("grant_")}
+    missing = {v for v in VERBS[link] if (cloud, link, v) not in NOT_YET}
+    assert missing <= verbs, f"{cloud} {link} lacks {sorted(missing - verbs)}"
+    assert verbs <= VERBS[link], f"{cloud} {link} has verbs outside the table: {sorted(verbs - VERBS[link])}"
+    for verb in verbs:
+        params = list(inspect.signature(getattr(cls, verb)).parameters)
+        assert params[:2] == ["self", "grantee"] and len(params) == 3, f"{cloud} {link}.{verb}{params}"
+
+
+def test_what_is_not_yet_offered_is_really_missing():
+    # An entry here that a cloud has since implemented must leave the list (and the README).
+    for cloud, link, verb in NOT_YET:
+        assert not hasattr(getattr(package(cloud), link), verb), f"{cloud} {link}.{verb} exists now"
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_monitoring_takes_links_not_resource_names(cloud):
+    params = inspect.signature(package(cloud).Monitoring.__init__).parameters
+    for link in WATCHED:
+        assert params[link.lower()].annotation in (link, getattr(package(cloud), link))
+    for name in set(params) - DESTINATIONS:
+        assert not name.endswith(("_name", "_id")), f"{cloud} Monitoring still takes {name}"
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_every_chain_returns_the_typed_outputs(cloud):
+    chain = package(cloud).Chain
+    assert inspect.signature(chain.outputs).return_annotation in ("ChainOutputs", ChainOutputs)
+    assert [f for f in ChainOutputs.__dataclass_fields__] == list(OUTPUTS)
