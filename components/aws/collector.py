@@ -16,15 +16,8 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws.ingest import Ingest
-from components.aws.ml import image_pull_statements
-from components.aws.security import (
-    encrypted_log_group,
-    grant,
-    kms_statements,
-    log_write,
-    service_role,
-    statement,
-)
+from components.aws.lambdas import image_function
+from components.aws.security import statement
 from components.spec import CollectorSpec
 from pipeline_code import host
 
@@ -54,63 +47,29 @@ class Collector(pulumi.ComponentResource):
         self.write_keys = aws.secretsmanager.Secret(
             f"{name}-write-keys", name=f"{name}-write-keys", kms_key_id=kms_key_arn, tags=tags, opts=child
         )
-        log_group = encrypted_log_group(
-            f"{name}-logs",
-            f"/aws/lambda/{name}",
-            kms_key_arn=kms_key_arn,
-            tags=tags,
-            retention_days=log_retention_days,
-            parent=self,
-        )
-        role = service_role(f"{name}-function", "lambda.amazonaws.com", tags, self)
-        grants = [
-            ingest.grant_publish("collector", role),
-            grant(
-                f"{name}-runtime",
-                role,
-                [
-                    statement(["secretsmanager:GetSecretValue"], [self.write_keys.arn]),
-                    log_write(log_group),
-                    *image_pull_statements(image),
-                    kms_statements(kms_key_arn, write=False),
-                ],
-                self,
-            ),
-        ]
-        self.function = aws.lambda_.Function(
-            f"{name}-function",
-            name=name,
-            role=role.arn,
-            package_type="Image",
-            image_uri=image,
-            image_config={"entry_points": ["python", "-m", "awslambdaric"], "commands": [HANDLER]},
-            memory_size=collector.memory_mb,
-            timeout=15,
-            reserved_concurrent_executions=collector.max_instances,
+        # Public by design: trackers in browsers call it; it checks write keys itself.
+        deployed = image_function(
+            self,
+            name,
+            function_name=name,
+            handler=HANDLER,
+            image=image,
+            memory_mb=collector.memory_mb,
+            timeout_s=15,
+            max_concurrency=collector.max_instances,
             environment={
-                "variables": {
-                    host.ENV_COLLECTOR_SINK: ingest.stream.name.apply(lambda s: host.sink("kinesis", s)),
-                    host.ENV_SPILL_MB: "0",
-                    host.ENV_WRITE_KEYS_SECRET: self.write_keys.arn,
-                }
+                host.ENV_COLLECTOR_SINK: ingest.stream.name.apply(lambda s: host.sink("kinesis", s)),
+                host.ENV_SPILL_MB: "0",
+                host.ENV_WRITE_KEYS_SECRET: self.write_keys.arn,
             },
             kms_key_arn=kms_key_arn,
-            tracing_config={"mode": "Active"},
-            logging_config={"log_format": "Text", "log_group": log_group.name},
             tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=grants),
+            public=True,
+            runtime_policy=f"{name}-runtime",
+            statements=[statement(["secretsmanager:GetSecretValue"], [self.write_keys.arn])],
+            role_grants=[lambda role: ingest.grant_publish("collector", role)],
+            log_retention_days=log_retention_days,
         )
-        # Public by design: the collector checks write keys itself.
-        self.function_url = aws.lambda_.FunctionUrl(
-            f"{name}-url", function_name=self.function.name, authorization_type="NONE", opts=child
-        )
-        aws.lambda_.Permission(
-            f"{name}-public",
-            action="lambda:InvokeFunctionUrl",
-            function=self.function.name,
-            principal="*",
-            function_url_auth_type="NONE",
-            opts=child,
-        )
-        self.url = self.function_url.function_url
+        self.function, self.role, self.function_url = deployed.function, deployed.role, deployed.function_url
+        self.url = deployed.url
         self.register_outputs({"url": self.url})

@@ -15,15 +15,9 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
-from components.aws.ml import Model, image_pull_statements
-from components.aws.security import (
-    encrypted_log_group,
-    grant,
-    kms_statements,
-    log_write,
-    service_role,
-    statement,
-)
+from components.aws.lambdas import image_function
+from components.aws.ml import Model
+from components.aws.security import grant, statement
 from components.spec import ServeSpec
 from pipeline_code import host
 
@@ -51,64 +45,25 @@ class Serve(pulumi.ComponentResource):
     ) -> None:
         super().__init__(TYPE, name, None, opts)
         self.name = name
-        child = pulumi.ResourceOptions(parent=self)
-        function_name = f"{name}-api"
-        self.log_group = encrypted_log_group(
-            f"{name}-logs",
-            f"/aws/lambda/{function_name}",
+        deployed = image_function(
+            self,
+            name,
+            function_name=f"{name}-api",
+            handler=HANDLER,
+            image=image,
+            memory_mb=serve.memory_mb,
+            timeout_s=10,
+            max_concurrency=serve.max_instances,
+            environment={host.ENV_MODEL_ENDPOINT: model.endpoint.name.apply(host.sagemaker_endpoint)},
             kms_key_arn=kms_key_arn,
             tags=tags,
-            retention_days=log_retention_days,
-            parent=self,
+            public=serve.public,
+            runtime_policy=f"{name}-function-runtime",
+            role_grants=[lambda role: model.grant_invoke("api", role)],
+            log_retention_days=log_retention_days,
         )
-        self.role = service_role(f"{name}-function", "lambda.amazonaws.com", tags, self)
-        grants = [
-            model.grant_invoke("api", self.role),
-            grant(
-                f"{name}-function-runtime",
-                self.role,
-                [
-                    log_write(self.log_group),
-                    *image_pull_statements(image),
-                    kms_statements(kms_key_arn, write=False),
-                ],
-                self,
-            ),
-        ]
-        self.function = aws.lambda_.Function(
-            f"{name}-function",
-            name=function_name,
-            role=self.role.arn,
-            package_type="Image",
-            image_uri=image,
-            image_config={"entry_points": ["python", "-m", "awslambdaric"], "commands": [HANDLER]},
-            memory_size=serve.memory_mb,
-            timeout=10,
-            reserved_concurrent_executions=serve.max_instances,
-            environment={
-                "variables": {host.ENV_MODEL_ENDPOINT: model.endpoint.name.apply(host.sagemaker_endpoint)}
-            },
-            kms_key_arn=kms_key_arn,
-            tracing_config={"mode": "Active"},
-            logging_config={"log_format": "Text", "log_group": self.log_group.name},
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=grants),
-        )
-        auth = "NONE" if serve.public else "AWS_IAM"
-        self.function_url = aws.lambda_.FunctionUrl(
-            f"{name}-url", function_name=self.function.name, authorization_type=auth, opts=child
-        )
-        if serve.public:
-            # A URL without auth still needs a resource policy that lets anyone call it.
-            aws.lambda_.Permission(
-                f"{name}-public",
-                action="lambda:InvokeFunctionUrl",
-                function=self.function.name,
-                principal="*",
-                function_url_auth_type="NONE",
-                opts=child,
-            )
-        self.url = self.function_url.function_url
+        self.function, self.role, self.log_group = deployed.function, deployed.role, deployed.log_group
+        self.function_url, self.url = deployed.function_url, deployed.url
         self.register_outputs({"url": self.url})
 
     def grant_invoke(self, grantee: str, role: aws.iam.Role) -> aws.iam.RolePolicy:

@@ -149,9 +149,8 @@ class AzureChain(pulumi.ComponentResource):
                 ingest=self.ingest,
                 collector=spec.collector,
                 image=az.api_image,
-                plan_id=self.serve.plan.id,
-                host_storage_account=self.serve.host_storage.account.name,
                 tags=tags,
+                function_host=self.serve.function_host,
                 opts=child,
             )
         self.monitoring = Monitoring(

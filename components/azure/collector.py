@@ -1,7 +1,8 @@
 """The collector on Azure: the ingest front door as a Function App.
 
 The Functions image of the API runs the collector with
-``DATAFLOW_APP=collector`` on the API's Elastic Premium plan. It is public on
+``DATAFLOW_APP=collector``, on the ``FunctionHost`` it is given (the chain
+passes the API's Elastic Premium plan and host storage) or on its own. It is public on
 purpose (browsers and apps call it) and authenticates callers by write key;
 the keys are the secret ``write-keys`` in the collector's own Key Vault
 (RBAC only, purge protection; set it with ``az keyvault secret set``),
@@ -16,6 +17,8 @@ from __future__ import annotations
 import pulumi
 from pulumi_azure_native import keyvault, web
 
+from components.azure.functions import FunctionHost, function_app
+from components.azure.functions import function_host as make_function_host
 from components.azure.ingest import Ingest
 from components.azure.security import assign
 from components.spec import CollectorSpec
@@ -41,9 +44,8 @@ class Collector(pulumi.ComponentResource):
         ingest: Ingest,
         collector: CollectorSpec,
         image: str,
-        plan_id: pulumi.Input[str],
-        host_storage_account: pulumi.Input[str],
         tags: dict[str, str],
+        function_host: FunctionHost | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(TYPE, name, None, opts)
@@ -67,38 +69,37 @@ class Collector(pulumi.ComponentResource):
             lambda v: host.sink("eventhubs", f"{v[0]}.servicebus.windows.net/{v[1]}")
         )
         keys = self.vault.name.apply(lambda v: f"@Microsoft.KeyVault(VaultName={v};SecretName=write-keys)")
-        self.app = web.WebApp(
-            f"{name}-app",
-            resource_group_name=resource_group,
+        # The plan and host storage it stands on: the one given (the chain shares
+        # the API's), else its own.
+        self.function_host = function_host or make_function_host(
+            self,
+            name,
+            resource_group=resource_group,
             location=location,
-            kind="functionapp,linux,container",
-            server_farm_id=plan_id,
-            https_only=True,
-            identity={"type": "SystemAssigned"},
-            key_vault_reference_identity="SystemAssigned",
-            site_config={
-                "linux_fx_version": f"DOCKER|{image}",
-                "acr_use_managed_identity_creds": True,
-                "ftps_state": "Disabled",
-                "min_tls_version": "1.2",
-                "scm_min_tls_version": "1.2",
-                "http20_enabled": True,
-                "function_app_scale_limit": collector.max_instances,
-                "app_settings": [
-                    {"name": "FUNCTIONS_EXTENSION_VERSION", "value": "~4"},
-                    {"name": "AzureWebJobsStorage__accountName", "value": host_storage_account},
-                    {"name": host.ENV_APP, "value": "collector"},
-                    {"name": host.ENV_COLLECTOR_SINK, "value": sink},
-                    {"name": host.ENV_SPILL_MB, "value": "0"},
-                    {"name": host.ENV_WRITE_KEYS, "value": keys},
-                ],
-            },
+            max_instances=collector.max_instances,
             tags=tags,
-            opts=child,
         )
-        principal = self.app.identity.apply(lambda i: i.principal_id)
+        self.app, principal, storage_grant = function_app(
+            self,
+            name,
+            host=self.function_host,
+            resource_group=resource_group,
+            location=location,
+            subscription_id=subscription_id,
+            image=image,
+            app_settings={
+                host.ENV_APP: "collector",
+                host.ENV_COLLECTOR_SINK: sink,
+                host.ENV_SPILL_MB: "0",
+                host.ENV_WRITE_KEYS: keys,
+            },
+            max_instances=collector.max_instances,
+            tags=tags,
+            site={"key_vault_reference_identity": "SystemAssigned"},
+        )
         self.grants = [
             ingest.grant_publish("collector", principal),
+            storage_grant,
             assign(
                 f"{name}-reads-keys",
                 role=KEY_VAULT_SECRETS_USER,

@@ -16,8 +16,8 @@ from __future__ import annotations
 import pulumi
 from pulumi_azure_native import web
 
+from components.azure.functions import function_app, function_host
 from components.azure.ml import DEPLOYMENT, Model
-from components.azure.security import Lake, assign
 from components.spec import ServeSpec
 from pipeline_code import host
 
@@ -47,70 +47,38 @@ class Serve(pulumi.ComponentResource):
     ) -> None:
         super().__init__(TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.host_storage = Lake(
-            f"{name}-host",
+        self.function_host = function_host(
+            self,
+            name,
             resource_group=resource_group,
             location=location,
-            containers=[],
-            hierarchical=False,
+            max_instances=serve.max_instances,
             tags=tags,
-            opts=child,
         )
-        self.plan = web.AppServicePlan(
-            f"{name}-plan",
-            resource_group_name=resource_group,
-            location=location,
-            kind="elastic",
-            reserved=True,  # Linux
-            sku={"name": "EP1", "tier": "ElasticPremium"},
-            maximum_elastic_worker_count=serve.max_instances,
-            tags=tags,
-            opts=child,
-        )
+        self.plan, self.host_storage = self.function_host.plan, self.function_host.storage
         endpoint = model.scoring_uri.apply(lambda uri: host.azureml_endpoint(uri, DEPLOYMENT))
-        self.app = web.WebApp(
-            f"{name}-app",
-            resource_group_name=resource_group,
+        self.app, principal, storage_grant = function_app(
+            self,
+            name,
+            host=self.function_host,
+            resource_group=resource_group,
             location=location,
-            kind="functionapp,linux,container",
-            server_farm_id=self.plan.id,
-            https_only=True,
-            identity={"type": "SystemAssigned"},
-            virtual_network_subnet_id=subnet_id,
-            client_cert_enabled=False,
+            subscription_id=subscription_id,
+            image=image,
+            app_settings={
+                "APPLICATIONINSIGHTS_CONNECTION_STRING": insights_connection,
+                host.ENV_MODEL_ENDPOINT: endpoint,
+            },
+            max_instances=serve.max_instances,
+            tags=tags,
+            # Inside the chain's VNet, to reach the private ML endpoint.
+            site={"virtual_network_subnet_id": subnet_id, "client_cert_enabled": False},
             site_config={
-                "linux_fx_version": f"DOCKER|{image}",
-                "acr_use_managed_identity_creds": True,
-                "ftps_state": "Disabled",
-                "min_tls_version": "1.2",
-                "scm_min_tls_version": "1.2",
-                "http20_enabled": True,
                 "vnet_route_all_enabled": True,
                 "minimum_elastic_instance_count": max(1, serve.min_instances),
-                "function_app_scale_limit": serve.max_instances,
-                "app_settings": [
-                    {"name": "FUNCTIONS_EXTENSION_VERSION", "value": "~4"},
-                    {"name": "AzureWebJobsStorage__accountName", "value": self.host_storage.account.name},
-                    {"name": "APPLICATIONINSIGHTS_CONNECTION_STRING", "value": insights_connection},
-                    {"name": host.ENV_MODEL_ENDPOINT, "value": endpoint},
-                ],
             },
-            tags=tags,
-            opts=child,
         )
-        principal = self.app.identity.apply(lambda i: i.principal_id)
-        self.grants = [
-            model.grant_invoke("api", principal),
-            # Identity-based host storage (no connection string, no key).
-            assign(
-                f"{name}-host-storage",
-                role="Storage Blob Data Owner",
-                principal_id=principal,
-                scope=self.host_storage.account.id,
-                subscription_id=subscription_id,
-                parent=self,
-            ),
-        ]
+        self.grants = [model.grant_invoke("api", principal), storage_grant]
         self.auth = None
         if not serve.public:
             self.auth = web.WebAppAuthSettingsV2(

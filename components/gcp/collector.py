@@ -16,8 +16,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
+from components.gcp.cloud_run import invoker, run_identity, run_service
 from components.gcp.ingest import Ingest
-from components.gcp.process import grant_image_pull
 from components.spec import CollectorSpec
 from pipeline_code import host
 
@@ -43,14 +43,9 @@ class Collector(pulumi.ComponentResource):
     ) -> None:
         super().__init__(TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.service_account = gcp.serviceaccount.Account(
-            f"{name}-sa",
-            project=project,
-            account_id=f"{name}"[:30],
-            display_name="Data-Flow collector",
-            opts=child,
+        self.service_account, member = run_identity(
+            self, f"{name}-sa", project=project, account_id=name, display_name="Data-Flow collector"
         )
-        member = self.service_account.email.apply(lambda e: f"serviceAccount:{e}")
         self.write_keys = gcp.secretmanager.Secret(
             f"{name}-write-keys",
             project=project,
@@ -59,73 +54,49 @@ class Collector(pulumi.ComponentResource):
             labels=labels,
             opts=child,
         )
-        grants = [
-            ingest.grant_publish("collector", member),
-            grant_image_pull(self, f"{name}-pulls-image", image, member),
-            gcp.secretmanager.SecretIamMember(
-                f"{name}-reads-write-keys",
-                project=project,
-                secret_id=self.write_keys.secret_id,
-                role="roles/secretmanager.secretAccessor",
-                member=member,
-                opts=child,
-            ),
-        ]
+        reads_keys = gcp.secretmanager.SecretIamMember(
+            f"{name}-reads-write-keys",
+            project=project,
+            secret_id=self.write_keys.secret_id,
+            role="roles/secretmanager.secretAccessor",
+            member=member,
+            opts=child,
+        )
         env = gcp.cloudrunv2.ServiceTemplateContainerEnvArgs
-        self.service = gcp.cloudrunv2.Service(
+        secret = gcp.cloudrunv2.ServiceTemplateContainerEnvValueSourceSecretKeyRefArgs
+        self.service = run_service(
+            self,
             f"{name}-service",
             project=project,
-            location=region,
-            ingress="INGRESS_TRAFFIC_ALL",
-            deletion_protection=False,
-            template=gcp.cloudrunv2.ServiceTemplateArgs(
-                service_account=self.service_account.email,
-                scaling=gcp.cloudrunv2.ServiceTemplateScalingArgs(
-                    min_instance_count=0, max_instance_count=collector.max_instances
+            region=region,
+            identity=self.service_account,
+            member=member,
+            image=image,
+            commands=["python", "-m", "pipeline_code.collector"],
+            envs=[
+                env(
+                    name=host.ENV_COLLECTOR_SINK,
+                    value=ingest.topic.id.apply(lambda t: host.sink("pubsub", t)),
                 ),
-                containers=[
-                    gcp.cloudrunv2.ServiceTemplateContainerArgs(
-                        image=image,
-                        commands=["python", "-m", "pipeline_code.collector"],
-                        ports=gcp.cloudrunv2.ServiceTemplateContainerPortsArgs(container_port=8080),
-                        envs=[
-                            env(
-                                name=host.ENV_COLLECTOR_SINK,
-                                value=ingest.topic.id.apply(lambda t: host.sink("pubsub", t)),
-                            ),
-                            env(name=host.ENV_SPILL_MB, value="0"),
-                            env(
-                                name=host.ENV_WRITE_KEYS,
-                                value_source=gcp.cloudrunv2.ServiceTemplateContainerEnvValueSourceArgs(
-                                    secret_key_ref=gcp.cloudrunv2.ServiceTemplateContainerEnvValueSourceSecretKeyRefArgs(
-                                        secret=self.write_keys.secret_id, version="latest"
-                                    )
-                                ),
-                            ),
-                        ],
-                        resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(
-                            limits={"cpu": "1", "memory": f"{collector.memory_mb}Mi"}
-                        ),
-                        startup_probe=gcp.cloudrunv2.ServiceTemplateContainerStartupProbeArgs(
-                            http_get=gcp.cloudrunv2.ServiceTemplateContainerStartupProbeHttpGetArgs(
-                                path="/live"
-                            )
-                        ),
-                    )
-                ],
-            ),
+                env(name=host.ENV_SPILL_MB, value="0"),
+                env(
+                    name=host.ENV_WRITE_KEYS,
+                    value_source=gcp.cloudrunv2.ServiceTemplateContainerEnvValueSourceArgs(
+                        secret_key_ref=secret(secret=self.write_keys.secret_id, version="latest")
+                    ),
+                ),
+            ],
+            memory_mb=collector.memory_mb,
+            min_instances=0,
+            max_instances=collector.max_instances,
+            probe_path="/live",
             labels=labels,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=grants),
+            pull_grant_name=f"{name}-pulls-image",
+            grants=[ingest.grant_publish("collector", member), reads_keys],
         )
         # Public by design: trackers in browsers call it; it checks write keys itself.
-        self.public_invoker = gcp.cloudrunv2.ServiceIamMember(
-            f"{name}-public",
-            project=project,
-            location=region,
-            name=self.service.name,
-            role="roles/run.invoker",
-            member="allUsers",
-            opts=child,
+        self.public_invoker = invoker(
+            self, f"{name}-public", self.service, project=project, region=region, member="allUsers"
         )
         self.url = self.service.uri
         self.register_outputs({"url": self.url})

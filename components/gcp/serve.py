@@ -13,8 +13,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
+from components.gcp.cloud_run import invoker, run_identity, run_service
 from components.gcp.ml import Model
-from components.gcp.process import grant_image_pull
 from components.spec import ServeSpec
 from pipeline_code import host
 
@@ -44,54 +44,34 @@ class Serve(pulumi.ComponentResource):
         self.name = name
         self.project = project
         self.region = region
-        child = pulumi.ResourceOptions(parent=self)
-        self.service_account = gcp.serviceaccount.Account(
+        self.service_account, member = run_identity(
+            self,
             f"{name}-api",
             project=project,
-            account_id=f"{name}-api"[:30],
+            account_id=f"{name}-api",
             display_name="Data-Flow recommendation API",
-            opts=child,
         )
-        member = self.service_account.email.apply(lambda e: f"serviceAccount:{e}")
-        grants = [
-            model.grant_invoke("api", member),
-            grant_image_pull(self, f"{name}-api-pulls-image", image, member),
-        ]
-        endpoint = model.endpoint.id.apply(host.vertex_endpoint)
-        self.service = gcp.cloudrunv2.Service(
+        self.service = run_service(
+            self,
             f"{name}-api",
             project=project,
-            location=region,
-            ingress="INGRESS_TRAFFIC_ALL",
-            deletion_protection=False,
-            template=gcp.cloudrunv2.ServiceTemplateArgs(
-                service_account=self.service_account.email,
-                scaling=gcp.cloudrunv2.ServiceTemplateScalingArgs(
-                    min_instance_count=serve.min_instances, max_instance_count=serve.max_instances
-                ),
-                containers=[
-                    gcp.cloudrunv2.ServiceTemplateContainerArgs(
-                        image=image,
-                        args=["api"],
-                        ports=gcp.cloudrunv2.ServiceTemplateContainerPortsArgs(container_port=8080),
-                        envs=[
-                            gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(
-                                name=host.ENV_MODEL_ENDPOINT, value=endpoint
-                            )
-                        ],
-                        resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(
-                            limits={"cpu": "1", "memory": f"{serve.memory_mb}Mi"}
-                        ),
-                        startup_probe=gcp.cloudrunv2.ServiceTemplateContainerStartupProbeArgs(
-                            http_get=gcp.cloudrunv2.ServiceTemplateContainerStartupProbeHttpGetArgs(
-                                path="/ping"
-                            )
-                        ),
-                    )
-                ],
-            ),
+            region=region,
+            identity=self.service_account,
+            member=member,
+            image=image,
+            args=["api"],
+            envs=[
+                gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(
+                    name=host.ENV_MODEL_ENDPOINT, value=model.endpoint.id.apply(host.vertex_endpoint)
+                )
+            ],
+            memory_mb=serve.memory_mb,
+            min_instances=serve.min_instances,
+            max_instances=serve.max_instances,
+            probe_path="/ping",
             labels=labels,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=grants),
+            pull_grant_name=f"{name}-api-pulls-image",
+            grants=[model.grant_invoke("api", member)],
         )
         self.url = self.service.uri
         self.public_invoker = None
@@ -101,12 +81,11 @@ class Serve(pulumi.ComponentResource):
 
     def grant_invoke(self, grantee: str, member: pulumi.Input[str]) -> gcp.cloudrunv2.ServiceIamMember:
         """Let ``member`` call the API."""
-        return gcp.cloudrunv2.ServiceIamMember(
+        return invoker(
+            self,
             f"{self.name}-{grantee}-invokes",
+            self.service,
             project=self.project,
-            location=self.region,
-            name=self.service.name,
-            role="roles/run.invoker",
+            region=self.region,
             member=member,
-            opts=pulumi.ResourceOptions(parent=self),
         )
