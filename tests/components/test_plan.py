@@ -13,8 +13,8 @@ from components import plan
 from components.chain import OUTPUTS, build_chain
 from components.spec import load_spec
 from pipeline_code.cli import main
+from tests.components.configs import AWS, AZURE, GCP
 from tests.components.conftest import run_program
-from tests.components.test_spec import AWS, AZURE, GCP
 
 SHARED = {
     "environment": "prod",

@@ -35,6 +35,7 @@ def test_process_prints_a_summary_that_matches_the_warehouse(tmp_path, capsys):
     assert stored + dead < 2000  # the generator's retries were skipped as duplicates
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_chain(tmp_path, capsys):
     assert main(["demo", "--events", "1500", "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -60,6 +61,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pipeline_code.cli", *args], capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_user_errors_are_one_line_without_traceback(tmp_path):
     notdb = tmp_path / "x.duckdb"
     notdb.write_text("not a database")

@@ -15,7 +15,7 @@ from components.chain import OUTPUTS, build_chain
 from components.mocks import resolved, run_program
 from components.package import DataFlowChain
 from components.spec import load_spec
-from tests.components.test_spec import AWS, aws_config
+from tests.components.configs import AWS, aws_config
 
 STACKS = Path(__file__).resolve().parents[2] / "stacks"
 

@@ -8,8 +8,8 @@ import json
 from components.aws import AwsChain
 from components.policy.rules import violations
 from components.spec import load_spec
+from tests.components.configs import aws_config
 from tests.components.conftest import AWS_ACCOUNT, run_program
-from tests.components.test_spec import aws_config
 
 
 def build(**sections):

@@ -10,8 +10,8 @@ import pulumi
 from components.aws import AwsChain
 from components.aws.security import service_role
 from components.spec import load_spec
+from tests.components.configs import aws_config
 from tests.components.conftest import AWS_ACCOUNT, run_program
-from tests.components.test_spec import aws_config
 
 STREAM = f"arn:aws:kinesis:eu-west-1:{AWS_ACCOUNT}:stream/dataflow-ingest-events"
 

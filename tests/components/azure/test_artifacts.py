@@ -16,7 +16,7 @@ from components.azure.synapse_job import (
     package_zip,
 )
 from pipeline_code.spark.synapse import parse_args
-from tests.components.azure.test_chain import build
+from tests.components.azure.helpers import build
 
 PIPELINE = pipeline_definition(
     linked_service="synapse", job="dataflow-stream", pool="dataflow", retries=2, retry_interval_s=300

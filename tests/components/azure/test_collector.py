@@ -8,8 +8,8 @@ from components.azure.collector import KEY_VAULT_SECRETS_USER
 from components.azure.security import ROLES
 from components.policy.rules import violations
 from components.spec import load_spec
+from tests.components.configs import azure_config
 from tests.components.conftest import run_program
-from tests.components.test_spec import azure_config
 
 
 def build(**sections):

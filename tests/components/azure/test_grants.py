@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from components.azure import AzureChain
 from components.azure.security import ROLES
 from components.spec import load_spec
+from tests.components.configs import azure_config
 from tests.components.conftest import run_program
-from tests.components.test_spec import azure_config
 
 
 def with_grants():
@@ -41,6 +43,7 @@ def test_model_grant_invoke_is_the_one_action_role_on_the_endpoint():
     assert scorer.inputs["assignableScopes"] == [score["scope"]]
 
 
+@pytest.mark.slow
 def test_role_assignment_names_are_stable_guids():
     first, _ = with_grants()
     second, _ = with_grants()

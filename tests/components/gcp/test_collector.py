@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from components.gcp import GcpChain
 from components.spec import load_spec
+from tests.components.configs import GCP, gcp_config
 from tests.components.conftest import run_program
-from tests.components.test_spec import GCP, gcp_config
 
 
 def build(**sections):

@@ -6,8 +6,8 @@ from components.gcp import GcpChain
 from components.gcp.ml import bucket_of, endpoint_id
 from components.gcp.process import image_repository
 from components.spec import load_spec
+from tests.components.configs import gcp_config
 from tests.components.conftest import run_program
-from tests.components.test_spec import gcp_config
 
 ANALYST = "group:analysts@example.com"
 

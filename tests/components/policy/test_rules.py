@@ -52,7 +52,7 @@ def test_a_public_option_is_caught_by_the_pack():
     from components.chain import build_chain
     from components.mocks import run_program
     from components.spec import load_spec
-    from tests.components.test_spec import aws_config
+    from tests.components.configs import aws_config
 
     rec, _ = run_program(lambda: build_chain(load_spec(aws_config(serve={"public": True}))))
     found = [v for r in rec.resources for v in violations(r.type, r.inputs, r.protect)]

@@ -41,6 +41,9 @@ from pipeline_code.tables import TABLES
 from pipeline_code.warehouses.duckdb import DuckDBLookup
 from tests.conftest import line
 
+# Beam's streaming runner over TestStream takes seconds per test.
+pytestmark = pytest.mark.slow
+
 SETTINGS = ProcessingSettings(shards=4)
 
 

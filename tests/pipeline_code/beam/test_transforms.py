@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import apache_beam as beam
+import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.test_stream import TestStream
@@ -181,6 +182,7 @@ def test_pipeline_module_runs_from_its_own_flags(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_pipeline_runs_as_a_module(tmp_path):
     # As `python -m`, options classes must be defined once, or Beam sees every flag twice.
     import subprocess

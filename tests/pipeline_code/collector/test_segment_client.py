@@ -17,7 +17,7 @@ from segment.analytics import Client
 
 from pipeline_code.local.run import process_log
 from pipeline_code.streams.eventlog import EventLog
-from tests.pipeline_code.serving.conftest import free_port
+from tests.pipeline_code.serving.servers import free_port
 
 KEY = "wk_segment_test"
 AT = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC)

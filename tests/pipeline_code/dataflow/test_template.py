@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline_code.beam.pipeline import LOCAL_FLAGS, ProcessingOptions
+from tests.pipeline_code.closure import distributions_installed_by
 
 TEMPLATE = Path("pipeline_code/dataflow")
 
@@ -61,30 +62,7 @@ def test_the_parameters_parse_as_the_pipelines_flags():
     assert opts.view_as(ProcessingOptions).shards == 16
 
 
-def _distributions_installed_by(requirements: list[str]) -> set[str]:
-    """Every distribution pip installs for these requirements (as installed here)."""
-    import importlib.metadata as md
-
-    from packaging.requirements import Requirement
-
-    seen: set[tuple[str, frozenset[str]]] = set()
-    todo = [Requirement(r) for r in requirements]
-    while todo:
-        req = todo.pop()
-        name = re.sub(r"[-_.]+", "-", req.name).lower()
-        if (name, frozenset(req.extras)) in seen:
-            continue
-        seen.add((name, frozenset(req.extras)))
-        try:
-            deps = md.requires(name) or []
-        except md.PackageNotFoundError:
-            continue
-        for dep in map(Requirement, deps):
-            if dep.marker is None or any(dep.marker.evaluate({"extra": e}) for e in req.extras or {""}):
-                todo.append(dep)
-    return {name for name, _ in seen}
-
-
+@pytest.mark.slow
 def test_the_launcher_entry_imports_only_the_images_requirements():
     """Import the pipeline with every installed module that the image's
     requirements would not bring made unimportable: it must still load
@@ -96,7 +74,7 @@ def test_the_launcher_entry_imports_only_the_images_requirements():
         r for r in (TEMPLATE / "requirements.txt").read_text().splitlines() if r and not r.startswith("#")
     ]
     # The image copies pipeline_code in; everything else comes from pip.
-    image = _distributions_installed_by(requirements) | {"data-flow"}
+    image = distributions_installed_by(requirements) | {"data-flow"}
     assert {"apache-beam", "duckdb", "pyarrow", "msgspec", "google-cloud-bigquery"} <= image
     outside = sorted(
         module

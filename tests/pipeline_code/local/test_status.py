@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+
 from pipeline_code.local.run import default_log_dir, process_log
 from pipeline_code.local.status import chain_status
 from pipeline_code.streams.eventlog import EventLog
 from tests.conftest import line
 
 
+@pytest.mark.slow
 def test_status_reports_lag_until_processed_and_the_model(trained, tmp_path):
     warehouse, models, result = trained
     wh = tmp_path / "w.duckdb"

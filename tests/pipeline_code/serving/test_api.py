@@ -26,7 +26,7 @@ from pipeline_code.serving.api import (
 from pipeline_code.serving.freshness import RecentActivity
 from pipeline_code.streams.eventlog import EventLog
 from tests.conftest import event
-from tests.pipeline_code.serving.conftest import free_port, server_process
+from tests.pipeline_code.serving.servers import free_port, server_process
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.pipeline_code.serving.conftest import free_port, server_process
+from tests.pipeline_code.serving.servers import free_port, server_process
 
 JSON = {"content-type": "application/json"}
 

@@ -19,7 +19,7 @@ from pipeline_code.spark.glue import kinesis_source_options, parse_args
 from pipeline_code.streams.kinesis import to_raw
 from pipeline_code.warehouses.duckdb import DuckDBLookup, LocalWarehouseSink, Warehouse
 from tests.conftest import line
-from tests.pipeline_code.dataflow.test_template import _distributions_installed_by
+from tests.pipeline_code.closure import distributions_installed_by
 
 SPARK_DIR = Path(__file__).parents[3] / "pipeline_code" / "spark"
 ARGS = [
@@ -81,7 +81,7 @@ def test_the_glue_job_imports_only_its_requirements_and_glues_runtime():
         r for r in (SPARK_DIR / "requirements.txt").read_text().splitlines() if r and not r.startswith("#")
     ]
     # Glue's runtime ships PySpark, pyarrow, numpy and boto3.
-    glue = _distributions_installed_by([*requirements, "pyspark", "pyarrow", "numpy", "boto3"])
+    glue = distributions_installed_by([*requirements, "pyspark", "pyarrow", "numpy", "boto3"])
     allowed = glue | {"data-flow"}
     outside = sorted(
         module

@@ -1,0 +1,65 @@
+"""The processing link on GCP."""
+
+from __future__ import annotations
+
+from pipeline_code.tables import TABLES
+from pipeline_code.warehouses import bigquery
+from tests.components.configs import gcp_config
+from tests.components.gcp.helpers import build, members_of
+
+
+def test_the_job_reads_the_ingest_subscription_and_writes_the_warehouse(default):
+    rec, _ = default
+    job = rec.one("FlexTemplateJob")
+    sub = rec.one("subscription:Subscription", "dataflow-ingest-pipeline")
+    params = job.inputs["parameters"]
+    assert params["input_subscription"] == sub.id
+    assert params["output_dataset"] == "shop-analytics-dev:dataflow"
+    assert all(isinstance(v, str) for v in params.values())
+    bucket = rec.one("storage/bucket:Bucket")
+    assert (
+        job.inputs["containerSpecGcsPath"] == f"gs://{bucket.name}/templates/data-flow-streaming-chain.json"
+    )
+    worker = job.inputs["serviceAccountEmail"]
+    assert worker.startswith("dataflow-process-worker@")
+
+    def target(r) -> str:
+        for key in ("tableId", "subscription", "bucket", "repository", "project"):
+            if key in r.inputs:
+                return r.inputs[key]
+        raise AssertionError(r.name)
+
+    granted = {(r.type.rsplit(":", 1)[1], target(r), r.inputs["role"]) for r in members_of(rec, worker)}
+    physical = {bigquery.physical_name(t) for t in TABLES.values()}
+    assert {("IamMember", t, "roles/bigquery.dataEditor") for t in physical} <= granted
+    sub_name = sub.id.rsplit("/", 1)[1]
+    assert ("SubscriptionIAMMember", sub_name, "roles/pubsub.subscriber") in granted
+    assert ("RepositoryIamMember", "data-flow", "roles/artifactregistry.reader") in granted
+
+
+def test_the_worker_gets_nothing_beyond_its_resources(default):
+    rec, _ = default
+    worker = rec.one("FlexTemplateJob").inputs["serviceAccountEmail"]
+    project_roles = {
+        r.inputs["role"] for r in members_of(rec, worker) if r.type.endswith("projects/iAMMember:IAMMember")
+    }
+    assert project_roles == {"roles/dataflow.worker", "roles/bigquery.jobUser"}
+    for r in members_of(rec, worker):
+        if r.type.endswith("bigquery/iamMember:IamMember"):
+            assert r.inputs.get("tableId"), "dataset- or project-wide BigQuery grant"
+
+
+def test_processing_is_private_streaming_and_drains(default):
+    rec, _ = default
+    job = rec.one("FlexTemplateJob").inputs
+    assert job["ipConfiguration"] == "WORKER_IP_PRIVATE"
+    assert job["onDelete"] == "drain"
+    assert job["enableStreamingEngine"] is True
+    assert (job["numWorkers"], job["maxWorkers"]) == (1, 3)
+    assert "subnetwork" not in job  # the project's default network, still without public IPs
+
+
+def test_workers_join_the_configured_subnetwork():
+    subnet = "regions/europe-west1/subnetworks/dataflow-private"
+    rec, _ = build(gcp={**gcp_config()["gcp"], "subnetwork": subnet})
+    assert rec.one("FlexTemplateJob").inputs["subnetwork"] == subnet

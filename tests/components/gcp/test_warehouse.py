@@ -1,0 +1,25 @@
+"""The warehouse link on GCP."""
+
+from __future__ import annotations
+
+import json
+
+from pipeline_code.tables import TABLES
+from pipeline_code.warehouses import bigquery
+
+
+def test_warehouse_tables_match_the_logical_tables(default):
+    rec, _ = default
+    tables = {r.inputs["tableId"]: r.inputs for r in rec.of_type("bigquery/table:Table")}
+    for t in TABLES.values():
+        physical = tables[bigquery.physical_name(t)]
+        assert json.loads(physical["schema"]) == bigquery.schema_fields(t)
+        assert physical["deletionProtection"] is True
+        if t.partition_by:
+            assert physical["timePartitioning"]["field"] == t.partition_by
+        if bigquery.is_change_log(t):
+            assert tables[t.name]["view"]["useLegacySql"] is False
+    assert tables["events"]["clusterings"] == ["event_name", "user_key"]
+    assert tables["dead_letters"]["timePartitioning"]["expirationMs"] == 400 * 86_400_000
+    dataset = rec.one("bigquery/dataset:Dataset").inputs
+    assert dataset["deleteContentsOnDestroy"] is False and dataset["location"] == "europe-west1"
