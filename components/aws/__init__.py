@@ -8,9 +8,9 @@ exports the same names (``__all__``), each link with the same grant verbs.
 from components.aws.chain import AwsChain
 from components.aws.collector import Collector
 from components.aws.ingest import Ingest
-from components.aws.ml import Model
+from components.aws.model import Model
 from components.aws.monitoring import Monitoring
-from components.aws.process import Processing
+from components.aws.processing import Processing
 from components.aws.serve import Serve
 from components.aws.warehouse import Warehouse
 

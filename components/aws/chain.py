@@ -21,9 +21,9 @@ import pulumi_aws as aws
 
 from components.aws.collector import Collector
 from components.aws.ingest import Ingest
-from components.aws.ml import Model
+from components.aws.model import Model
 from components.aws.monitoring import Monitoring
-from components.aws.process import Processing
+from components.aws.processing import Processing
 from components.aws.serve import Serve
 from components.aws.warehouse import Warehouse
 from components.outputs import ChainOutputs

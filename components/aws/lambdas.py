@@ -20,7 +20,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.aws.ml import image_pull_statements
+from components.aws.model import image_pull_statements
 from components.aws.security import encrypted_log_group, grant, kms_statements, log_write, service_role
 
 

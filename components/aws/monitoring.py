@@ -24,8 +24,8 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws.ingest import Ingest
-from components.aws.ml import Model
-from components.aws.process import Processing
+from components.aws.model import Model
+from components.aws.processing import Processing
 from components.spec import AlertSpec
 from pipeline_code.host import CLOUDWATCH_NAMESPACE
 

@@ -16,7 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws.lambdas import image_function
-from components.aws.ml import Model
+from components.aws.model import Model
 from components.aws.security import grant, statement
 from components.spec import ServeSpec
 from pipeline_code import host

@@ -8,9 +8,9 @@ exports the same names (``__all__``), each link with the same grant verbs.
 from components.azure.chain import AzureChain
 from components.azure.collector import Collector
 from components.azure.ingest import Ingest
-from components.azure.ml import Model
+from components.azure.model import Model
 from components.azure.monitoring import Monitoring
-from components.azure.process import Processing
+from components.azure.processing import Processing
 from components.azure.serve import Serve
 from components.azure.warehouse import Warehouse
 

@@ -20,9 +20,9 @@ from pulumi_azure_native import authorization, operationalinsights, resources
 
 from components.azure.collector import Collector
 from components.azure.ingest import CAPTURE, DEAD_LETTERS, Ingest
-from components.azure.ml import Model
+from components.azure.model import Model
 from components.azure.monitoring import Monitoring
-from components.azure.process import Processing
+from components.azure.processing import Processing
 from components.azure.security import Lake
 from components.azure.serve import Serve
 from components.azure.warehouse import FILESYSTEM, Warehouse

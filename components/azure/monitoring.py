@@ -21,8 +21,8 @@ import pulumi
 from pulumi_azure_native import monitor
 
 from components.azure.ingest import Ingest
-from components.azure.ml import Model
-from components.azure.process import Processing
+from components.azure.model import Model
+from components.azure.processing import Processing
 from components.azure.serve import Serve
 from components.azure.warehouse import Warehouse
 from components.spec import AlertSpec

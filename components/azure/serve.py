@@ -17,7 +17,7 @@ import pulumi
 from pulumi_azure_native import web
 
 from components.azure.functions import function_app, function_host
-from components.azure.ml import DEPLOYMENT, Model
+from components.azure.model import DEPLOYMENT, Model
 from components.spec import ServeSpec
 from pipeline_code import host
 

@@ -8,9 +8,9 @@ exports the same names (``__all__``), each link with the same grant verbs.
 from components.gcp.chain import GcpChain
 from components.gcp.collector import Collector
 from components.gcp.ingest import Ingest
-from components.gcp.ml import Model
+from components.gcp.model import Model
 from components.gcp.monitoring import Monitoring
-from components.gcp.process import Processing
+from components.gcp.processing import Processing
 from components.gcp.serve import Serve
 from components.gcp.warehouse import Warehouse
 

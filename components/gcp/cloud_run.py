@@ -18,7 +18,7 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
-from components.gcp.process import grant_image_pull
+from components.gcp.processing import grant_image_pull
 
 
 def run_identity(

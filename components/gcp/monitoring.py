@@ -20,8 +20,8 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.gcp.ingest import Ingest
-from components.gcp.ml import Model
-from components.gcp.process import Processing
+from components.gcp.model import Model
+from components.gcp.processing import Processing
 from components.spec import AlertSpec
 
 TYPE = "data-flow:gcp:Monitoring"

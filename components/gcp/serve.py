@@ -14,7 +14,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.gcp.cloud_run import invoker, run_identity, run_service
-from components.gcp.ml import Model
+from components.gcp.model import Model
 from components.spec import ServeSpec
 from pipeline_code import host
 

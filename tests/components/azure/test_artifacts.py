@@ -8,7 +8,7 @@ from azure.mgmt.datafactory import models as adf
 from azure.synapse.artifacts import models as syn
 from azure.synapse.artifacts._serialization import Model, Serializer
 
-from components.azure.process import activity_args, pipeline_definition
+from components.azure.processing import activity_args, pipeline_definition
 from components.azure.synapse_job import (
     SparkJobDefinitionProvider,
     job_definition,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from components.gcp import GcpChain
-from components.gcp.ml import bucket_of, endpoint_id
-from components.gcp.process import image_repository
+from components.gcp.model import bucket_of, endpoint_id
+from components.gcp.processing import image_repository
 from components.spec import load_spec
 from tests.components.configs import gcp_config
 from tests.components.conftest import run_program

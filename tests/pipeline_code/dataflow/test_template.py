@@ -35,7 +35,7 @@ def test_metadata_lists_every_pipeline_flag():
 
 def test_the_job_passes_only_listed_string_parameters():
     pytest.importorskip("pulumi_gcp", reason="the gcp extra is not installed")
-    from components.gcp.process import job_parameters, template_metadata, template_spec
+    from components.gcp.processing import job_parameters, template_metadata, template_spec
     from components.spec import ProcessingSpec
 
     params = job_parameters("projects/shop-dev/subscriptions/s", "shop-dev:events", ProcessingSpec())
