@@ -114,6 +114,9 @@ class Recorder(pulumi.runtime.Mocks):
                 "clientId": "c",
                 "objectId": "o",
             }
+        if args.token == "azuread:index/getServicePrincipal:getServicePrincipal":
+            client_id = args.args.get("clientId", "")
+            return {"clientId": client_id, "objectId": f"sp-{client_id}", "appRoleAssignmentRequired": True}
         if args.token == "aws:ec2/getSubnet:getSubnet":
             return {"id": args.args["id"], "availabilityZone": f"{AWS_REGION}a", "vpcId": "vpc-0abc1234"}
         raise AssertionError(f"unexpected invoke {args.token}")

@@ -7,13 +7,17 @@ plan, integrated into the chain's VNet so it reaches the private ML endpoint.
 Secure by default: HTTPS only, TLS 1.2, FTP off, a managed identity that may
 score that one endpoint (and read its own host storage), and App Service
 authentication that refuses requests without an Entra ID token for
-``azure.api_client_id`` unless ``serve.public``. ``MODEL_ENDPOINT`` is
+``azure.api_client_id`` unless ``serve.public``. Callers are granted with
+``grant_invoke``: an app-role assignment on that application (set
+"assignment required" on its enterprise application, so unassigned
+principals get no token). ``MODEL_ENDPOINT`` is
 ``azureml:<scoring uri>#<deployment>``.
 """
 
 from __future__ import annotations
 
 import pulumi
+import pulumi_azuread as azuread
 from pulumi_azure_native import web
 
 from components.azure.functions import function_app, function_host
@@ -22,6 +26,8 @@ from components.spec import ServeSpec
 from pipeline_code import host
 
 TYPE = "data-flow:azure:Serve"
+DEFAULT_ACCESS = "00000000-0000-0000-0000-000000000000"
+"""The app role every application has when it defines none (Entra's "Default Access")."""
 
 
 class Serve(pulumi.ComponentResource):
@@ -46,6 +52,9 @@ class Serve(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(TYPE, name, None, opts)
+        self.name = name
+        self.client_id = client_id
+        self._api_principal: pulumi.Output[str] | None = None
         child = pulumi.ResourceOptions(parent=self)
         self.function_host = function_host(
             self,
@@ -111,3 +120,25 @@ class Serve(pulumi.ComponentResource):
             "app": self.app.id,
         }
         self.register_outputs({"url": self.url})
+
+    def grant_invoke(self, grantee: str, principal_id: pulumi.Input[str]) -> azuread.AppRoleAssignment:
+        """Let ``principal_id`` call the API: an assignment of the API
+        application's default app role to that principal, on the API's
+        service principal (``azure.api_client_id``). With "assignment
+        required" set on that enterprise application, Entra ID issues tokens
+        for the API to assigned principals only, and App Service
+        authentication refuses every request without one."""
+        if self.client_id is None:
+            raise ValueError(
+                f"{self.name}: grant_invoke({grantee!r}) needs azure.api_client_id (got None): "
+                "a public API (serve.public) has no callers to grant"
+            )
+        if self._api_principal is None:
+            self._api_principal = azuread.get_service_principal_output(client_id=self.client_id).object_id
+        return azuread.AppRoleAssignment(
+            f"{self.name}-invoke-{grantee}",
+            app_role_id=DEFAULT_ACCESS,
+            principal_object_id=principal_id,
+            resource_object_id=self._api_principal,
+            opts=pulumi.ResourceOptions(parent=self),
+        )

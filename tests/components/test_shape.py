@@ -27,7 +27,6 @@ VERBS = {
 NOT_YET = {
     ("azure", "Warehouse", "grant_read"): "SQL users need T-SQL on the pool; ARM has no resource for it",
     ("azure", "Warehouse", "grant_write"): "SQL users need T-SQL on the pool; ARM has no resource for it",
-    ("azure", "Serve", "grant_invoke"): "callers are Entra app-role assignments (the azuread provider)",
 }
 
 # What each link offers Monitoring, per cloud.

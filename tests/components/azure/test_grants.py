@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from components.azure import AzureChain
 from components.azure.security import ROLES
 from components.spec import load_spec
-from tests.components.configs import azure_config
+from tests.components.configs import AZURE, azure_config
 from tests.components.conftest import run_program
 
 
@@ -18,6 +20,7 @@ def with_grants():
         chain.ingest.grant_consume("analytics", "principal-analytics")
         chain.model.grant_invoke("batch", "principal-batch")
         chain.ingest.grant_read_dead_letters("replay", "principal-replay")
+        chain.serve.grant_invoke("storefront", "principal-storefront")
         return chain
 
     return run_program(program)
@@ -47,7 +50,10 @@ def test_model_grant_invoke_is_the_one_action_role_on_the_endpoint():
 def test_role_assignment_names_are_stable_guids():
     first, _ = with_grants()
     second, _ = with_grants()
-    names = lambda rec: {r.name: r.inputs["roleAssignmentName"] for r in rec.of_type("RoleAssignment")}  # noqa: E731
+
+    def names(rec):
+        return {r.name: r.inputs["roleAssignmentName"] for r in rec.of_type("authorization:RoleAssignment")}
+
     assert names(first) == names(second) and len(set(names(first).values())) == len(names(first))
 
 
@@ -58,3 +64,28 @@ def test_grant_read_dead_letters_reads_the_dead_letter_container_only():
     assert read["scope"] == container.id
     assert read["roleDefinitionId"].endswith(ROLES["Storage Blob Data Reader"])
     assert read["principalId"] == "principal-replay"
+
+
+def test_serve_grant_invoke_assigns_the_api_apps_role_to_the_caller():
+    rec, _ = with_grants()
+    kind = "azuread:index/appRoleAssignment:AppRoleAssignment"
+    assignment = rec.one(kind, "dataflow-serve-invoke-storefront")
+    client_id = load_spec(azure_config()).azure.api_client_id
+    # The API's service principal, looked up by the app id App Service auth checks tokens for.
+    assert assignment.inputs == {
+        "appRoleId": "00000000-0000-0000-0000-000000000000",
+        "principalObjectId": "principal-storefront",
+        "resourceObjectId": f"sp-{client_id}",
+    }
+    parent, _protect = rec.options[(kind, assignment.name)]
+    assert parent == "data-flow:azure:Serve dataflow-serve"
+
+
+def test_a_public_api_has_no_callers_to_grant():
+    def program():
+        config = azure_config(serve={"public": True}, azure={**AZURE, "api_client_id": None})
+        chain = AzureChain("dataflow", load_spec(config))
+        chain.serve.grant_invoke("storefront", "principal-storefront")
+
+    with pytest.raises(Exception, match=re.escape("grant_invoke('storefront') needs azure.api_client_id")):
+        run_program(program)
