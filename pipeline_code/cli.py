@@ -34,11 +34,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from pipeline_code.host import ProcessingSettings
 from pipeline_code.synth import DEFAULT_START, StoreSpec, write
 
 if TYPE_CHECKING:
     from pipeline_code.core.ports import RunSummary
-    from pipeline_code.host import ProcessingSettings
     from pipeline_code.ml.train import TrainResult, TrainSettings
 
 # Modules that import Beam are imported inside the commands: Beam logs about
@@ -153,7 +153,6 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 def cmd_process(args: argparse.Namespace) -> None:
     """Ingest files into the event log, process them, and load the warehouse."""
-    from pipeline_code.host import ProcessingSettings
 
     try:
         settings = ProcessingSettings(
@@ -331,7 +330,6 @@ def cmd_status(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """Generate a store's events, run the whole local chain, train, and report."""
-    from pipeline_code.host import ProcessingSettings
     from pipeline_code.ml.train import TrainSettings
 
     data = args.workdir / "events.jsonl"
@@ -398,13 +396,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="event log directory (default: next to the warehouse, NAME.eventlog)",
     )
-    p.add_argument("--shards", type=int, default=8, help="hash shards for keyed work (default 8)")
-    p.add_argument("--window-minutes", type=int, default=60, help="item popularity window (default 60)")
+    # The processing defaults have one source, shared with every cloud's jobs (pipeline_code.host).
+    defaults = ProcessingSettings()
+    p.add_argument(
+        "--shards",
+        type=int,
+        default=defaults.shards,
+        help=f"hash shards for keyed work (default {defaults.shards})",
+    )
+    p.add_argument(
+        "--window-minutes",
+        type=int,
+        default=defaults.window_minutes,
+        help=f"item popularity window (default {defaults.window_minutes})",
+    )
     p.add_argument(
         "--session-gap-minutes",
         type=int,
-        default=30,
-        help="inactivity that ends an unnamed session (default 30)",
+        default=defaults.session_gap_minutes,
+        help=f"inactivity that ends an unnamed session (default {defaults.session_gap_minutes})",
     )
     p.add_argument(
         "--engine",
