@@ -80,7 +80,13 @@ def key_policy(account: str, region: str) -> str:
 
 
 class AwsChain(pulumi.ComponentResource):
-    """Every link of the chain on AWS."""
+    """Every link of the chain on AWS.
+
+    Args:
+        name: Logical name; every child is named ``{name}-<role>`` and parented to this component.
+        spec: The validated chain spec (``components.spec.load_spec``); its ``aws`` section is required.
+        opts: Pulumi resource options (parent, provider, aliases). Default: none.
+    """
 
     def __init__(self, name: str, spec: ChainSpec, opts: pulumi.ResourceOptions | None = None) -> None:
         if spec.cloud != "aws" or spec.aws is None:

@@ -26,6 +26,20 @@ HANDLER = "pipeline_code.collector.aws_lambda.handler"
 
 
 class Collector(pulumi.ComponentResource):
+    """The collector as a Lambda function URL: Segment's tracking API in front of the stream.
+
+    Args:
+        name: Logical name; every child is named ``{name}-<role>`` and parented to this component.
+        ingest: The ingest link (its stream is read or written, through its grant verbs).
+        collector: ``data-flow:collector``: instance bound and memory of the collector.
+        image: The image with the collector in ECR (run through ``awslambdaric``).
+        kms_key_arn: KMS key that encrypts every store, log group and environment of the link (the
+            chain's own key, or ``aws.kms_key_arn``).
+        tags: Tags on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
+        log_retention_days: Days the function's log group keeps entries. Default: 30.
+        opts: Pulumi resource options (parent, provider, aliases). Default: none.
+    """
+
     function: aws.lambda_.Function
     write_keys: aws.secretsmanager.Secret
     url: pulumi.Output[str]

@@ -29,7 +29,19 @@ READ_ACTIONS = [
 
 
 class Ingest(pulumi.ComponentResource):
-    """The stream events arrive on, and where rejected batches are kept."""
+    """The stream events arrive on, and where rejected batches are kept.
+
+    Args:
+        name: Logical name; every child is named ``{name}-<role>`` and parented to this component.
+        stream: ``data-flow:stream``: retention, expected throughput, ack deadline, schema enforcement.
+        dead_letters: ``data-flow:dead_letters``: delivery attempts, retention of set-aside events and
+            of the dead-letter table.
+        kms_key_arn: KMS key that encrypts every store, log group and environment of the link (the
+            chain's own key, or ``aws.kms_key_arn``).
+        tags: Tags on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
+        shards: Kinesis shards. Default: None, on-demand capacity.
+        opts: Pulumi resource options (parent, provider, aliases). Default: none.
+    """
 
     stream: aws.kinesis.Stream
     dead_letters: PrivateBucket

@@ -54,7 +54,21 @@ def image_pull_statements(image: str) -> list:
 
 
 class Model(pulumi.ComponentResource):
-    """SageMaker model, endpoint configuration, endpoint and its autoscaling."""
+    """SageMaker model, endpoint configuration, endpoint and its autoscaling.
+
+    Args:
+        name: Logical name; every child is named ``{name}-<role>`` and parented to this component.
+        model: ``data-flow:model``: machine size, replica bounds, private serving.
+        image: The model-server image in ECR.
+        artifact_uri: ``s3://.../model.tar.gz`` of the model version to deploy.
+        kms_key_arn: KMS key that encrypts every store, log group and environment of the link (the
+            chain's own key, or ``aws.kms_key_arn``).
+        tags: Tags on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
+        subnet_ids: Subnets for the endpoint's network interfaces. Default: None, no VPC.
+        security_group_id: Security group of those interfaces. Default: None.
+        capture_percent: Share of requests captured to the private capture bucket. Default: 10.
+        opts: Pulumi resource options (parent, provider, aliases). Default: none.
+    """
 
     endpoint: aws.sagemaker.Endpoint
     role: aws.iam.Role

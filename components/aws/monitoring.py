@@ -33,6 +33,22 @@ TYPE = "data-flow:aws:Monitoring"
 
 
 class Monitoring(pulumi.ComponentResource):
+    """CloudWatch alarms on every link, an encrypted SNS topic, and a dashboard.
+
+    Args:
+        name: Logical name; every child is named ``{name}-<role>`` and parented to this component.
+        region: Region the dashboard's widgets read.
+        alerts: ``data-flow:alerts``: the email alerts go to (none: alerts still fire, nobody is
+            emailed) and thresholds.
+        ingest: The ingest link (its stream is read or written, through its grant verbs).
+        processing: The processing link (watched through ``alert_targets``).
+        model: The model link whose endpoint is called (and granted with ``grant_invoke``).
+        kms_key_arn: KMS key that encrypts every store, log group and environment of the link (the
+            chain's own key, or ``aws.kms_key_arn``).
+        tags: Tags on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
+        opts: Pulumi resource options (parent, provider, aliases). Default: none.
+    """
+
     topic: aws.sns.Topic
     alarms: dict[str, aws.cloudwatch.MetricAlarm]
 

@@ -96,7 +96,24 @@ def job_arguments(
 
 
 class Processing(pulumi.ComponentResource):
-    """The Glue streaming job, its code, its role and its logs."""
+    """The Glue streaming job, its code, its role and its logs.
+
+    Args:
+        name: Logical name; every child is named ``{name}-<role>`` and parented to this component.
+        region: Region of the Glue job and the stream.
+        ingest: The ingest link (its stream is read or written, through its grant verbs).
+        warehouse: The warehouse link the job writes to (through its grant verbs).
+        processing: ``data-flow:processing``: micro-batch, windows, shards, workers, retries
+            (``ProcessingSpec.settings()`` becomes the job's arguments).
+        kms_key_arn: KMS key that encrypts every store, log group and environment of the link (the
+            chain's own key, or ``aws.kms_key_arn``).
+        tags: Tags on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
+        connector_jar_url: URL of the Kinesis connector jar for Spark, uploaded to the private code
+            bucket.
+        worker_type: Glue worker type. Default: ``G.1X``.
+        log_retention_days: Days the function's log group keeps entries. Default: 30.
+        opts: Pulumi resource options (parent, provider, aliases). Default: none.
+    """
 
     job: aws.glue.Job
     role: aws.iam.Role

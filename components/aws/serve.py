@@ -26,7 +26,20 @@ HANDLER = "pipeline_code.serving.aws_lambda.handler"
 
 
 class Serve(pulumi.ComponentResource):
-    """The API function and its URL."""
+    """The API function and its URL.
+
+    Args:
+        name: Logical name; every child is named ``{name}-<role>`` and parented to this component.
+        model: The model link whose endpoint is called (and granted with ``grant_invoke``).
+        serve: ``data-flow:serve``: instance bounds, memory and ``public`` (off: callers must be
+            granted).
+        image: The API image in ECR (run through ``awslambdaric``).
+        kms_key_arn: KMS key that encrypts every store, log group and environment of the link (the
+            chain's own key, or ``aws.kms_key_arn``).
+        tags: Tags on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
+        log_retention_days: Days the function's log group keeps entries. Default: 30.
+        opts: Pulumi resource options (parent, provider, aliases). Default: none.
+    """
 
     function: aws.lambda_.Function
     url: pulumi.Output[str]

@@ -34,7 +34,20 @@ DATA_API_STATEMENTS = [
 
 
 class Warehouse(pulumi.ComponentResource):
-    """Redshift Serverless namespace + workgroup, the tables, and the job's connection."""
+    """Redshift Serverless namespace + workgroup, the tables, and the job's connection.
+
+    Args:
+        name: Logical name; every child is named ``{name}-<role>`` and parented to this component.
+        warehouse: ``data-flow:warehouse``: dataset/database name, partition retention, deletion
+            protection.
+        vpc_id: VPC of the workgroup and of the jobs' security group.
+        subnet_ids: Private subnets of the workgroup (at least three AZs).
+        kms_key_arn: KMS key that encrypts every store, log group and environment of the link (the
+            chain's own key, or ``aws.kms_key_arn``).
+        tags: Tags on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
+        base_rpus: Redshift Serverless base capacity. Default: 8 RPUs, the minimum.
+        opts: Pulumi resource options (parent, provider, aliases). Default: none.
+    """
 
     namespace: aws.redshiftserverless.Namespace
     workgroup: aws.redshiftserverless.Workgroup

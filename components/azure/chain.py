@@ -34,7 +34,14 @@ LAKE_CONTAINERS = [CAPTURE, FILESYSTEM, "work", DEAD_LETTERS]
 
 
 class AzureChain(pulumi.ComponentResource):
-    """Every link of the chain on Azure."""
+    """Every link of the chain on Azure.
+
+    Args:
+        name: Logical name; every child is named ``{name}-<role>`` and parented to this component.
+        spec: The validated chain spec (``components.spec.load_spec``); its ``azure`` section is
+            required.
+        opts: Pulumi resource options (parent, provider, aliases). Default: none.
+    """
 
     def __init__(self, name: str, spec: ChainSpec, opts: pulumi.ResourceOptions | None = None) -> None:
         if spec.cloud != "azure" or spec.azure is None:

@@ -29,6 +29,23 @@ KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 
 
 class Collector(pulumi.ComponentResource):
+    """The collector as a Function App: Segment's tracking API in front of the hub.
+
+    Args:
+        name: Logical name; every child is named ``{name}-<role>`` and parented to this component.
+        resource_group: Resource group (name) the resources live in.
+        location: Azure region of the resources.
+        subscription_id: Subscription id: role definitions are resolved in it.
+        tenant_id: Entra ID tenant id.
+        ingest: The ingest link (its stream is read or written, through its grant verbs).
+        collector: ``data-flow:collector``: instance bound and memory of the collector.
+        image: The API's Functions image (it serves the collector with ``DATAFLOW_APP=collector``).
+        tags: Tags on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
+        function_host: The plan and host storage to run on (``FunctionHost``). Default: None, the link
+            creates its own.
+        opts: Pulumi resource options (parent, provider, aliases). Default: none.
+    """
+
     app: web.WebApp
     vault: keyvault.Vault
     url: pulumi.Output[str]

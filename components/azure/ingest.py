@@ -26,6 +26,21 @@ DEAD_LETTERS = "dead-letters"
 
 
 class Ingest(pulumi.ComponentResource):
+    """The Event Hubs namespace and hub, Capture to the lake, the pipeline's consumer group.
+
+    Args:
+        name: Logical name; every child is named ``{name}-<role>`` and parented to this component.
+        resource_group: Resource group (name) the resources live in.
+        location: Azure region of the resources.
+        subscription_id: Subscription id: role definitions are resolved in it.
+        stream: ``data-flow:stream``: retention, expected throughput, ack deadline, schema enforcement.
+        lake: The chain's lake (``Lake``): its containers are the scopes of this link's grants.
+        partitions: Event Hub partitions (``azure.eventhub_partitions``).
+        zone_redundant: Zone-redundant namespace (``azure.zone_redundant``).
+        tags: Tags on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
+        opts: Pulumi resource options (parent, provider, aliases). Default: none.
+    """
+
     namespace: eventhub.Namespace
     hub: eventhub.EventHub
     consumer_group: eventhub.ConsumerGroup

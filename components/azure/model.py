@@ -28,6 +28,24 @@ SCORE_ACTION = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/sco
 
 
 class Model(pulumi.ComponentResource):
+    """An Azure ML workspace with the recommender on a managed online endpoint.
+
+    Args:
+        name: Logical name; every child is named ``{name}-<role>`` and parented to this component.
+        resource_group: Resource group (name) the resources live in.
+        location: Azure region of the resources.
+        subscription_id: Subscription id: role definitions are resolved in it.
+        tenant_id: Entra ID tenant id.
+        model: ``data-flow:model``: machine size, replica bounds, private serving.
+        image: The model-server image in ACR.
+        artifact_uri: Blob URL of the model version's folder.
+        log_workspace_id: Log Analytics workspace that diagnostics go to.
+        private_endpoint_subnet_id: Subnet of the workspace's private endpoint.
+        tags: Tags on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
+        public: Public network access to the workspace and endpoint. Default: False.
+        opts: Pulumi resource options (parent, provider, aliases). Default: none.
+    """
+
     workspace: machinelearningservices.Workspace
     endpoint: machinelearningservices.OnlineEndpoint
     deployment: machinelearningservices.OnlineDeployment

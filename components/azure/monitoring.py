@@ -48,6 +48,23 @@ def criterion(
 
 
 class Monitoring(pulumi.ComponentResource):
+    """Metric alerts on every link, an action group, and diagnostics to Log Analytics.
+
+    Args:
+        name: Logical name; every child is named ``{name}-<role>`` and parented to this component.
+        resource_group: Resource group (name) the resources live in.
+        alerts: ``data-flow:alerts``: the email alerts go to (none: alerts still fire, nobody is
+            emailed) and thresholds.
+        log_workspace_id: Log Analytics workspace that diagnostics go to.
+        ingest: The ingest link (its stream is read or written, through its grant verbs).
+        warehouse: The warehouse link the job writes to (through its grant verbs).
+        processing: The processing link (watched through ``alert_targets``).
+        model: The model link whose endpoint is called (and granted with ``grant_invoke``).
+        serve: The serve link (its app's logs are collected).
+        tags: Tags on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
+        opts: Pulumi resource options (parent, provider, aliases). Default: none.
+    """
+
     action_group: monitor.ActionGroup
     alerts: dict[str, monitor.MetricAlert]
 

@@ -95,6 +95,24 @@ def activity_args(activity: dict[str, Any]) -> dict[str, Any]:
 
 
 class Processing(pulumi.ComponentResource):
+    """The Synapse Spark pool and job definition, started and restarted by Data Factory.
+
+    Args:
+        name: Logical name; every child is named ``{name}-<role>`` and parented to this component.
+        resource_group: Resource group (name) the resources live in.
+        location: Azure region of the resources.
+        processing: ``data-flow:processing``: micro-batch, windows, shards, workers, retries
+            (``ProcessingSpec.settings()`` becomes the job's arguments).
+        warehouse: The warehouse link the job writes to (through its grant verbs).
+        lake: The chain's lake (``Lake``): its containers are the scopes of this link's grants.
+        capture_path: Path in the lake's capture container where Capture writes
+            (``<namespace>/<hub>/``).
+        log_workspace_id: Log Analytics workspace that diagnostics go to.
+        node_size: Spark pool node size (``azure.spark_node_size``).
+        tags: Tags on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
+        opts: Pulumi resource options (parent, provider, aliases). Default: none.
+    """
+
     pool: synapse.BigDataPool
     factory: datafactory.Factory
     pipeline: datafactory.Pipeline

@@ -31,6 +31,26 @@ DEFAULT_ACCESS = "00000000-0000-0000-0000-000000000000"
 
 
 class Serve(pulumi.ComponentResource):
+    """The recommendation API as a Function App behind App Service authentication.
+
+    Args:
+        name: Logical name; every child is named ``{name}-<role>`` and parented to this component.
+        resource_group: Resource group (name) the resources live in.
+        location: Azure region of the resources.
+        subscription_id: Subscription id: role definitions are resolved in it.
+        tenant_id: Entra ID tenant id.
+        model: The model link whose endpoint is called (and granted with ``grant_invoke``).
+        serve: ``data-flow:serve``: instance bounds, memory and ``public`` (off: callers must be
+            granted).
+        image: The API's Functions image in ACR (``pipeline_code/serving/azure/Dockerfile``).
+        subnet_id: Subnet the Function App joins, to reach the private ML endpoint.
+        insights_connection: Application Insights connection string of the app.
+        tags: Tags on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
+        client_id: Entra ID app (client) id callers get tokens for; required unless ``serve.public``.
+            Default: None.
+        opts: Pulumi resource options (parent, provider, aliases). Default: none.
+    """
+
     app: web.WebApp
     url: pulumi.Output[str]
 

@@ -27,6 +27,27 @@ FILESYSTEM = "warehouse"
 
 
 class Warehouse(pulumi.ComponentResource):
+    """The Synapse workspace and its dedicated SQL pool, private and Entra ID only.
+
+    Args:
+        name: Logical name; every child is named ``{name}-<role>`` and parented to this component.
+        resource_group: Resource group (name) the resources live in.
+        location: Azure region of the resources.
+        subscription_id: Subscription id: role definitions are resolved in it.
+        warehouse: ``data-flow:warehouse``: dataset/database name, partition retention, deletion
+            protection.
+        lake: The chain's lake (``Lake``): its containers are the scopes of this link's grants.
+        admin_object_id: Object id of the Entra ID group that administers the SQL pool.
+        admin_login: Display name of that group.
+        tenant_id: Entra ID tenant id.
+        private_endpoint_subnet_id: Subnet of the workspace's ``Sql`` and ``Dev`` private endpoints.
+        sql_pool_sku: Dedicated SQL pool size (``azure.sql_pool_sku``).
+        tags: Tags on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
+        cmk_key_url: Key Vault key URL for customer-managed encryption. Default: None, Microsoft-managed
+            keys.
+        opts: Pulumi resource options (parent, provider, aliases). Default: none.
+    """
+
     workspace: synapse.Workspace
     sql_pool: synapse.SqlPool
 

@@ -29,7 +29,13 @@ TYPE = "data-flow:gcp:Chain"
 
 
 class GcpChain(pulumi.ComponentResource):
-    """Every link of the chain on GCP."""
+    """Every link of the chain on GCP.
+
+    Args:
+        name: Logical name; every child is named ``{name}-<role>`` and parented to this component.
+        spec: The validated chain spec (``components.spec.load_spec``); its ``gcp`` section is required.
+        opts: Pulumi resource options (parent, provider, aliases). Default: none.
+    """
 
     def __init__(self, name: str, spec: ChainSpec, opts: pulumi.ResourceOptions | None = None) -> None:
         if spec.cloud != "gcp" or spec.gcp is None:

@@ -25,6 +25,19 @@ TYPE = "data-flow:gcp:Collector"
 
 
 class Collector(pulumi.ComponentResource):
+    """The collector on Cloud Run: Segment's tracking API in front of the topic.
+
+    Args:
+        name: Logical name; every child is named ``{name}-<role>`` and parented to this component.
+        project: GCP project id the resources live in.
+        region: Region of the regional resources.
+        ingest: The ingest link (its stream is read or written, through its grant verbs).
+        collector: ``data-flow:collector``: instance bound and memory of the collector.
+        image: The image with the collector (the serving Dockerfile's) in Artifact Registry.
+        labels: Labels on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
+        opts: Pulumi resource options (parent, provider, aliases). Default: none.
+    """
+
     service: gcp.cloudrunv2.Service
     write_keys: gcp.secretmanager.Secret
     url: pulumi.Output[str]

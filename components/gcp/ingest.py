@@ -29,7 +29,20 @@ def seconds(n: int) -> str:
 
 
 class Ingest(pulumi.ComponentResource):
-    """The stream events arrive on, and the pipeline's subscription to it."""
+    """The stream events arrive on, and the pipeline's subscription to it.
+
+    Args:
+        name: Logical name; every child is named ``{name}-<role>`` and parented to this component.
+        project: GCP project id the resources live in.
+        project_number: The project's number: the Pub/Sub service agent's identity is built from it.
+        stream: ``data-flow:stream``: retention, expected throughput, ack deadline, schema enforcement.
+        dead_letters: ``data-flow:dead_letters``: delivery attempts, retention of set-aside events and
+            of the dead-letter table.
+        labels: Labels on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
+        kms_key_name: Cloud KMS key (``projects/.../cryptoKeys/...``) for customer-managed encryption.
+            Default: None, Google-managed keys.
+        opts: Pulumi resource options (parent, provider, aliases). Default: none.
+    """
 
     topic: gcp.pubsub.Topic
     subscription: gcp.pubsub.Subscription

@@ -36,7 +36,22 @@ def bucket_of(uri: str) -> str:
 
 
 class Model(pulumi.ComponentResource):
-    """A Vertex AI endpoint with the recommender deployed on it."""
+    """A Vertex AI endpoint with the recommender deployed on it.
+
+    Args:
+        name: Logical name; every child is named ``{name}-<role>`` and parented to this component.
+        project: GCP project id the resources live in.
+        region: Region of the regional resources.
+        model: ``data-flow:model``: machine size, replica bounds, private serving.
+        image: The model-server image in Artifact Registry (``pipeline_code/serving/Dockerfile``).
+        artifact_uri: ``gs://`` folder of the model version to deploy.
+        labels: Labels on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
+        network: VPC network for a private endpoint (``model.private``). Default: None, a public
+            endpoint with IAM.
+        kms_key_name: Cloud KMS key (``projects/.../cryptoKeys/...``) for customer-managed encryption.
+            Default: None, Google-managed keys.
+        opts: Pulumi resource options (parent, provider, aliases). Default: none.
+    """
 
     endpoint: gcp.vertex.AiEndpoint
     deployment: VertexDeployment

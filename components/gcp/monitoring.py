@@ -55,7 +55,19 @@ def _condition(
 
 
 class Monitoring(pulumi.ComponentResource):
-    """Alert policies and a dashboard for one GCP chain."""
+    """Alert policies and a dashboard for one GCP chain.
+
+    Args:
+        name: Logical name; every child is named ``{name}-<role>`` and parented to this component.
+        project: GCP project id the resources live in.
+        alerts: ``data-flow:alerts``: the email alerts go to (none: alerts still fire, nobody is
+            emailed) and thresholds.
+        ingest: The ingest link (its stream is read or written, through its grant verbs).
+        processing: The processing link (watched through ``alert_targets``).
+        model: The model link whose endpoint is called (and granted with ``grant_invoke``).
+        labels: Labels on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
+        opts: Pulumi resource options (parent, provider, aliases). Default: none.
+    """
 
     policies: dict[str, gcp.monitoring.AlertPolicy]
 

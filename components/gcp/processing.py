@@ -79,7 +79,24 @@ def grant_image_pull(
 
 
 class Processing(pulumi.ComponentResource):
-    """The streaming Dataflow job and what it needs to run."""
+    """The streaming Dataflow job and what it needs to run.
+
+    Args:
+        name: Logical name; every child is named ``{name}-<role>`` and parented to this component.
+        project: GCP project id the resources live in.
+        region: Region of the regional resources.
+        ingest: The ingest link (its stream is read or written, through its grant verbs).
+        warehouse: The warehouse link the job writes to (through its grant verbs).
+        processing: ``data-flow:processing``: micro-batch, windows, shards, workers, retries
+            (``ProcessingSpec.settings()`` becomes the job's arguments).
+        image: The Flex Template image (``pipeline_code/dataflow/Dockerfile``) in Artifact Registry.
+        labels: Labels on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
+        subnetwork: Subnetwork the workers join (private IPs only). Default: None, the default network.
+        machine_type: Worker machine type. Default: ``n2-standard-2``.
+        kms_key_name: Cloud KMS key (``projects/.../cryptoKeys/...``) for customer-managed encryption.
+            Default: None, Google-managed keys.
+        opts: Pulumi resource options (parent, provider, aliases). Default: none.
+    """
 
     bucket: gcp.storage.Bucket
     service_account: gcp.serviceaccount.Account

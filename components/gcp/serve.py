@@ -22,7 +22,19 @@ TYPE = "data-flow:gcp:Serve"
 
 
 class Serve(pulumi.ComponentResource):
-    """A Cloud Run v2 service running the recommendation API."""
+    """A Cloud Run v2 service running the recommendation API.
+
+    Args:
+        name: Logical name; every child is named ``{name}-<role>`` and parented to this component.
+        project: GCP project id the resources live in.
+        region: Region of the regional resources.
+        model: The model link whose endpoint is called (and granted with ``grant_invoke``).
+        serve: ``data-flow:serve``: instance bounds, memory and ``public`` (off: callers must be
+            granted).
+        image: The API image (the serving Dockerfile) in Artifact Registry.
+        labels: Labels on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
+        opts: Pulumi resource options (parent, provider, aliases). Default: none.
+    """
 
     service: gcp.cloudrunv2.Service
     service_account: gcp.serviceaccount.Account

@@ -59,7 +59,21 @@ class WarehouseTable:
 
 
 class Warehouse(pulumi.ComponentResource):
-    """The BigQuery dataset and every logical table of the chain."""
+    """The BigQuery dataset and every logical table of the chain.
+
+    Args:
+        name: Logical name; every child is named ``{name}-<role>`` and parented to this component.
+        project: GCP project id the resources live in.
+        location: BigQuery dataset location.
+        warehouse: ``data-flow:warehouse``: dataset/database name, partition retention, deletion
+            protection.
+        dead_letters: ``data-flow:dead_letters``: delivery attempts, retention of set-aside events and
+            of the dead-letter table.
+        labels: Labels on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
+        kms_key_name: Cloud KMS key (``projects/.../cryptoKeys/...``) for customer-managed encryption.
+            Default: None, Google-managed keys.
+        opts: Pulumi resource options (parent, provider, aliases). Default: none.
+    """
 
     dataset: gcp.bigquery.Dataset
     tables: dict[str, WarehouseTable]

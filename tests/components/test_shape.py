@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 
 import pytest
 
@@ -80,3 +81,25 @@ def test_every_chain_returns_the_typed_outputs(cloud):
     chain = package(cloud).Chain
     assert inspect.signature(chain.outputs).return_annotation in ("ChainOutputs", ChainOutputs)
     assert [f for f in ChainOutputs.__dataclass_fields__] == list(OUTPUTS)
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_every_link_documents_each_parameter(cloud):
+    """As CDK documents props: each constructor parameter has a line under
+    ``Args:`` in the class docstring, defaults said where there are any."""
+    for name in package(cloud).__all__:
+        cls = getattr(package(cloud), name)
+        doc = inspect.getdoc(cls) or ""
+        assert "Args:" in doc, f"{cloud}.{name} has no Args section"
+        documented = {
+            line.split(":", 1)[0].strip()
+            for line in doc.split("Args:", 1)[1].splitlines()
+            if line.startswith("    ") and not line.startswith("        ") and ":" in line
+        }
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        assert {p.name for p in params} == documented, f"{cloud}.{name}"
+        for p in params:
+            if p.default is not inspect.Parameter.empty and p.name != "opts":
+                # The parameter's entry: its line and the deeper-indented lines under it.
+                entry = re.search(rf"^    {p.name}:.*(?:\n        .*)*", doc, re.M)
+                assert entry and "Default" in entry.group(0), f"{cloud}.{name}({p.name}): no default said"
