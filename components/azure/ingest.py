@@ -104,9 +104,11 @@ class Ingest(pulumi.ComponentResource):
                 "interval_in_seconds": 60,
                 "size_limit_in_bytes": 314_572_800,
                 "skip_empty_archives": True,
-                "identity": {"type": "SystemAssigned"},
                 "destination": {
                     "name": "EventHubArchive.AzureBlockBlob",
+                    # Capture writes as the namespace's identity (the lake has shared keys
+                    # off). pulumi-azure-native 3 takes it here, in the destination.
+                    "identity": {"type": "SystemAssigned"},
                     "storage_account_resource_id": lake.account.id,
                     "blob_container": CAPTURE,
                     "archive_name_format": (
