@@ -19,13 +19,15 @@ Answers, as Segment documents them where it has an answer:
 | case | status |
 |---|---|
 | accepted (durably appended or published) | 200 ``{"success": true}`` |
-| body not JSON, or not gzip though it says so, or not the expected shape | 400 |
+| body not JSON, not gzip though it says so, not the expected shape, or nested over 254 levels | 400 |
 | one event over 32 KB, or a request over 500 KB (after gunzip) | 400 |
-| no write key, or one not configured | 401 |
+| no write key, one not configured, or a ``writeKey`` that is not a string | 401 |
 | any other method or route | 405 / 404 |
-| the broker is down and the local spill is full | 503 (retry later) |
+| the broker is down and the spill is full, or the log cannot be written (full disk) | 503 (retry later) |
 
-Bad input never gets a 5xx; every 4xx says what was wrong. The answer is sent
+Bad input never gets a 5xx; every 4xx says what was wrong, as ``{"code", "message",
+"status"}`` at the top level (the shape Segment's and RudderStack's SDKs parse,
+so they give a 4xx up at once). The answer is sent
 only after ``publish`` returned, so an acknowledged event is never lost.
 """
 
@@ -89,6 +91,15 @@ def _json(body: bytes):
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"body is not JSON: {exc}") from None
+
+
+def _dumps(value, what: str) -> bytes:
+    """JSON bytes of one call or event; ``BadRequest`` where orjson cannot
+    write it back (it reads 1024 levels of nesting but writes only 254)."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:
+        raise BadRequest(f"{what} cannot be stored: {exc}") from None
 
 
 def _basic_user(scope: Scope) -> str | None:
@@ -210,6 +221,8 @@ class Collector:
             body = _gunzip(body)
         doc = _json(body)
         key = _basic_user(scope) or (doc.get("writeKey") if isinstance(doc, dict) else None)
+        if key is not None and not isinstance(key, str):
+            raise BadRequest(f"writeKey must be a string, got {type(key).__name__}", 401)
         if self.write_keys is not None and key not in self.write_keys:
             raise BadRequest(
                 "missing write key (HTTP basic auth user name)" if not key else "unknown write key", 401
@@ -219,16 +232,19 @@ class Collector:
             events = doc if isinstance(doc, list) else [doc]
             if not events or not all(isinstance(e, dict) for e in events):
                 raise BadRequest("/v1/events takes an event object or a non-empty array of them")
-            payloads = [orjson.dumps(e) for e in events]
+            payloads = [_dumps(e, f"event {i}") for i, e in enumerate(events)]
             kinds = ["contract"] * len(payloads)
         else:
             messages = self._messages(doc, SEGMENT_ROUTES[path])
-            sent = [orjson.dumps(m) for m in messages]
+            sent = [_dumps(m, f"call {i}") for i, m in enumerate(messages)]
             for i, raw in enumerate(sent):  # Segment's limit is on each call as sent
                 if len(raw) > MAX_EVENT_BYTES:
                     limit = MAX_EVENT_BYTES // 1024
                     raise BadRequest(f"event {i} is {len(raw)} bytes; the limit is {limit} KB")
-            payloads = [segment.encode(m, received, raw) for m, raw in zip(messages, sent, strict=True)]
+            try:
+                payloads = [segment.encode(m, received, raw) for m, raw in zip(messages, sent, strict=True)]
+            except orjson.JSONEncodeError as exc:
+                raise BadRequest(f"a call cannot be stored: {exc}") from None
             kinds = ["contract" if segment.event_name(m) else "kept" for m in messages]
         for i, p in enumerate(payloads):
             if len(p) > MAX_EVENT_BYTES:

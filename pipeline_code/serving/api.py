@@ -89,7 +89,7 @@ class HttpEndpoint:
         except httpx.HTTPError as exc:
             raise EndpointError(f"model endpoint {self.url} unreachable: {exc!r}") from exc
         if response.status_code == 400:
-            raise RequestError(response.json().get("error", {}).get("message", response.text))
+            raise RequestError(_error_message(response))
         if response.status_code != 200:
             raise EndpointError(
                 f"model endpoint {self.url} answered {response.status_code}: {response.text[:200]}"
@@ -279,3 +279,12 @@ class RecommendationApi:
             },
         )
         return 200
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The model server's 4xx message (``web.http.error_body``), else the raw text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text
+    return body.get("message", response.text) if isinstance(body, dict) else response.text

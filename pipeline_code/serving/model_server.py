@@ -41,6 +41,7 @@ from pipeline_code.web.http import (
     Receive,
     Scope,
     Send,
+    error_body,
     is_json,
     lifespan,
     read_body,
@@ -227,7 +228,7 @@ async def _method_not_allowed(send: Send, allowed: str) -> int:
     await respond_json(
         send,
         405,
-        {"error": {"code": 405, "message": f"use {allowed} on this route"}},
+        error_body(405, f"use {allowed} on this route"),
         headers=[(b"allow", allowed.encode())],
     )
     return 405

@@ -52,7 +52,13 @@ class EventLogPublisher:
         self.log = EventLog(log_dir)
 
     def publish(self, payloads: list[bytes]) -> None:
-        self.log.append(payloads)
+        try:
+            self.log.append(payloads)
+        except OSError as exc:
+            # A full disk or a failing device: nothing was acknowledged, the
+            # client may retry (the collector answers 503), a torn tail is
+            # repaired by the next append.
+            raise PublishError(f"event log {self.log.path}: {exc.strerror or exc}") from exc
 
 
 def chunks(payloads: list[bytes], max_count: int, max_bytes: int):

@@ -8,6 +8,7 @@ microseconds per request and a router would be most of it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 
 import msgspec
@@ -87,8 +88,19 @@ async def respond_json(
     await respond(send, status, _encoder.encode(obj), JSON, headers)
 
 
+def error_body(status: int, message: str) -> dict[str, Any]:
+    """Every server's error answer: ``code`` and ``message`` at the top, the
+    shape Segment's and RudderStack's SDKs parse (they read ``payload["code"]``
+    and give a 4xx up at once instead of retrying it), and the status again."""
+    try:
+        code = HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        code = f"http_{status}"
+    return {"code": code, "message": message, "status": status}
+
+
 async def respond_error(send: Send, status: int, message: str) -> None:
-    await respond_json(send, status, {"error": {"code": status, "message": message}})
+    await respond_json(send, status, error_body(status, message))
 
 
 async def respond_fallback(

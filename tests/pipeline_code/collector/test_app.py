@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import gzip
 import json
+import os
 
 import httpx
 import pytest
@@ -17,6 +19,7 @@ from pipeline_code.streams.publish import EventLogPublisher, PublishError, Spill
 from tests.conftest import event
 
 KEY = "wk_test"
+DEEP = json.loads("[" * 600 + "]" * 600)  # deeper than orjson writes, shallower than it reads
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()}
 
 
@@ -95,6 +98,17 @@ OVERSIZE = {**product_viewed(), "properties": {"x": "y" * MAX_EVENT_BYTES}}
         ("/v1/track", json.dumps(product_viewed()).encode(),
          {"Authorization": "Basic " + base64.b64encode(b"wrong:").decode()}, 401, "unknown write key"),
         ("/v1/events", b"[]", {}, 400, "non-empty array"),
+        # orjson reads 1024 levels of nesting but writes only 254: a 500 before.
+        ("/v1/track", json.dumps({**product_viewed(), "properties": {"x": DEEP}}).encode(), {}, 400,
+         "cannot be stored"),
+        ("/v1/batch", json.dumps({"batch": [{**product_viewed(), "context": {"x": DEEP}}]}).encode(), {}, 400,
+         "cannot be stored"),
+        ("/v1/events", json.dumps([{**event(), "extra": DEEP}]).encode(), {}, 400, "cannot be stored"),
+        # An unhashable writeKey: a 500 before.
+        ("/v1/batch", json.dumps({"writeKey": ["K"], "batch": [product_viewed()]}).encode(),
+         {"Authorization": ""}, 401, "writeKey must be a string, got list"),
+        ("/v1/batch", json.dumps({"writeKey": {"k": 1}, "batch": [product_viewed()]}).encode(),
+         {"Authorization": ""}, 401, "writeKey must be a string, got dict"),
     ],
 )  # fmt: skip
 def test_hostile_requests_get_a_4xx_that_says_why_and_store_nothing(
@@ -102,7 +116,7 @@ def test_hostile_requests_get_a_4xx_that_says_why_and_store_nothing(
 ):
     app, log = collector
     answer = post(app, path, body, headers)
-    assert answer.status_code == status and fragment in answer.json()["error"]["message"]
+    assert answer.status_code == status and fragment in answer.json()["message"]
     assert list(log.read()) == []
 
 
@@ -159,7 +173,7 @@ def test_a_full_spill_is_a_503_not_a_silent_drop(tmp_path):
         broker, tmp_path / "spill", max_spill_bytes=10, attempts=1, sleep=lambda s: None
     )
     answer = post(Collector(spilling, {KEY}), "/v1/track", json.dumps(product_viewed()).encode())
-    assert answer.status_code == 503 and "retry later" in answer.json()["error"]["message"]
+    assert answer.status_code == 503 and "retry later" in answer.json()["message"]
 
 
 class Counting:
@@ -244,3 +258,16 @@ def test_a_lambda_function_url_event_reaches_the_collector(tmp_path):
     answer = asyncio.run(invoke(app, event))
     assert answer["statusCode"] == 200 and json.loads(answer["body"]) == {"success": True}
     assert [json.loads(r.payload)["event_id"] for r in log.read()] == ["m-7"]
+
+
+def test_a_full_disk_is_a_503_to_retry_and_nothing_is_acknowledged(tmp_path, monkeypatch):
+    """A failing write at the file layer (ENOSPC on fsync): 503, as the README promises, not a 500."""
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    app = Collector(EventLogPublisher(tmp_path / "log"), {KEY})
+    answer = post(app, "/v1/track", json.dumps(product_viewed()).encode())
+    assert answer.status_code == 503, answer.text
+    assert "retry later" in answer.json()["message"] and "No space left on device" in answer.json()["message"]

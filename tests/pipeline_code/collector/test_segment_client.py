@@ -133,5 +133,36 @@ def test_a_wrong_write_key_is_refused_and_nothing_is_stored(collector):
     with suppress(Exception):
         client.track("u", "Product Viewed", {"product_id": "sku-1"}, message_id="x-1")
     answer = httpx.post(base + "/v1/track", json={"event": "Product Viewed"}, auth=("not-the-key", ""))
-    assert answer.status_code == 401 and answer.json()["error"]["message"] == "unknown write key"
+    assert answer.status_code == 401 and answer.json()["message"] == "unknown write key"
+    assert list(EventLog(log_dir).read()) == []
+
+
+def rejected(base: str, reason: str) -> float:
+    """Requests the collector refused for ``reason``, from its own metrics."""
+    for line in httpx.get(base + "/metrics").text.splitlines():
+        if line.startswith(f'dataflow_collector_rejected_requests_total{{reason="{reason}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@pytest.mark.parametrize("sdk", ["segment", "rudderstack"])
+def test_the_sdks_give_a_4xx_up_at_once_with_their_default_retries(collector, sdk):
+    """Both SDKs parse our error body (top-level ``code`` and ``message``) and
+    treat a 401 as final; an unparsed body made them retry it with backoff,
+    10 times over minutes, while their queue dropped new events."""
+    base, log_dir = collector
+    if sdk == "segment":
+        make = Client
+    else:
+        from rudderstack.analytics.client import Client as make
+    errors: list[Exception] = []
+    client = make(write_key="not-the-key", host=base, on_error=lambda e, batch: errors.append(e))
+    started = time.monotonic()
+    client.track("u", "Product Viewed", {"product_id": "sku-1"}, message_id=f"{sdk}-1")
+    client.flush()  # waits for the consumer thread, retries and all
+    took = time.monotonic() - started
+    client.join()
+    assert [getattr(e, "status", None) for e in errors] == [401], errors
+    assert errors[0].code == "unauthorized" and errors[0].message == "unknown write key"
+    assert rejected(base, "auth") == 1.0 and took < 10
     assert list(EventLog(log_dir).read()) == []

@@ -105,7 +105,7 @@ def test_hostile_bodies_over_real_http_get_4xx_and_the_server_survives(trained):
         for body in bodies:
             r = client.post(base + "/invocations", content=body, headers=JSON)
             assert r.status_code == 400, (body[:80], r.status_code, r.text)
-            assert r.json()["error"]["message"]
+            assert r.json()["message"]
         big = client.post(base + "/invocations", content=b" " * (1_572_864 + 1), headers=JSON)
         assert big.status_code == 413
         assert (
