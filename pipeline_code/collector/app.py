@@ -46,6 +46,7 @@ from pipeline_code.collector import segment
 from pipeline_code.streams.publish import Publisher, PublishError
 from pipeline_code.web.http import (
     BodyTooLarge,
+    ClientGone,
     Receive,
     Scope,
     Send,
@@ -197,6 +198,8 @@ class Collector:
                 self.rejected.labels("auth" if exc.status == 401 else "bad_request").inc()
                 await respond_error(send, exc.status, str(exc))
                 return route, exc.status
+            except ClientGone:
+                return route, 499  # nobody to answer; nothing was published
             except PublishError as exc:
                 self.rejected.labels("unavailable").inc()
                 await respond_error(send, 503, f"events not accepted, retry later: {exc}")

@@ -38,9 +38,11 @@ import msgspec
 from pipeline_code.ml.model import Recommender
 from pipeline_code.web.http import (
     BodyTooLarge,
+    ClientGone,
     Receive,
     Scope,
     Send,
+    discard_body,
     error_body,
     is_json,
     lifespan,
@@ -202,6 +204,7 @@ class ModelServer:
 
     async def _predict(self, scope: Scope, receive: Receive, send: Send) -> int:
         if not is_json(scope):
+            await discard_body(receive)
             await respond_error(send, 415, "send the request as application/json")
             return 415
         try:
@@ -209,6 +212,8 @@ class ModelServer:
         except BodyTooLarge:
             await respond_error(send, 413, f"request body is over the {MAX_BODY_BYTES}-byte limit")
             return 413
+        except ClientGone:
+            return 499  # nobody to answer (nginx's code for it, in the metrics only)
         model = self.model
         if model is None:
             await respond_error(send, 503, "the model is still loading; retry after /ping answers 200")

@@ -26,6 +26,17 @@ class BodyTooLarge(Exception):
     pass
 
 
+class ClientGone(Exception):
+    """The client disconnected (or was cut off by a timeout) before its body
+    arrived: there is nobody left to answer."""
+
+
+DRAIN_BYTES = 16 << 20
+"""How much of an oversize body is read and dropped before the 4xx, so the
+client is still reading when it arrives: closing with unread bytes in the
+socket sends a reset, which clients take for a network fault and retry."""
+
+
 def header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope["headers"]:
         if key == name:
@@ -33,21 +44,43 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+async def discard_body(receive: Receive) -> None:
+    """Drop a body the answer does not need (up to ``DRAIN_BYTES``), so a 4xx
+    sent before it was read still reaches the client."""
+    await _drain(receive, DRAIN_BYTES)
+
+
+async def _drain(receive: Receive, budget: int) -> None:
+    """Read and drop the rest of a body, up to ``budget`` bytes."""
+    while budget > 0:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        budget -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole request body; ``BodyTooLarge`` past ``limit`` bytes, found
-    from Content-Length before reading when the client sent one."""
+    """The whole request body. Past ``limit`` bytes (from Content-Length when
+    the client sent one) the rest is drained, up to ``DRAIN_BYTES``, and
+    ``BodyTooLarge`` raised; ``ClientGone`` when the client left mid-body."""
     length = header(scope, b"content-length")
     if length is not None and length.isdigit() and int(length) > limit:
+        if int(length) <= DRAIN_BYTES:
+            await _drain(receive, int(length))
         raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
+            if message.get("more_body", False):
+                await _drain(receive, DRAIN_BYTES - size)
             raise BodyTooLarge
         chunks.append(chunk)
         if not message.get("more_body", False):
