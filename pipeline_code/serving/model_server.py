@@ -27,10 +27,12 @@ is still loading; while draining it keeps answering (readiness is what turns
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
 
 import msgspec
@@ -55,6 +57,8 @@ from pipeline_code.web.metrics import ServerMetrics
 
 log = logging.getLogger(__name__)
 
+INLINE_INSTANCES = 16
+"""Requests with more instances are scored off the event loop (health never waits on them)."""
 MAX_BODY_BYTES = 1_572_864  # 1.5 MiB, Vertex AI's online prediction limit
 MAX_INSTANCES = 1000
 MAX_K = 100
@@ -144,6 +148,7 @@ class ModelServer:
         self.load_error: Exception | None = None
         self.metrics = ServerMetrics("dataflow_model")
         self._loader: threading.Thread | None = None
+        self._scorer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
 
     # -- lifecycle ---------------------------------------------------------------
     def start_loading(self) -> None:
@@ -219,7 +224,15 @@ class ModelServer:
             await respond_error(send, 503, "the model is still loading; retry after /ping answers 200")
             return 503
         try:
-            answer = predict(model, decode_request(body))
+            request = decode_request(body)
+            if len(request.instances) <= INLINE_INSTANCES:
+                answer = predict(model, request)  # a few hundred microseconds: inline is cheapest
+            else:
+                # A big request scores for seconds: off the event loop, one at a time,
+                # so /ping and /live keep answering (SageMaker gives /ping 2 s).
+                answer = await asyncio.get_running_loop().run_in_executor(
+                    self._scorer, predict, model, request
+                )
         except RequestError as exc:
             await respond_error(send, 400, str(exc))
             return 400

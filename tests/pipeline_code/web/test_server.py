@@ -136,3 +136,40 @@ def test_a_slow_app_is_not_cut_off_and_keep_alive_still_works(tmp_path):
             while not answer.endswith(b"ok"):
                 answer += s.recv(4096)
             assert answer.startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.slow
+def test_health_answers_within_100_ms_while_a_big_request_scores(trained):
+    """1,000 instances with 100 recent items each take seconds to score; the
+    model server's /ping must still answer fast (SageMaker waits 2 s)."""
+    import json
+
+    from pipeline_code.ml.model import Recommender, find_model
+
+    model = Recommender.load(find_model(trained[1]))
+    items = [f"sku-{i:05d}" for i in range(100)]
+    instances = [{"user_id": f"user-{i:06d}", "recent_items": items} for i in range(1000)]
+    body = json.dumps({"instances": instances}).encode()
+    app = ModelServer(lambda: model)
+    with serving(app) as port:
+        while not exchange(port, b"GET /ping HTTP/1.1\r\nhost: m\r\nconnection: close\r\n\r\n").startswith(
+            b"HTTP/1.1 200"
+        ):
+            time.sleep(0.05)
+        big: list[bytes] = []
+        head = b"POST /invocations HTTP/1.1\r\nhost: m\r\nconnection: close\r\n"
+        request = head + b"content-length: %d\r\n\r\n" % len(body) + body
+        worker = threading.Thread(target=lambda: big.append(exchange(port, request, timeout_s=120)))
+        started = time.monotonic()
+        worker.start()
+        pings = []
+        while worker.is_alive():
+            t = time.monotonic()
+            answer = exchange(port, b"GET /ping HTTP/1.1\r\nhost: m\r\nconnection: close\r\n\r\n")
+            pings.append((time.monotonic() - t, answer[:12]))
+            time.sleep(0.02)
+        took = time.monotonic() - started
+    assert big[0].startswith(b"HTTP/1.1 200 "), big[0][:200]
+    assert all(a == b"HTTP/1.1 200" for _, a in pings)
+    assert max(s for s, _ in pings) < 0.1, sorted(s for s, _ in pings)[-5:]
+    assert took > 0.5 and len(pings) >= 5, (took, len(pings))  # the big request really took a while
