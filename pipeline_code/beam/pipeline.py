@@ -112,13 +112,15 @@ def local_pipeline(
     settings: ProcessingSettings,
     chunk_bytes: int = 1 << 20,
     options: PipelineOptions | None = None,
+    run: dict | None = None,
 ) -> beam.Pipeline:
-    """The local chain's pipeline: event log -> stages -> DuckDB."""
+    """The local chain's pipeline: event log -> stages -> DuckDB (``run`` is
+    recorded with the commit: ``LocalWarehouseSink``)."""
     opts = options or PipelineOptions()
     runner = opts.view_as(StandardOptions).runner or local_runner()
     p = beam.Pipeline(runner=runner, options=opts)
     raw = p | "ReadEventLog" >> ReadEventLog(log_dir, from_offset, to_offset, chunk_bytes)
     known_ids, history = p | "ReadWarehouseSnapshot" >> ReadWarehouseSnapshot(*snapshot, settings.shards)
-    sink = LocalWarehouseSink(warehouse, staging_dir, log_id, from_offset, to_offset)
+    sink = LocalWarehouseSink(warehouse, staging_dir, log_id, from_offset, to_offset, run)
     build_graph(raw, known_ids, history, sink, settings)
     return p

@@ -17,7 +17,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
 from pathlib import Path
 
 from apache_beam.metrics.metric import MetricsFilter
@@ -28,7 +27,7 @@ from pipeline_code.beam.pipeline import ProcessingOptions, local_pipeline, setti
 from pipeline_code.core.ports import RunSummary
 from pipeline_code.host import ProcessingSettings
 from pipeline_code.streams.eventlog import EventLog, iter_input_lines
-from pipeline_code.warehouses.duckdb import Warehouse
+from pipeline_code.warehouses.duckdb import Warehouse, check_run
 
 INPUT_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
 
@@ -108,7 +107,12 @@ def process_log(
         with Warehouse(warehouse) as wh:
             from_offset = wh.checkpoint(log.log_id)
             snapshot = wh.export_snapshot(staging / run_id / "snapshot")
-        to_offset = log.end_offset()
+        from_offset, to_offset = log.unread_range(from_offset)
+        run = {
+            "run_id": run_id,
+            "started_at": started,
+            "events_read": log.count_records(from_offset, to_offset),
+        }
         pipeline = local_pipeline(
             str(log.path),
             log.log_id,
@@ -120,6 +124,7 @@ def process_log(
             settings,
             chunk_bytes,
             options,
+            run,
         )
         result = pipeline.run()
         result.wait_until_finish()
@@ -136,8 +141,7 @@ def process_log(
             started_at=started,
             seconds=time.time() - started,
         )
-        with Warehouse(warehouse) as wh:
-            wh.record_run(asdict(summary))
+        check_run(warehouse, summary)
         return summary
     finally:
         shutil.rmtree(staging / run_id, ignore_errors=True)

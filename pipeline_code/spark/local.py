@@ -17,14 +17,13 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import asdict
 from pathlib import Path
 
 from pipeline_code.core.ports import RunSummary
 from pipeline_code.host import ProcessingSettings
 from pipeline_code.spark.adapter import BatchResult, process_micro_batch
 from pipeline_code.streams.eventlog import EventLog
-from pipeline_code.warehouses.duckdb import DuckDBLookup, LocalWarehouseSink, Warehouse
+from pipeline_code.warehouses.duckdb import DuckDBLookup, LocalWarehouseSink, Warehouse, check_run
 
 
 class SparkUnavailable(Exception):
@@ -80,13 +79,19 @@ def process_log_spark(
     try:
         with Warehouse(warehouse) as wh:
             from_offset = wh.checkpoint(log.log_id)
-        to_offset = log.end_offset()
+        from_offset, to_offset = log.unread_range(from_offset)
         ranges = log.ranges(from_offset, to_offset, chunk_bytes)
         raws = spark.sparkContext.parallelize(ranges, max(1, len(ranges))).flatMap(_ReadRange(str(log.path)))
-        sink = LocalWarehouseSink(str(warehouse), str(staging), log.log_id, from_offset, to_offset)
+        run_id = uuid.uuid4().hex
+        run = {
+            "run_id": run_id,
+            "started_at": started,
+            "events_read": log.count_records(from_offset, to_offset),
+        }
+        sink = LocalWarehouseSink(str(warehouse), str(staging), log.log_id, from_offset, to_offset, run)
         result: BatchResult = process_micro_batch(raws, DuckDBLookup(str(warehouse)), sink, settings)
         summary = RunSummary(
-            run_id=uuid.uuid4().hex,
+            run_id=run_id,
             log_id=log.log_id,
             from_offset=from_offset,
             to_offset=to_offset,
@@ -97,8 +102,7 @@ def process_log_spark(
             started_at=started,
             seconds=time.time() - started,
         )
-        with Warehouse(warehouse) as wh:
-            wh.record_run(asdict(summary))
+        check_run(warehouse, summary)
         return summary
     finally:
         shutil.rmtree(staging, ignore_errors=True)

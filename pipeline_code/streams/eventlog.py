@@ -77,6 +77,33 @@ class EventLog:
         with open(p, "rb") as f:
             return base + _complete_size(f)
 
+    def durable_end(self) -> int:
+        """The end of the last record whose append returned, fsync and all.
+
+        ``end_offset`` alone may count a record that is written but not yet
+        fsynced; a checkpoint past it could outlive a power loss that takes the
+        record away, and appends after it would land below the checkpoint and
+        never be read. Appends hold the lock exclusively until their fsync
+        returns: under the shared lock the end is durable."""
+        if not self.path.exists():
+            return 0
+        with open(self.path / _LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH)
+            return self.end_offset()
+
+    def unread_range(self, checkpoint: int) -> tuple[int, int]:
+        """``(checkpoint, durable end)``: what a run past ``checkpoint`` may
+        read. ``EventLogError`` when the checkpoint is past the end: the log
+        was truncated or replaced, and reading on would skip or repeat events."""
+        end = self.durable_end()
+        if checkpoint > end:
+            raise EventLogError(
+                f"the warehouse's checkpoint for log {self.log_id} is at byte {checkpoint}, past the "
+                f"end of the log at {self.path} ({end} bytes): was the log truncated or replaced? "
+                "Nothing was processed."
+            )
+        return checkpoint, end
+
     def _repair_tail(self) -> None:
         """Cut a torn record. Only called under the append lock: a reader must
         never cut bytes a writer is still appending."""
@@ -178,6 +205,10 @@ class EventLog:
             out.append(RawEvent(offset, int(line[:tab]), line[tab + 1 :]))
             offset += len(line) + 1
         return out
+
+    def count_records(self, start: int, end: int) -> int:
+        """How many records lie between two record boundaries."""
+        return sum(len(self.read_range(lo, hi)) for lo, hi in self.ranges(start, end, 8 << 20))
 
     def read(self, start: int = 0, end: int | None = None) -> Iterator[RawEvent]:
         """Every record from ``start`` to ``end`` (default: the current end)."""

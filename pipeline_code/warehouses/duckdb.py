@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline_code.core.ports import USER_FEATURES, history_row
+from pipeline_code.core.ports import USER_FEATURES, RunSummary, history_row
 from pipeline_code.tables import TABLES, Table, arrow_schema, duckdb_ddl
 
 _META_DDL = (
@@ -150,10 +150,16 @@ class Warehouse:
         log_id: str,
         from_offset: int,
         to_offset: int,
+        run: dict | None = None,
     ) -> LoadResult:
         """Merge staged files and move the checkpoint from ``from_offset`` to
         ``to_offset`` atomically. Fails (loading nothing) if the checkpoint
-        moved since the run started: another run already loaded that range."""
+        moved since the run started: another run already loaded that range.
+
+        ``run`` (``run_id``, ``started_at``, ``events_read``) is recorded in
+        ``_dataflow_runs`` in the same transaction, with what this commit
+        stored: a run's rows, its checkpoint and its summary land together or
+        not at all, so the runs always add up to the tables."""
         unknown = set(staged) - set(TABLES)
         if unknown:
             raise WarehouseError(f"staged files for unknown tables: {sorted(unknown)}")
@@ -187,32 +193,58 @@ class Warehouse:
                 duplicates_at_load=staged_events - counts["events"],
                 dead_letters_stored=counts["dead_letters"],
             )
+            if run is not None:
+                stored, dead = counts["events"], counts["dead_letters"]
+                con.execute(
+                    "INSERT INTO _dataflow_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, to_timestamp(?), now())",
+                    [
+                        run["run_id"],
+                        log_id,
+                        from_offset,
+                        to_offset,
+                        run["events_read"],
+                        stored,
+                        run["events_read"] - stored - dead,
+                        dead,
+                        run["started_at"],
+                    ],
+                )
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
             raise
         return result
 
-    def record_run(self, run: dict) -> None:
-        """Keep a run's summary (what ``dataflow process`` printed)."""
-        self.con.execute(
-            "INSERT INTO _dataflow_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, to_timestamp(?), now())",
-            [
-                run["run_id"],
-                run["log_id"],
-                run["from_offset"],
-                run["to_offset"],
-                run["events_read"],
-                run["events_stored"],
-                run["duplicates_skipped"],
-                run["dead_lettered"],
-                run["started_at"],
-            ],
-        )
+    def run_counts(self, run_id: str) -> dict[str, int] | None:
+        """What ``_dataflow_runs`` holds for a run (``None`` if it never committed)."""
+        row = self.con.execute(
+            "SELECT events_read, events_stored, duplicates_skipped, dead_lettered FROM _dataflow_runs "
+            "WHERE run_id = ?",
+            [run_id],
+        ).fetchone()
+        if row is None:
+            return None
+        return dict(zip(RUN_COUNTS, row, strict=True))
 
     # -- reporting -------------------------------------------------------------
     def row_counts(self) -> dict[str, int]:
         return {name: self.con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for name in TABLES}
+
+
+RUN_COUNTS = ("events_read", "events_stored", "duplicates_skipped", "dead_lettered")
+
+
+def check_run(warehouse: str | Path, summary: RunSummary) -> None:
+    """The engine's own counts (its metrics) must be what the commit recorded
+    from the rows it stored: two independent counts of one run. A run that
+    committed nothing (an empty range with no commit) has no row to check."""
+    with Warehouse(warehouse) as wh:
+        committed = wh.run_counts(summary.run_id)
+    counted = {k: getattr(summary, k) for k in RUN_COUNTS}
+    if committed is not None and committed != counted:
+        raise WarehouseError(
+            f"run {summary.run_id}: the engine counted {counted}, the commit recorded {committed}"
+        )
 
 
 class LocalWarehouseSink:
@@ -220,13 +252,20 @@ class LocalWarehouseSink:
     log checkpoint. Picklable: it carries paths and offsets, not connections."""
 
     def __init__(
-        self, warehouse: str, staging_dir: str, log_id: str, from_offset: int, to_offset: int
+        self,
+        warehouse: str,
+        staging_dir: str,
+        log_id: str,
+        from_offset: int,
+        to_offset: int,
+        run: dict | None = None,
     ) -> None:
         self.warehouse = warehouse
         self.staging_dir = staging_dir
         self.log_id = log_id
         self.from_offset = from_offset
         self.to_offset = to_offset
+        self.run = run  # recorded with the commit (``Warehouse.load``)
 
     def stage(self, table: str, rows: list[dict]) -> str:
         path = Path(self.staging_dir) / table / f"{uuid.uuid4().hex}.parquet"
@@ -236,7 +275,7 @@ class LocalWarehouseSink:
 
     def commit(self, files: dict[str, list[str]]) -> LoadResult:
         with Warehouse(self.warehouse) as wh:
-            return wh.load(files, self.log_id, self.from_offset, self.to_offset)
+            return wh.load(files, self.log_id, self.from_offset, self.to_offset, self.run)
 
 
 class DuckDBLookup:

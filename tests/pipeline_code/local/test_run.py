@@ -116,3 +116,62 @@ def test_missing_input_fails_before_anything_is_ingested(tmp_path):
     empty.mkdir()
     with pytest.raises(InputError, match="has no"):
         process_files([empty], tmp_path / "w.duckdb")
+
+
+def test_a_log_cut_below_the_checkpoint_is_refused_and_nothing_changes(tmp_path):
+    """A log truncated (or replaced) below the warehouse's checkpoint would
+    have new appends land where the next run never reads: refused by name."""
+    from pipeline_code.streams.eventlog import EventLogError
+
+    log = EventLog(tmp_path / "log")
+    log.append([line(event_id=f"e-{i}") for i in range(5)])
+    warehouse = tmp_path / "w.duckdb"
+    assert process_log(log.path, warehouse).events_stored == 5
+    (segment,) = sorted(log.path.glob("*.log"))
+    data = segment.read_bytes()
+    segment.write_bytes(data[: data.index(b"\n") + 1])  # only the first record is left
+    with pytest.raises(EventLogError, match="past the end of the log"):
+        process_log(log.path, warehouse)
+    with duckdb.connect(str(warehouse)) as con:
+        assert con.execute("SELECT count(*) FROM events").fetchone() == (5,)
+
+
+def runs_add_up(warehouse) -> None:
+    """Every committed run is in _dataflow_runs and the runs add up to the tables."""
+    with duckdb.connect(str(warehouse)) as con:
+        stored, dead, read, dups = con.execute(
+            "SELECT sum(events_stored), sum(dead_lettered), sum(events_read), sum(duplicates_skipped) "
+            "FROM _dataflow_runs"
+        ).fetchone()
+        assert stored == con.execute("SELECT count(*) FROM events").fetchone()[0]
+        assert dead == con.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+        assert read == stored + dead + dups
+
+
+def test_a_crash_right_after_the_commit_keeps_the_runs_summary(tmp_path, corpus, monkeypatch):
+    """The summary is committed with the rows and the checkpoint: a kill after
+    the commit (here: the engine's counters cannot even be read) loses nothing."""
+    import pipeline_code.local.run as run
+
+    wh, log_dir = tmp_path / "w.duckdb", tmp_path / "log"
+    EventLog(log_dir).append(corpus.read_bytes().splitlines())
+
+    def killed(result, name):
+        raise KeyboardInterrupt("killed after the commit")
+
+    monkeypatch.setattr(run, "_counter", killed)
+    with pytest.raises(KeyboardInterrupt):
+        process_log(log_dir, wh)
+    monkeypatch.undo()
+    assert counts(wh)["events"] == 3
+    runs_add_up(wh)
+    assert process_log(log_dir, wh).events_read == 0  # nothing is read twice
+    runs_add_up(wh)
+
+
+def test_the_engines_counts_and_the_commits_agree_on_the_hostile_corpus(tmp_path, corpus):
+    wh, log_dir = tmp_path / "w.duckdb", tmp_path / "log"
+    EventLog(log_dir).append(corpus.read_bytes().splitlines() * 2)  # every event twice: duplicates too
+    summary = process_log(log_dir, wh)
+    assert summary.balanced and summary.duplicates_skipped > 0 and summary.dead_lettered > 0
+    runs_add_up(wh)

@@ -87,3 +87,38 @@ def test_input_lines_skip_blanks_bom_and_line_endings(tmp_path):
     packed = tmp_path / "b.jsonl.gz"
     packed.write_bytes(gzip.compress(b'{"c":3}\n'))
     assert list(iter_input_lines(packed)) == [b'{"c":3}']
+
+
+def test_the_durable_end_waits_for_an_append_to_finish_its_fsync(tmp_path):
+    """A record written but not yet fsynced is not readable: the run that
+    checkpointed past it could outlive a power loss that takes it away."""
+    import fcntl
+    import threading
+
+    log = EventLog(tmp_path / "log")
+    log.append([b'{"event_id": "a"}'])
+    settled = log.durable_end()
+    with open(log.path / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # an append in progress: written, fsync not yet returned
+        (segment,) = sorted(log.path.glob("*.log"))
+        with open(segment, "ab") as f:
+            f.write(b'123\t{"event_id": "b"}\n')
+        assert log.end_offset() > settled  # what a reader without the lock would take
+        seen: list[int] = []
+        reader = threading.Thread(target=lambda: seen.append(log.durable_end()))
+        reader.start()
+        reader.join(0.3)
+        assert reader.is_alive() and seen == []
+    reader.join(5)
+    assert seen == [log.end_offset()]
+
+
+def test_a_checkpoint_past_the_end_of_the_log_is_refused_by_name(tmp_path):
+    log = EventLog(tmp_path / "log")
+    log.append([b'{"event_id": "a"}'])
+    end = log.durable_end()
+    assert log.unread_range(0) == (0, end) and log.unread_range(end) == (end, end)
+    with pytest.raises(
+        EventLogError, match=f"checkpoint .* is at byte {end + 5}, past the end .*{end} bytes"
+    ):
+        log.unread_range(end + 5)
