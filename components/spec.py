@@ -134,6 +134,8 @@ class CollectorSpec(_Section):
     """Deploy the Segment-compatible collector as the ingest front door."""
     max_instances: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
     memory_mb: Annotated[int, msgspec.Meta(ge=128, le=32768)] = 512
+    allowed_origins: list[Annotated[str, msgspec.Meta(pattern=r"^https?://[^/\s,]+$")]] = []
+    """Shop origins (``https://shop.example``) browsers may send from; empty: any (write keys check)."""
 
 
 class AlertSpec(_Section):

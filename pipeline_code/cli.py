@@ -274,7 +274,9 @@ def cmd_api(args: argparse.Namespace) -> None:
 
 def cmd_collect(args: argparse.Namespace) -> None:
     """Run the Segment-compatible collector in front of the local event log."""
+    from pipeline_code import host
     from pipeline_code.collector.app import Collector
+    from pipeline_code.collector.settings import allowed_origins_from_env
     from pipeline_code.local.run import default_log_dir
     from pipeline_code.streams.eventlog import EventLogError
     from pipeline_code.streams.publish import EventLogPublisher
@@ -285,15 +287,19 @@ def cmd_collect(args: argparse.Namespace) -> None:
         raise UserError(f"--host {args.host} is reachable from other machines: give at least one --write-key")
     log_dir = args.log_dir or default_log_dir(args.warehouse)
     try:
+        origins = allowed_origins_from_env({host.ENV_ALLOWED_ORIGINS: ",".join(args.allow_origin or [])})
+    except ValueError as exc:
+        raise UserError(str(exc).replace(host.ENV_ALLOWED_ORIGINS, "--allow-origin")) from exc
+    try:
         publisher = EventLogPublisher(log_dir)
     except EventLogError as exc:
         raise UserError(str(exc)) from exc
     out.print(
         f"collector on http://{args.host}:{args.port} -> {log_dir} "
         f"({'write keys: ' + str(len(keys)) if keys else 'no write key required (loopback only)'}); "
-        f"then: dataflow process --input ... or python -m pipeline_code.beam --event_log_dir {log_dir}"
+        f"then: dataflow process --input ... or python -m pipeline_code.local --event_log_dir {log_dir}"
     )
-    make_server(Collector(publisher, keys), args.host, args.port, log_level="warning").run()
+    make_server(Collector(publisher, keys, origins), args.host, args.port, log_level="warning").run()
 
 
 def cmd_status(args: argparse.Namespace) -> None:
@@ -485,6 +491,11 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     co.add_argument("--port", type=int, default=8088, help="port (default 8088)")
     co.add_argument("--write-key", action="append", help="accepted write key (repeatable)")
+    co.add_argument(
+        "--allow-origin",
+        action="append",
+        help="a shop origin browsers may send from, scheme://host[:port] (repeatable; default: any)",
+    )
     co.set_defaults(func=cmd_collect)
 
     d = sub.add_parser("demo", help="generate events, run the local chain, train, report")

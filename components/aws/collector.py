@@ -75,6 +75,11 @@ class Collector(pulumi.ComponentResource):
                 host.ENV_COLLECTOR_SINK: ingest.stream.name.apply(lambda s: host.sink("kinesis", s)),
                 host.ENV_SPILL_MB: "0",
                 host.ENV_WRITE_KEYS_SECRET: self.write_keys.arn,
+                **(
+                    {host.ENV_ALLOWED_ORIGINS: ",".join(collector.allowed_origins)}
+                    if collector.allowed_origins
+                    else {}
+                ),
             },
             kms_key_arn=kms_key_arn,
             tags=tags,

@@ -109,6 +109,11 @@ class Collector(pulumi.ComponentResource):
                 host.ENV_COLLECTOR_SINK: sink,
                 host.ENV_SPILL_MB: "0",
                 host.ENV_WRITE_KEYS: keys,
+                **(
+                    {host.ENV_ALLOWED_ORIGINS: ",".join(collector.allowed_origins)}
+                    if collector.allowed_origins
+                    else {}
+                ),
             },
             max_instances=collector.max_instances,
             tags=tags,

@@ -92,6 +92,11 @@ class Collector(pulumi.ComponentResource):
                     value=ingest.topic.id.apply(lambda t: host.sink("pubsub", t)),
                 ),
                 env(name=host.ENV_SPILL_MB, value="0"),
+                *(
+                    [env(name=host.ENV_ALLOWED_ORIGINS, value=",".join(collector.allowed_origins))]
+                    if collector.allowed_origins
+                    else []
+                ),
                 env(
                     name=host.ENV_WRITE_KEYS,
                     value_source=gcp.cloudrunv2.ServiceTemplateContainerEnvValueSourceArgs(

@@ -7,8 +7,14 @@ Routes:
 
 - Segment's HTTP tracking API: ``POST /v1/batch``, ``/v1/track``,
   ``/v1/page``, ``/v1/screen``, ``/v1/identify``, ``/v1/alias``,
-  ``/v1/group``. The write key is the HTTP basic-auth user name (or the
-  body's ``writeKey``); bodies may be gzipped. Calls map onto the event
+  ``/v1/group``, and the short routes analytics.js posts to (``/v1/b``,
+  ``/v1/t``, ``/v1/p``, ``/v1/s``, ``/v1/i``, ``/v1/a``, ``/v1/g``, with
+  ``Content-Type: text/plain`` bodies of JSON). Browsers get CORS: a
+  preflight (``OPTIONS``) is answered 204 and every answer, errors
+  included, carries ``Access-Control-Allow-Origin`` for an allowed origin
+  (any, unless ``COLLECTOR_ALLOWED_ORIGINS`` names them; others get 403).
+  The write key is the HTTP basic-auth user name (or the body's
+  ``writeKey``); bodies may be gzipped. Calls map onto the event
   contract (``pipeline_code.collector.segment``).
 - ``POST /v1/events``: events already in our contract, one JSON object or a
   JSON array of them, forwarded unchanged (bytes per event).
@@ -53,6 +59,7 @@ from pipeline_code.web.http import (
     header,
     lifespan,
     read_body,
+    respond,
     respond_error,
     respond_fallback,
     respond_json,
@@ -62,6 +69,9 @@ from pipeline_code.web.metrics import ServerMetrics
 MAX_EVENT_BYTES = 32 * 1024
 MAX_REQUEST_BYTES = 500 * 1024
 SEGMENT_ROUTES = {f"/v1/{kind}": kind for kind in (*segment.CALL_TYPES, "batch")}
+# analytics.js (Segment's browser library) posts to the first letter of each call.
+SEGMENT_ROUTES |= {f"/v1/{kind[0]}": kind for kind in (*segment.CALL_TYPES, "batch")}
+CORS_MAX_AGE = b"86400"
 OK = {"success": True}
 
 
@@ -152,11 +162,39 @@ class GroupCommit:
             self.flushing = False
 
 
+def _with_cors(send: Send, origin: bytes) -> Send:
+    """``send`` that puts the CORS headers on every answer, errors included:
+    a browser hides any answer without them from the page."""
+
+    async def send_with_cors(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            message = {
+                **message,
+                "headers": [
+                    *message.get("headers", []),
+                    (b"access-control-allow-origin", origin),
+                    (b"access-control-allow-credentials", b"true"),
+                    (b"vary", b"Origin"),
+                ],
+            }
+        await send(message)
+
+    return send_with_cors
+
+
 class Collector:
     """The ASGI app."""
 
-    def __init__(self, publisher: Publisher, write_keys: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        publisher: Publisher,
+        write_keys: set[str] | None = None,
+        allowed_origins: set[str] | None = None,
+    ) -> None:
         self.publisher = publisher
+        # Browsers call from the shop's own origin. None: any origin may (the
+        # write key is the check); a set: only those (exact scheme://host[:port]).
+        self.allowed_origins = allowed_origins
         self.commit = GroupCommit(publisher)
         # None: no auth (a private local collector). Empty set: nothing is accepted.
         self.write_keys = write_keys
@@ -181,8 +219,36 @@ class Collector:
         if scope["type"] != "http":
             return
         started = time.perf_counter()
-        route, code = await self._route(scope, receive, send)
+        origin = header(scope, b"origin")
+        if origin is not None and not self._origin_allowed(origin):
+            await respond_error(send, 403, f"origin {origin.decode(errors='replace')} is not allowed")
+            self.metrics.observe("cors", 403, time.perf_counter() - started)
+            return
+        if origin is not None:
+            send = _with_cors(send, origin)
+        if scope["method"] == "OPTIONS":
+            route, code = await self._preflight(scope, send)
+        else:
+            route, code = await self._route(scope, receive, send)
         self.metrics.observe(route, code, time.perf_counter() - started)
+
+    def _origin_allowed(self, origin: bytes) -> bool:
+        return self.allowed_origins is None or origin.decode(errors="replace") in self.allowed_origins
+
+    async def _preflight(self, scope: Scope, send: Send) -> tuple[str, int]:
+        """A browser's CORS preflight: which methods and headers a POST may carry."""
+        requested = header(scope, b"access-control-request-headers") or b"authorization, content-type"
+        await respond(
+            send,
+            204,
+            b"",
+            headers=[
+                (b"access-control-allow-methods", b"POST, OPTIONS"),
+                (b"access-control-allow-headers", requested),
+                (b"access-control-max-age", CORS_MAX_AGE),
+            ],
+        )
+        return "preflight", 204
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> tuple[str, int]:
         path = scope["path"].rstrip("/") or "/"

@@ -8,6 +8,9 @@ set exactly these.
 - ``DATAFLOW_WRITE_KEYS``: comma-separated write keys (required unless
   ``COLLECTOR_OPEN=1``, for a private local collector), or on AWS
   ``DATAFLOW_WRITE_KEYS_SECRET``: the Secrets Manager secret holding them;
+- ``COLLECTOR_ALLOWED_ORIGINS``: the shops' origins browsers may send from,
+  comma-separated (``https://shop.example``); unset or empty: any origin
+  (the write key is the check);
 - ``COLLECTOR_SPILL_DIR`` (default: a directory under the system temp dir) and
   ``COLLECTOR_SPILL_MB``: the local spill for broker outages (``0`` on
   serverless hosts, whose disk does not outlive the instance).
@@ -46,6 +49,16 @@ def write_keys_from_secret(secret_id: str) -> set[str]:
     return keys
 
 
+def allowed_origins_from_env(env: Mapping[str, str]) -> set[str] | None:
+    """The allowed browser origins; ``None``: any. Each must be ``scheme://host[:port]``."""
+    origins = {o.strip().rstrip("/") for o in env.get(host.ENV_ALLOWED_ORIGINS, "").split(",") if o.strip()}
+    for origin in origins:
+        scheme, sep, rest = origin.partition("://")
+        if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+            raise ValueError(f"{host.ENV_ALLOWED_ORIGINS} entry {origin!r} must be scheme://host[:port]")
+    return origins or None
+
+
 def publisher_from_env(env: Mapping[str, str], default_spill_mb: int) -> Publisher:
     """``COLLECTOR_SINK`` and the spill settings -> the publisher."""
     spill_mb = env.get(host.ENV_SPILL_MB, "") or str(default_spill_mb)
@@ -60,4 +73,4 @@ def collector_from_env(env: Mapping[str, str], default_spill_mb: int = 1024) -> 
         keys: set[str] | None = write_keys_from_secret(env[host.ENV_WRITE_KEYS_SECRET])
     else:
         keys = write_keys_from_env(env)
-    return Collector(publisher_from_env(env, default_spill_mb), keys)
+    return Collector(publisher_from_env(env, default_spill_mb), keys, allowed_origins_from_env(env))

@@ -103,3 +103,17 @@ def test_every_link_documents_each_parameter(cloud):
                 # The parameter's entry: its line and the deeper-indented lines under it.
                 entry = re.search(rf"^    {p.name}:.*(?:\n        .*)*", doc, re.M)
                 assert entry and "Default" in entry.group(0), f"{cloud}.{name}({p.name}): no default said"
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_the_collector_gets_the_allowed_origins_when_some_are_set(cloud):
+    from components.chain import build_chain
+    from components.mocks import run_program
+    from components.spec import load_spec
+    from tests.components import configs
+
+    config = getattr(configs, f"{cloud}_config")(collector={"allowed_origins": ["https://shop.example"]})
+    package(cloud)
+    rec, _ = run_program(lambda: build_chain(load_spec(config)))
+    text = repr([r.inputs for r in rec.resources if "collector" in r.name])
+    assert "COLLECTOR_ALLOWED_ORIGINS" in text and "https://shop.example" in text

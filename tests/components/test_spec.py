@@ -145,3 +145,10 @@ def test_a_stack_file_error_names_the_key(tmp_path):
     bad.write_text("config:\n  data-flow:cloud: gcp\n  data-flow:processing:\n    max_workers: many\n")
     with pytest.raises(SpecError, match=r"data-flow:processing\.max_workers.*'many'"):
         spec_from_stack_file(str(bad))
+
+
+def test_collector_origins_are_checked_and_reach_every_clouds_collector():
+    spec = load_spec(gcp_config(collector={"allowed_origins": ["https://shop.example"]}))
+    assert spec.collector.allowed_origins == ["https://shop.example"]
+    with pytest.raises(SpecError, match="allowed_origins"):
+        load_spec(gcp_config(collector={"allowed_origins": ["shop.example/path"]}))

@@ -8,6 +8,7 @@ import errno
 import gzip
 import json
 import os
+import re
 
 import httpx
 import pytest
@@ -271,3 +272,81 @@ def test_a_full_disk_is_a_503_to_retry_and_nothing_is_acknowledged(tmp_path, mon
     answer = post(app, "/v1/track", json.dumps(product_viewed()).encode())
     assert answer.status_code == 503, answer.text
     assert "retry later" in answer.json()["message"] and "No space left on device" in answer.json()["message"]
+
+
+def call(app, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> httpx.Response:
+    async def go():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://collector") as client:
+            return await client.request(method, path, content=body, headers=headers or {})
+
+    return asyncio.run(go())
+
+
+SHOP = "https://shop.example"
+
+
+def test_a_browsers_preflight_is_answered_for_the_post_it_announces(collector):
+    app, _ = collector
+    answer = call(
+        app,
+        "OPTIONS",
+        "/v1/t",
+        headers={
+            "Origin": SHOP,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
+    assert answer.status_code == 204
+    assert answer.headers["access-control-allow-origin"] == SHOP
+    assert "POST" in answer.headers["access-control-allow-methods"]
+    assert answer.headers["access-control-allow-headers"] == "authorization,content-type"
+
+
+@pytest.mark.parametrize(
+    ("route", "kind"), [("t", "track"), ("p", "page"), ("i", "identify"), ("b", "batch")]
+)
+def test_analytics_js_short_routes_take_text_plain_json_with_the_body_write_key(collector, route, kind):
+    """analytics.js posts ``text/plain`` (no preflight for the body type) with the write key in the body."""
+    app, log = collector
+    message = {**product_viewed(7), "type": kind, "writeKey": KEY}
+    body = {"batch": [product_viewed(7)], "writeKey": KEY} if kind == "batch" else message
+    answer = call(
+        app, "POST", f"/v1/{route}", json.dumps(body).encode(), {"Content-Type": "text/plain", "Origin": SHOP}
+    )
+    assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == SHOP
+    stored = [json.loads(r.payload) for r in log.read()]
+    # Contract calls become events; the others are kept as sent.
+    assert [d.get("event_id", d.get("messageId")) for d in stored] == ["m-7"]
+
+
+def test_errors_carry_cors_headers_so_the_page_can_read_them(collector):
+    app, log = collector
+    answer = call(app, "POST", "/v1/t", b"{not json", {"Content-Type": "text/plain", "Origin": SHOP})
+    assert answer.status_code == 400
+    assert answer.headers["access-control-allow-origin"] == SHOP and answer.headers["vary"] == "Origin"
+    assert list(log.read()) == []
+
+
+def test_only_the_configured_origins_may_send_when_some_are(tmp_path):
+    log = EventLog(tmp_path / "log")
+    app = Collector(EventLogPublisher(log.path), {KEY}, allowed_origins={SHOP})
+    other = call(app, "OPTIONS", "/v1/t", headers={"Origin": "https://evil.example"})
+    assert other.status_code == 403 and "access-control-allow-origin" not in other.headers
+    body = json.dumps({**product_viewed(8), "writeKey": KEY}).encode()
+    refused = call(app, "POST", "/v1/t", body, {"Origin": "https://evil.example"})
+    assert refused.status_code == 403 and list(log.read()) == []
+    assert call(app, "POST", "/v1/t", body, {"Origin": SHOP}).status_code == 200
+    # Servers and SDKs send no Origin: the write key is their check, as before.
+    assert call(app, "POST", "/v1/t", body).status_code == 200
+
+
+def test_allowed_origins_come_from_the_environment_and_bad_ones_are_named():
+    from pipeline_code.collector.settings import allowed_origins_from_env
+
+    assert allowed_origins_from_env({}) is None
+    origins = allowed_origins_from_env({"COLLECTOR_ALLOWED_ORIGINS": f"{SHOP}/, http://localhost:3000"})
+    assert origins == {SHOP, "http://localhost:3000"}
+    with pytest.raises(ValueError, match=re.escape("COLLECTOR_ALLOWED_ORIGINS entry 'shop.example' must be")):
+        allowed_origins_from_env({"COLLECTOR_ALLOWED_ORIGINS": "shop.example"})
