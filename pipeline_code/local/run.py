@@ -26,8 +26,8 @@ from pipeline_code import host
 from pipeline_code.beam.pipeline import ProcessingOptions, local_pipeline, settings_from_options
 from pipeline_code.core.ports import RunSummary
 from pipeline_code.host import ProcessingSettings
-from pipeline_code.streams.eventlog import EventLog, iter_input_lines
-from pipeline_code.warehouses.duckdb import Warehouse, check_run
+from pipeline_code.streams.eventlog import EventLog, EventLogError, iter_input_lines
+from pipeline_code.warehouses.duckdb import Warehouse, check_run, one_line_error, root_cause
 
 INPUT_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
 
@@ -63,22 +63,29 @@ def ingest_files(
     """Append every line of the files to the log; returns lines appended."""
     total = 0
     for f in files:
+        batch: list[bytes] = []
         try:
-            batch: list[bytes] = []
             for line in iter_input_lines(f):
                 batch.append(line)
                 if len(batch) >= 50_000:
-                    total += log.append(batch)[1]
-                    if on_progress:
-                        on_progress(len(batch))
+                    total += _append(log, batch, on_progress)
                     batch = []
-            if batch:
-                total += log.append(batch)[1]
-                if on_progress:
-                    on_progress(len(batch))
         except OSError as exc:
-            raise InputError(f"input {f} cannot be read: {exc}") from exc
+            raise InputError(f"input {f} cannot be read: {exc.strerror or exc}") from exc
+        if batch:
+            total += _append(log, batch, on_progress)
     return total
+
+
+def _append(log: EventLog, batch: list[bytes], on_progress: Callable[[int], None] | None) -> int:
+    """Append a batch of input lines; a failing write is the log's, not the input's."""
+    try:
+        appended = log.append(batch)[1]
+    except OSError as exc:
+        raise EventLogError(f"event log {log.path} cannot be written: {exc.strerror or exc}") from exc
+    if on_progress:
+        on_progress(len(batch))
+    return appended
 
 
 def _counter(result, name: str) -> int:
@@ -126,8 +133,14 @@ def process_log(
             options,
             run,
         )
-        result = pipeline.run()
-        result.wait_until_finish()
+        try:
+            result = pipeline.run()
+            result.wait_until_finish()
+        except Exception as exc:
+            # Beam wraps the commit's error in its own: say the real cause, in one line.
+            if root_cause(exc) is exc:
+                raise
+            raise one_line_error(exc, warehouse) from exc
         summary = RunSummary(
             run_id=run_id,
             log_id=log.log_id,

@@ -9,6 +9,7 @@ neither loses nor re-adds events. Each table merges by its rule in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from dataclasses import dataclass
@@ -95,6 +96,38 @@ def _merge_sql(table: Table, paths: list[str]) -> str:
         f"INSERT INTO {table.name} ({col_list}) SELECT {', '.join(aggs)} FROM {src} "
         f"GROUP BY {keys} ON CONFLICT ({keys}) DO UPDATE SET {', '.join(updates)}"
     )
+
+
+def _line(exc: BaseException) -> str:
+    """An error's first line, with the OS's words where there are some."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return (str(exc) or type(exc).__name__).splitlines()[0]
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The error an engine wrapped (Beam re-raises a DoFn's error as a
+    RuntimeError with it as the cause): the first ``WarehouseError``, else the
+    first ``OSError`` or DuckDB error down the chain, else ``exc``."""
+    chain, seen = [], set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for kinds in ((WarehouseError,), (OSError, duckdb.Error)):
+        for c in chain:
+            if isinstance(c, kinds):
+                return c
+    return exc
+
+
+def one_line_error(exc: BaseException, warehouse: str | os.PathLike) -> WarehouseError:
+    """What a failed run tells its user: one line with the real cause."""
+    root = root_cause(exc)
+    if isinstance(root, WarehouseError):
+        return root
+    return WarehouseError(f"warehouse {warehouse}: the run failed, nothing was stored: {_line(root)}")
 
 
 class Warehouse:
@@ -210,9 +243,15 @@ class Warehouse:
                     ],
                 )
             con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+        except Exception as exc:
+            # The failure may have ended the transaction already: its own error says why.
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            if isinstance(exc, WarehouseError):
+                raise
+            raise WarehouseError(
+                f"warehouse {self.path}: the commit failed, nothing was stored: {_line(exc)}"
+            ) from exc
         return result
 
     def run_counts(self, run_id: str) -> dict[str, int] | None:

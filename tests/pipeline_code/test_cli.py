@@ -118,3 +118,26 @@ def test_process_with_the_spark_engine_counts_like_beam(tmp_path, capsys):
         out = capsys.readouterr().out
         counts[engine] = [line.split("│")[2].strip() for line in out.splitlines() if line.count("│") == 3][:4]
     assert counts["spark"] == counts["beam"] and counts["beam"][0] == "600"
+
+
+@pytest.mark.slow
+def test_a_warehouse_held_by_another_process_is_one_line(tmp_path):
+    """Two runs on one warehouse: the second says the file is locked, no traceback."""
+    warehouse = tmp_path / "w.duckdb"
+    data = tmp_path / "e.jsonl"
+    assert main(["generate", "--events", "50", "--out", str(data)]) == 0
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, sys, time; c = duckdb.connect({str(warehouse)!r}); "
+         "print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        r = _run("process", "--input", str(data), "--warehouse", str(warehouse))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert r.returncode == 1, r.stderr
+    assert "lock" in r.stderr.lower() and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -175,3 +175,58 @@ def test_the_engines_counts_and_the_commits_agree_on_the_hostile_corpus(tmp_path
     summary = process_log(log_dir, wh)
     assert summary.balanced and summary.duplicates_skipped > 0 and summary.dead_lettered > 0
     runs_add_up(wh)
+
+
+def enospc(*args, **kwargs):
+    import errno
+    import os
+
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_disk_at_the_commit_is_one_line_naming_it(tmp_path, corpus, monkeypatch):
+    """Beam wraps the commit's error in its own traceback; the user gets the real cause."""
+    from pipeline_code.warehouses.duckdb import Warehouse, WarehouseError
+
+    wh, log_dir = tmp_path / "w.duckdb", tmp_path / "log"
+    EventLog(log_dir).append(corpus.read_bytes().splitlines())
+    monkeypatch.setattr(Warehouse, "load", enospc)
+    with pytest.raises(WarehouseError) as failed:
+        process_log(log_dir, wh)
+    message = str(failed.value)
+    assert "No space left on device" in message and "\n" not in message and "nothing was stored" in message
+    monkeypatch.undo()
+    assert counts(wh)["events"] == 0 and process_log(log_dir, wh).events_stored == 3  # resumes
+
+
+def test_a_failure_that_ends_the_transaction_is_not_masked_by_the_rollback(tmp_path, corpus, monkeypatch):
+    """DuckDB ends a transaction on some errors; the ROLLBACK after them then
+    fails with "no transaction is active", which hid the cause."""
+    import pipeline_code.warehouses.duckdb as duck
+    from pipeline_code.warehouses.duckdb import Warehouse, WarehouseError
+
+    wh, log_dir = tmp_path / "w.duckdb", tmp_path / "log"
+    EventLog(log_dir).append(corpus.read_bytes().splitlines())
+    opened: list[Warehouse] = []
+    real_init = Warehouse.__init__
+
+    def remember(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        opened.append(self)
+
+    def ends_the_transaction(**counts):  # stands in for LoadResult, after the merges, before COMMIT
+        opened[-1].con.execute("ROLLBACK")  # as DuckDB does on an I/O error
+        enospc()
+
+    monkeypatch.setattr(Warehouse, "__init__", remember)
+    monkeypatch.setattr(duck, "LoadResult", ends_the_transaction)
+    with pytest.raises(WarehouseError, match="No space left on device"):
+        process_log(log_dir, wh)
+
+
+def test_a_full_disk_under_the_log_is_the_logs_error_not_the_inputs(tmp_path, corpus, monkeypatch):
+    from pipeline_code.streams.eventlog import EventLogError
+
+    monkeypatch.setattr(EventLog, "append", enospc)
+    with pytest.raises(EventLogError, match=r"event log .* cannot be written: No space left on device"):
+        process_files([corpus], tmp_path / "w.duckdb")
