@@ -12,8 +12,7 @@ conservation rule: read = stored + duplicates skipped + dead-lettered.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import hashlib
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -27,8 +26,10 @@ from pipeline_code.beam.pipeline import ProcessingOptions, local_pipeline, setti
 from pipeline_code.core.ports import RunSummary
 from pipeline_code.host import ProcessingSettings
 from pipeline_code.streams.eventlog import EventLog, EventLogError, iter_input_lines
-from pipeline_code.warehouses.duckdb import Warehouse, check_run, one_line_error, root_cause
+from pipeline_code.warehouses.duckdb import Warehouse, check_run, one_line_error, root_cause, run_staging
 
+INGEST_BATCH = 50_000
+"""Lines appended (and fsynced) at a time; a crash re-appends at most one batch's worth."""
 INPUT_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
 
 
@@ -57,23 +58,51 @@ def input_files(path: str | Path) -> list[Path]:
     return [p]
 
 
+def file_digest(path: Path) -> str:
+    """The input's content digest: the same file under another name is the same input."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def ingest_files(
     log: EventLog, files: Iterable[Path], on_progress: Callable[[int], None] | None = None
 ) -> int:
-    """Append every line of the files to the log; returns lines appended."""
+    """Append every line of the files to the log; returns lines appended.
+
+    A file is known by its content digest: one ingested before is not
+    appended again, and one a crash interrupted resumes after the lines
+    already appended (the log records how far each got, after each append).
+    """
     total = 0
     for f in files:
+        try:
+            digest = file_digest(f)
+        except OSError as exc:
+            raise InputError(f"input {f} cannot be read: {exc.strerror or exc}") from exc
+        if log.ingest_done(digest):
+            continue
+        skip = log.ingested_lines(digest) or 0
+        done = skip
         batch: list[bytes] = []
         try:
-            for line in iter_input_lines(f):
+            for n, line in enumerate(iter_input_lines(f)):
+                if n < skip:
+                    continue
                 batch.append(line)
-                if len(batch) >= 50_000:
+                if len(batch) >= INGEST_BATCH:
                     total += _append(log, batch, on_progress)
+                    done += len(batch)
+                    log.record_ingest(digest, f.name, done, done=False)
                     batch = []
         except OSError as exc:
             raise InputError(f"input {f} cannot be read: {exc.strerror or exc}") from exc
         if batch:
             total += _append(log, batch, on_progress)
+            done += len(batch)
+        log.record_ingest(digest, f.name, done, done=True)
     return total
 
 
@@ -107,13 +136,11 @@ def process_log(
     settings = settings or ProcessingSettings()
     log = EventLog(log_dir)
     started = time.time()
-    own_staging = staging_dir is None
-    staging = Path(staging_dir or tempfile.mkdtemp(prefix="dataflow-staging-"))
     run_id = uuid.uuid4().hex
-    try:
+    with run_staging(warehouse, run_id, staging_dir) as stage:
         with Warehouse(warehouse) as wh:
             from_offset = wh.checkpoint(log.log_id)
-            snapshot = wh.export_snapshot(staging / run_id / "snapshot")
+            snapshot = wh.export_snapshot(stage / "snapshot")
         from_offset, to_offset = log.unread_range(from_offset)
         run = {
             "run_id": run_id,
@@ -127,7 +154,7 @@ def process_log(
             from_offset,
             to_offset,
             snapshot,
-            str(staging / run_id),
+            str(stage),
             settings,
             chunk_bytes,
             options,
@@ -156,10 +183,6 @@ def process_log(
         )
         check_run(warehouse, summary)
         return summary
-    finally:
-        shutil.rmtree(staging / run_id, ignore_errors=True)
-        if own_staging:
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 def default_log_dir(warehouse: str | Path) -> Path:
@@ -200,12 +223,11 @@ def run(argv: list[str] | None = None) -> RunSummary:
     past the warehouse's checkpoint, with ``ProcessingOptions`` flags."""
     opts = ProcessingOptions(argv)
     flags = opts.view_as(ProcessingOptions)
-    staging = flags.staging_dir or tempfile.mkdtemp(prefix="dataflow-staging-")
     return process_log(
         flags.event_log_dir,
         flags.warehouse,
         settings_from_options(opts),
-        staging_dir=staging,
+        staging_dir=flags.staging_dir,
         chunk_bytes=flags.chunk_bytes,
         options=opts,
     )

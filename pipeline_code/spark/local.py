@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -23,7 +22,13 @@ from pipeline_code.core.ports import RunSummary
 from pipeline_code.host import ProcessingSettings
 from pipeline_code.spark.adapter import BatchResult, process_micro_batch
 from pipeline_code.streams.eventlog import EventLog
-from pipeline_code.warehouses.duckdb import DuckDBLookup, LocalWarehouseSink, Warehouse, check_run
+from pipeline_code.warehouses.duckdb import (
+    DuckDBLookup,
+    LocalWarehouseSink,
+    Warehouse,
+    check_run,
+    run_staging,
+)
 
 
 class SparkUnavailable(Exception):
@@ -75,14 +80,13 @@ def process_log_spark(
     spark = spark or spark_session()
     log = EventLog(log_dir)
     started = time.time()
-    staging = Path(tempfile.mkdtemp(prefix="dataflow-spark-"))
-    try:
+    run_id = uuid.uuid4().hex
+    with run_staging(warehouse, run_id) as staging:
         with Warehouse(warehouse) as wh:
             from_offset = wh.checkpoint(log.log_id)
         from_offset, to_offset = log.unread_range(from_offset)
         ranges = log.ranges(from_offset, to_offset, chunk_bytes)
         raws = spark.sparkContext.parallelize(ranges, max(1, len(ranges))).flatMap(_ReadRange(str(log.path)))
-        run_id = uuid.uuid4().hex
         run = {
             "run_id": run_id,
             "started_at": started,
@@ -104,5 +108,3 @@ def process_log_spark(
         )
         check_run(warehouse, summary)
         return summary
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)

@@ -31,6 +31,7 @@ from pipeline_code.core.parse import RawEvent, now_us
 SEGMENT_BYTES = 64 * 1024 * 1024
 _META = "log.json"
 _LOCK = ".lock"
+_INGESTED = "ingested"
 
 
 class EventLogError(Exception):
@@ -76,6 +77,31 @@ class EventLog:
         base, p = segs[-1]
         with open(p, "rb") as f:
             return base + _complete_size(f)
+
+    # -- what was ingested from files ---------------------------------------
+    def ingested_lines(self, digest: str) -> int | None:
+        """Lines of the input with this content digest already appended
+        (``None``: never started). A file fully ingested has ``done`` set."""
+        path = self.path / _INGESTED / f"{digest}.json"
+        if not path.exists():
+            return None
+        return json.loads(path.read_text())["lines"]
+
+    def ingest_done(self, digest: str) -> bool:
+        path = self.path / _INGESTED / f"{digest}.json"
+        return path.exists() and json.loads(path.read_text()).get("done", False)
+
+    def record_ingest(self, digest: str, name: str, lines: int, done: bool) -> None:
+        """Remember how far an input file got, durably, after each append: a
+        rerun after a crash resumes there instead of appending it again."""
+        folder = self.path / _INGESTED
+        folder.mkdir(exist_ok=True)
+        tmp = folder / f"{digest}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"file": name, "lines": lines, "done": done}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, folder / f"{digest}.json")
 
     def durable_end(self) -> int:
         """The end of the last record whose append returned, fsync and all.

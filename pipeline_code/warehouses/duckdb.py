@@ -10,7 +10,9 @@ neither loses nor re-adds events. Each table merges by its rule in
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -268,6 +270,38 @@ class Warehouse:
     # -- reporting -------------------------------------------------------------
     def row_counts(self) -> dict[str, int]:
         return {name: self.con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for name in TABLES}
+
+
+@contextlib.contextmanager
+def run_staging(warehouse: str | os.PathLike, run_id: str, root: str | os.PathLike | None = None):
+    """A run's staging folder, ``<root>/<run_id>`` (root: ``<warehouse>.staging``
+    beside the warehouse), removed when the run ends. A run killed outright
+    (no ``finally``) leaves its folder; the next run removes every folder
+    whose run no longer holds its lock, and leaves live runs' alone."""
+    base = Path(root) if root is not None else Path(warehouse).with_suffix(".staging")
+    base.mkdir(parents=True, exist_ok=True)
+    with open(base / f"{run_id}.lock", "w") as mine:
+        fcntl.flock(mine, fcntl.LOCK_EX)
+        _remove_dead_runs(base)
+        try:
+            yield base / run_id
+        finally:
+            shutil.rmtree(base / run_id, ignore_errors=True)
+            (base / f"{run_id}.lock").unlink(missing_ok=True)
+
+
+def _remove_dead_runs(base: Path) -> None:
+    for lock_path in base.glob("*.lock"):
+        with open(lock_path, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # its run is alive
+            shutil.rmtree(base / lock_path.stem, ignore_errors=True)
+            lock_path.unlink(missing_ok=True)
+    for folder in base.iterdir():  # a folder with no lock file at all: nobody's
+        if folder.is_dir() and not (base / f"{folder.name}.lock").exists():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 RUN_COUNTS = ("events_read", "events_stored", "duplicates_skipped", "dead_lettered")

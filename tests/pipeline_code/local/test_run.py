@@ -50,11 +50,13 @@ def test_hostile_corpus_is_conserved_and_matches_the_tables(tmp_path, corpus):
     assert payloads == {p for _, p, _, _ in HOSTILE}  # every original, byte for byte
 
 
-def test_processing_the_same_file_twice_adds_no_event_rows(tmp_path, corpus):
+def test_the_same_events_sent_again_add_no_event_rows(tmp_path, corpus):
     wh = tmp_path / "w.duckdb"
     process_files([corpus], wh)
     before = counts(wh)
-    s = process_files([corpus], wh)
+    again = tmp_path / "again.jsonl"  # the same events in another file: a redelivery
+    again.write_bytes(corpus.read_bytes() + b"\n")
+    s = process_files([again], wh)
     assert s.events_stored == 0 and s.duplicates_skipped == 4 and s.balanced
     after = counts(wh)
     assert after["events"] == before["events"]
@@ -230,3 +232,61 @@ def test_a_full_disk_under_the_log_is_the_logs_error_not_the_inputs(tmp_path, co
     monkeypatch.setattr(EventLog, "append", enospc)
     with pytest.raises(EventLogError, match=r"event log .* cannot be written: No space left on device"):
         process_files([corpus], tmp_path / "w.duckdb")
+
+
+def log_lines(log_dir) -> int:
+    return sum(1 for _ in EventLog(log_dir).read())
+
+
+def test_a_file_processed_again_is_not_appended_again(tmp_path, corpus):
+    """Rerunning the documented command after a crash, or by mistake, must not
+    double the dead letters (before: 287 -> 574)."""
+    wh = tmp_path / "w.duckdb"
+    first = process_files([corpus], wh)
+    lines = log_lines(tmp_path / "w.eventlog")
+    second = process_files([corpus], wh)
+    assert log_lines(tmp_path / "w.eventlog") == lines and second.events_read == 0
+    assert counts(wh)["dead_letters"] == first.dead_lettered
+
+
+def test_an_ingest_cut_by_a_crash_resumes_where_it_stopped(tmp_path, corpus, monkeypatch):
+    import pipeline_code.local.run as run
+
+    wh, log_dir = tmp_path / "w.duckdb", tmp_path / "log"
+    total = len([x for x in corpus.read_bytes().splitlines() if x.strip()])
+    monkeypatch.setattr(run, "INGEST_BATCH", 2)
+    recorded = []
+    real = EventLog.record_ingest
+
+    def killed_after_the_second_batch(self, digest, name, lines, done):
+        real(self, digest, name, lines, done)
+        recorded.append(lines)
+        if len(recorded) == 2:
+            raise KeyboardInterrupt("killed mid-ingest")
+
+    monkeypatch.setattr(EventLog, "record_ingest", killed_after_the_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        process_files([corpus], wh, log_dir)
+    assert log_lines(log_dir) == 4
+    monkeypatch.setattr(EventLog, "record_ingest", real)
+    summary = process_files([corpus], wh, log_dir)
+    assert log_lines(log_dir) == total and summary.events_read == total  # each line once
+
+
+def test_a_killed_runs_staging_is_removed_by_the_next_run_and_a_live_ones_is_not(tmp_path, corpus):
+    """kill -9 runs no ``finally``: the staging folder stays. The next run
+    removes the folders of runs that died and leaves a live run's alone."""
+    import fcntl
+
+    wh, log_dir = tmp_path / "w.duckdb", tmp_path / "log"
+    EventLog(log_dir).append(corpus.read_bytes().splitlines())
+    staging = tmp_path / "w.staging"
+    (staging / "killed-run" / "events").mkdir(parents=True)
+    (staging / "killed-run" / "events" / "part.parquet").write_bytes(b"x" * 1000)
+    (staging / "killed-run.lock").touch()
+    (staging / "live-run").mkdir()
+    with open(staging / "live-run.lock", "w") as live:
+        fcntl.flock(live, fcntl.LOCK_EX)
+        assert process_log(log_dir, wh).events_stored == 3
+        left = sorted(p.name for p in staging.iterdir())
+    assert left == ["live-run", "live-run.lock"]  # the run's own folder went too
