@@ -12,6 +12,8 @@ import re
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipeline_code.collector.app import MAX_EVENT_BYTES, Collector
 from pipeline_code.core.parse import parse_batch
@@ -350,3 +352,38 @@ def test_allowed_origins_come_from_the_environment_and_bad_ones_are_named():
     assert origins == {SHOP, "http://localhost:3000"}
     with pytest.raises(ValueError, match=re.escape("COLLECTOR_ALLOWED_ORIGINS entry 'shop.example' must be")):
         allowed_origins_from_env({"COLLECTOR_ALLOWED_ORIGINS": "shop.example"})
+
+
+# Segment-shaped calls with every field replaced by anything JSON can hold.
+_any_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+_call_keys = st.sampled_from(
+    ["type", "event", "messageId", "userId", "anonymousId", "timestamp", "properties", "context",
+     "traits", "writeKey", "batch", "integrations", "name", "previousId", "groupId", "sentAt"]
+)  # fmt: skip
+_calls = st.dictionaries(_call_keys, _any_json | st.sampled_from(["track", "page", "identify"]), max_size=8)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    route=st.sampled_from(
+        ["/v1/batch", "/v1/b", "/v1/track", "/v1/t", "/v1/page", "/v1/identify", "/v1/events"]
+    ),
+    body=st.binary(max_size=120)
+    | _any_json.map(lambda v: json.dumps(v).encode())
+    | _calls.map(lambda c: json.dumps(c).encode())
+    | st.lists(_calls, max_size=3).map(lambda b: json.dumps({"batch": b, "writeKey": KEY}).encode()),
+    gzip_it=st.booleans(),
+)
+def test_fuzzed_calls_never_get_a_5xx(collector, route, body, gzip_it):
+    """A fuzz of the HTTP edge: every answer is a 200 or a 4xx saying why
+    (Segment's clients retry a 5xx forever)."""
+    app, _ = collector
+    headers = {"Content-Encoding": "gzip"} if gzip_it else {}
+    answer = post(app, route, gzip.compress(body) if gzip_it else body, headers)
+    assert answer.status_code in (200, 400, 401), answer.text
+    if answer.status_code != 200:
+        assert answer.json()["message"]
