@@ -20,6 +20,7 @@ import pulumi
 from pulumi_azure_native import network, synapse
 
 from components.azure.security import Lake, assign
+from components.azure.synapse_sql import SynapseSqlGrant
 from components.spec import WarehouseSpec
 
 TYPE = "data-flow:azure:Warehouse"
@@ -168,3 +169,25 @@ class Warehouse(pulumi.ComponentResource):
             "workspace": self.workspace.id,
         }
         self.register_outputs({"workspace": self.workspace.name, "sql_pool": self.sql_pool.name})
+
+    def grant_read(self, grantee: str, principal_name: pulumi.Input[str]) -> SynapseSqlGrant:
+        """Let ``principal_name`` (as Entra ID names it: a managed identity's
+        resource name, a group's display name) query the tables: a database
+        user in the SQL pool with ``db_datareader``."""
+        return self._grant(grantee, principal_name, ["db_datareader"], "read")
+
+    def grant_write(self, grantee: str, principal_name: pulumi.Input[str]) -> SynapseSqlGrant:
+        """Let ``principal_name`` read and write rows (``db_datareader`` and
+        ``db_datawriter``; never the schema)."""
+        return self._grant(grantee, principal_name, ["db_datareader", "db_datawriter"], "write")
+
+    def _grant(self, grantee: str, user: pulumi.Input[str], roles: list[str], verb: str) -> SynapseSqlGrant:
+        return SynapseSqlGrant(
+            f"{self.name}-{verb}-{grantee}",
+            server=self.sql_endpoint,
+            database=self.sql_pool.name,
+            user=user,
+            roles=roles,
+            # The pool must exist and the admin group be set before a user can be made.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.sql_pool, self.admin]),
+        )

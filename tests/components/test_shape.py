@@ -1,8 +1,7 @@
 """The same public shape on every cloud: names, grant verbs, alert targets, outputs.
 
 The verb table is the README's ("Architecture"): a link added on one cloud
-with a verb the others lack fails here until all three have it, or the
-difference is written down in ``NOT_YET`` with the reason the README gives.
+with a verb the others lack fails here until all three have it.
 """
 
 from __future__ import annotations
@@ -22,12 +21,6 @@ VERBS = {
     "Warehouse": {"grant_read", "grant_write"},
     "Model": {"grant_invoke"},
     "Serve": {"grant_invoke"},
-}
-
-# Verbs a cloud does not offer yet, and why (the README's verb table says the same).
-NOT_YET = {
-    ("azure", "Warehouse", "grant_read"): "SQL users need T-SQL on the pool; ARM has no resource for it",
-    ("azure", "Warehouse", "grant_write"): "SQL users need T-SQL on the pool; ARM has no resource for it",
 }
 
 # What each link offers Monitoring, per cloud.
@@ -53,18 +46,11 @@ def test_every_cloud_exports_the_same_names():
 def test_every_link_has_the_verbs_of_the_table(cloud, link):
     cls = getattr(package(cloud), link)
     verbs = {n for n, _ in inspect.getmembers(cls, inspect.isfunction) if n.startswith("grant_")}
-    missing = {v for v in VERBS[link] if (cloud, link, v) not in NOT_YET}
-    assert missing <= verbs, f"{cloud} {link} lacks {sorted(missing - verbs)}"
+    assert VERBS[link] <= verbs, f"{cloud} {link} lacks {sorted(VERBS[link] - verbs)}"
     assert verbs <= VERBS[link], f"{cloud} {link} has verbs outside the table: {sorted(verbs - VERBS[link])}"
     for verb in verbs:
         params = list(inspect.signature(getattr(cls, verb)).parameters)
         assert params[:2] == ["self", "grantee"] and len(params) == 3, f"{cloud} {link}.{verb}{params}"
-
-
-def test_what_is_not_yet_offered_is_really_missing():
-    # An entry here that a cloud has since implemented must leave the list (and the README).
-    for cloud, link, verb in NOT_YET:
-        assert not hasattr(getattr(package(cloud), link), verb), f"{cloud} {link}.{verb} exists now"
 
 
 @pytest.mark.parametrize("cloud", CLOUDS)
