@@ -21,6 +21,8 @@ from pipeline_code.streams.publish import EventLogPublisher
 from pipeline_code.web.server import guarded, make_server
 
 HEADER_S, BODY_S, MAX_HEADER = 0.5, 0.5, 8 * 1024
+# Real sockets and deliberate waits: seconds in all.
+pytestmark = pytest.mark.slow
 
 
 @contextmanager
@@ -138,7 +140,6 @@ def test_a_slow_app_is_not_cut_off_and_keep_alive_still_works(tmp_path):
             assert answer.startswith(b"HTTP/1.1 200 ")
 
 
-@pytest.mark.slow
 def test_health_answers_within_100_ms_while_a_big_request_scores(trained):
     """1,000 instances with 100 recent items each take seconds to score; the
     model server's /ping must still answer fast (SageMaker waits 2 s)."""
