@@ -12,7 +12,9 @@ conservation rule: read = stored + duplicates skipped + dead-lettered.
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import itertools
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -73,8 +75,9 @@ def ingest_files(
     """Append every line of the files to the log; returns lines appended.
 
     A file is known by its content digest: one ingested before is not
-    appended again, and one a crash interrupted resumes after the lines
-    already appended (the log records how far each got, after each append).
+    appended again, and one a crash interrupted resumes exactly after the
+    lines that reached the log (the log records each append before it
+    writes, and after: what of a cut append landed is read back).
     """
     total = 0
     for f in files:
@@ -82,34 +85,46 @@ def ingest_files(
             digest = file_digest(f)
         except OSError as exc:
             raise InputError(f"input {f} cannot be read: {exc.strerror or exc}") from exc
-        if log.ingest_done(digest):
+        state = log.ingest_state(digest) or {"lines": 0, "done": False, "pending": None}
+        if state["done"]:
             continue
-        skip = log.ingested_lines(digest) or 0
-        done = skip
-        batch: list[bytes] = []
+        done = state["lines"]
         try:
-            for n, line in enumerate(iter_input_lines(f)):
-                if n < skip:
-                    continue
-                batch.append(line)
-                if len(batch) >= INGEST_BATCH:
-                    total += _append(log, batch, on_progress)
-                    done += len(batch)
-                    log.record_ingest(digest, f.name, done, done=False)
-                    batch = []
+            lines = iter_input_lines(f)
+            collections.deque(itertools.islice(lines, done), maxlen=0)  # appended before
+            if state["pending"]:
+                offset, count = state["pending"]
+                cut = list(itertools.islice(lines, count))
+                landed = log.landed(offset, cut)
+                done += landed
+                log.record_ingest(digest, f.name, done, done=False)
+                lines = itertools.chain(cut[landed:], lines)
+            while batch := list(itertools.islice(lines, INGEST_BATCH)):
+                total += _append(log, batch, on_progress, digest, f.name, done)
+                done += len(batch)
+                log.record_ingest(digest, f.name, done, done=False)
         except OSError as exc:
             raise InputError(f"input {f} cannot be read: {exc.strerror or exc}") from exc
-        if batch:
-            total += _append(log, batch, on_progress)
-            done += len(batch)
         log.record_ingest(digest, f.name, done, done=True)
     return total
 
 
-def _append(log: EventLog, batch: list[bytes], on_progress: Callable[[int], None] | None) -> int:
-    """Append a batch of input lines; a failing write is the log's, not the input's."""
+def _append(
+    log: EventLog,
+    batch: list[bytes],
+    on_progress: Callable[[int], None] | None,
+    digest: str,
+    name: str,
+    done: int,
+) -> int:
+    """Append a batch of input lines, recording it as pending first; a
+    failing write is the log's error, not the input's."""
+
+    def pending(start: int) -> None:
+        log.record_ingest(digest, name, done, done=False, pending=(start, len(batch)))
+
     try:
-        appended = log.append(batch)[1]
+        appended = log.append(batch, before_write=pending)[1]
     except OSError as exc:
         raise EventLogError(f"event log {log.path} cannot be written: {exc.strerror or exc}") from exc
     if on_progress:

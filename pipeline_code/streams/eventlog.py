@@ -23,7 +23,7 @@ import fcntl
 import json
 import os
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from pipeline_code.core.parse import RawEvent, now_us
@@ -79,29 +79,39 @@ class EventLog:
             return base + _complete_size(f)
 
     # -- what was ingested from files ---------------------------------------
-    def ingested_lines(self, digest: str) -> int | None:
-        """Lines of the input with this content digest already appended
-        (``None``: never started). A file fully ingested has ``done`` set."""
+    def ingest_state(self, digest: str) -> dict | None:
+        """How far the input with this content digest got: ``lines`` appended
+        for sure, ``done``, and ``pending`` (``[offset, count]``) while an
+        append of it is in flight (``None``: never started)."""
         path = self.path / _INGESTED / f"{digest}.json"
-        if not path.exists():
-            return None
-        return json.loads(path.read_text())["lines"]
+        return json.loads(path.read_text()) if path.exists() else None
 
-    def ingest_done(self, digest: str) -> bool:
-        path = self.path / _INGESTED / f"{digest}.json"
-        return path.exists() and json.loads(path.read_text()).get("done", False)
-
-    def record_ingest(self, digest: str, name: str, lines: int, done: bool) -> None:
-        """Remember how far an input file got, durably, after each append: a
-        rerun after a crash resumes there instead of appending it again."""
+    def record_ingest(
+        self, digest: str, name: str, lines: int, done: bool, pending: tuple[int, int] | None = None
+    ) -> None:
+        """Remember how far an input file got, durably: before an append
+        (``pending``: where it starts and how many lines), and after it. A
+        rerun after a crash counts what of a pending append reached the log
+        and resumes after it, appending nothing twice."""
         folder = self.path / _INGESTED
         folder.mkdir(exist_ok=True)
         tmp = folder / f"{digest}.tmp"
         with open(tmp, "w") as f:
-            json.dump({"file": name, "lines": lines, "done": done}, f)
+            json.dump({"file": name, "lines": lines, "done": done, "pending": pending}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, folder / f"{digest}.json")
+
+    def landed(self, offset: int, payloads: list[bytes]) -> int:
+        """How many of ``payloads``, in order, stand in the log from ``offset``:
+        what an append cut by a crash wrote (its lines are contiguous there,
+        since appends hold the lock)."""
+        n = 0
+        for record, payload in zip(self.read(offset), payloads, strict=False):
+            if record.payload != payload:
+                break
+            n += 1
+        return n
 
     def durable_end(self) -> int:
         """The end of the last record whose append returned, fsync and all.
@@ -144,14 +154,22 @@ class EventLog:
                 os.fsync(f.fileno())
 
     # -- writing ------------------------------------------------------------
-    def append(self, payloads: Iterable[bytes], received_at_us: int | None = None) -> tuple[int, int]:
+    def append(
+        self,
+        payloads: Iterable[bytes],
+        received_at_us: int | None = None,
+        before_write: Callable[[int], None] | None = None,
+    ) -> tuple[int, int]:
         """Append payloads (one event each, no newline inside); fsync; return
-        ``(first_offset, count)``."""
+        ``(first_offset, count)``. ``before_write(first_offset)`` runs under
+        the lock before the first byte is written (a caller records it)."""
         stamp = b"%d\t" % (received_at_us if received_at_us is not None else now_us())
         with open(self.path / _LOCK, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             self._repair_tail()
             start = self.end_offset()
+            if before_write is not None:
+                before_write(start)
             offset, count = start, 0
             segs = self._segments()
             seg_base = segs[-1][0] if segs else 0

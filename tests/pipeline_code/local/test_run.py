@@ -250,25 +250,28 @@ def test_a_file_processed_again_is_not_appended_again(tmp_path, corpus):
 
 
 def test_an_ingest_cut_by_a_crash_resumes_where_it_stopped(tmp_path, corpus, monkeypatch):
+    """Killed right after an append wrote its lines and before it was
+    recorded: the rerun reads back what landed and appends nothing twice."""
     import pipeline_code.local.run as run
 
     wh, log_dir = tmp_path / "w.duckdb", tmp_path / "log"
     total = len([x for x in corpus.read_bytes().splitlines() if x.strip()])
     monkeypatch.setattr(run, "INGEST_BATCH", 2)
-    recorded = []
-    real = EventLog.record_ingest
+    real = EventLog.append
+    appends = []
 
-    def killed_after_the_second_batch(self, digest, name, lines, done):
-        real(self, digest, name, lines, done)
-        recorded.append(lines)
-        if len(recorded) == 2:
-            raise KeyboardInterrupt("killed mid-ingest")
+    def killed_after_the_second_write(self, payloads, received_at_us=None, before_write=None):
+        result = real(self, payloads, received_at_us, before_write)
+        appends.append(len(payloads))
+        if len(appends) == 2:
+            raise KeyboardInterrupt("killed between the write and its record")
+        return result
 
-    monkeypatch.setattr(EventLog, "record_ingest", killed_after_the_second_batch)
+    monkeypatch.setattr(EventLog, "append", killed_after_the_second_write)
     with pytest.raises(KeyboardInterrupt):
         process_files([corpus], wh, log_dir)
     assert log_lines(log_dir) == 4
-    monkeypatch.setattr(EventLog, "record_ingest", real)
+    monkeypatch.setattr(EventLog, "append", real)
     summary = process_files([corpus], wh, log_dir)
     assert log_lines(log_dir) == total and summary.events_read == total  # each line once
 
