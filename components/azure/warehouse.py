@@ -7,7 +7,7 @@ authentication with an admin group from config, no SQL password anywhere,
 and a customer-managed key when ``azure.cmk_key_url`` is set. The workspace's
 identity may use the lake's containers it needs, nothing else.
 
-The tables are the logical tables from ``pipeline_code/synapse.py``; the
+The tables are the logical tables from ``pipeline_code/warehouses/synapse.py``; the
 Synapse job creates any that are missing before its first batch (T-SQL DDL
 cannot be run by an ARM resource), with the same DDL the tests check.
 Queries run on the dedicated pool (size ``azure.sql_pool_sku``; pause it when

@@ -5,7 +5,7 @@ Every table comes from ``pipeline_code.tables`` through
 on the event-date column and clustered as the description says. Tables the
 streaming job can only append to are written as ``<table>_changes`` and
 read through a view named after the logical table (see
-``pipeline_code/bigquery.py``).
+``pipeline_code/warehouses/bigquery.py``).
 
 Secure by default: deletion protection on the dataset's tables and views,
 no access beyond the project's defaults until granted with the verbs
