@@ -9,9 +9,11 @@ Slow (tens of seconds): ``pytest -m slow tests/test_faults.py``; CI runs it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -185,3 +187,129 @@ def test_the_collector_killed_under_load_stores_every_acknowledged_event_once(tm
     with duckdb.connect(str(warehouse), read_only=True) as con:
         stored = dict(con.execute("SELECT event_id, count(*) FROM events GROUP BY 1").fetchall())
     assert all(stored.get(i) == 1 for i in acknowledged)
+
+
+def _malformed(rng, route: str) -> bytes:
+    """One hostile request: garbage, a lying Content-Length, bad encodings, wrong shapes."""
+    body = rng.choice(
+        [
+            bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 300))),
+            b'{"batch": [' + b"[" * rng.randint(200, 1100) + b"]}",
+            b'{"writeKey": ["k"], "batch": [{"type": "track"}]}',
+            b'{"instances": [{"user_id": 7, "k": "ten"}]}',
+            b"\x1f\x8b\x08" + bytes(rng.getrandbits(8) for _ in range(40)),
+            json.dumps(
+                {"instances": [{"user_id": "u", "recent_items": ["x"] * rng.randint(0, 300)}]}
+            ).encode(),
+        ]
+    )
+    kind = rng.randrange(6)
+    if kind == 0:  # not HTTP at all
+        return bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 200))) + b"\r\n\r\n"
+    if kind == 1:  # a Content-Length larger than what follows, then the client stops writing
+        return (
+            b"POST %s HTTP/1.1\r\nhost: s\r\ncontent-length: %d\r\n\r\n" % (route.encode(), len(body) + 50)
+            + body
+        )
+    if kind == 2:  # a strange method and header
+        return b"BREW %s HTTP/1.1\r\nhost: s\r\nx-\xff: \x00\r\nconnection: close\r\n\r\n" % route.encode()
+    encoding = b"content-encoding: gzip\r\n" if kind == 3 else b""
+    kinds = [b"application/json", b"text/plain", b"image/png", b"application/json; charset=\xff"]
+    return (
+        b"POST %s HTTP/1.1\r\nhost: s\r\nconnection: close\r\n" % route.encode()
+        + b"content-type: %s\r\n%scontent-length: %d\r\n\r\n" % (rng.choice(kinds), encoding, len(body))
+        + body
+    )
+
+
+def _answer(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        s.shutdown(socket.SHUT_WR)  # the client has said all it will
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+HEALTH_WATCHER = """
+import socket, sys, threading, time
+port, ping = int(sys.argv[1]), sys.argv[2].encode().decode("unicode_escape").encode()
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+while not stop.is_set():
+    t = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(ping)
+        s.shutdown(socket.SHUT_WR)
+        answer = b"".join(iter(lambda: s.recv(65536), b""))
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
+    print(time.monotonic() - t, flush=True)
+    time.sleep(0.02)
+"""
+
+
+@contextlib.contextmanager
+def _server(server: str, tmp_path: Path, models: Path):
+    """The collector or the model server in its own process, as deployed (the
+    test's client threads must not share its GIL); yields (port, routes, health)."""
+    port = free_port()
+    if server == "collector":
+        env = {**os.environ, "COLLECTOR_SINK": f"eventlog:{tmp_path / 'log'}", "DATAFLOW_WRITE_KEYS": "k"}
+        command, routes, health = ["pipeline_code.collector"], ["/v1/batch", "/v1/t"], "/live"
+    else:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIP_", "AZUREML_", "MODEL_DIR"))}
+        env["MODEL_DIR"] = str(models)
+        command, routes, health = ["pipeline_code.serving"], ["/invocations"], "/ping"
+    env |= {"PORT": str(port), "HOST": "127.0.0.1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *command], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        ping = b"GET %s HTTP/1.1\r\nhost: s\r\n\r\n" % health.encode()
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, f"{server} exited {proc.returncode}"
+            try:
+                if _answer(port, ping).startswith(b"HTTP/1.1 200"):
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"{server} not ready"
+            time.sleep(0.1)
+        yield port, routes, ping
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("server", ["collector", "model server"])
+def test_malformed_requests_get_no_5xx_no_reset_no_hang_and_fast_health(server, tmp_path, trained):
+    """2,000 hostile requests from four clients while a fifth polls health."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline_code.ml.model import find_model
+
+    with _server(server, tmp_path, find_model(trained[1])) as (port, routes, ping):
+        # Health is timed from its own process: the four clients here share a GIL with
+        # this test, and would make the measurement their own.
+        watcher = subprocess.Popen(
+            [sys.executable, "-c", HEALTH_WATCHER, str(port), ping.decode()],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        rng = random.Random(20261130)
+        requests = [_malformed(rng, rng.choice(routes)) for _ in range(2000)]
+        try:
+            with ThreadPoolExecutor(4) as pool:
+                # A reset or a hang raises here.
+                answers = list(pool.map(lambda r: _answer(port, r), requests))
+        finally:
+            out, _ = watcher.communicate("stop\n", timeout=60)
+    slowest = sorted(float(x) for x in out.split())
+    statuses = [int(a.split(b" ", 2)[1]) for a in answers if a.startswith(b"HTTP/1.1 ")]
+    assert len(statuses) == len(answers), [a[:60] for a in answers if not a.startswith(b"HTTP/1.1 ")][:5]
+    assert max(statuses) < 500, sorted(set(statuses))
+    assert len(slowest) >= 5 and slowest[-1] < 0.1, slowest[-5:]

@@ -26,6 +26,7 @@ DRAIN_SECONDS = 30
 HEADER_TIMEOUT_S = 10.0
 BODY_TIMEOUT_S = 30.0
 MAX_HEADER_BYTES = 64 * 1024
+_PHRASES = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
 class GuardedProtocol(HttpToolsProtocol):
@@ -39,6 +40,7 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._guard: asyncio.TimerHandle | None = None
         self._in_headers = True
+        self._in_body = False
         self._header_bytes = 0
         self._arm(self.header_timeout_s, "request headers not received in time")
 
@@ -59,7 +61,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete and self.cycle.response_started:
             self.transport.close()  # the app is answering already: only cut the connection
             return
-        phrase = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
+        phrase = _PHRASES[status]
         body = b'{"code":"%s","message":"%s","status":%d}' % (
             phrase.lower().replace(b" ", b"_"),
             reason.encode(),
@@ -87,12 +89,21 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_headers = False
+        self._in_body = True
         self._arm(self.body_timeout_s, "request body not received in time")
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
+        self._in_body = False
         self._disarm()
         super().on_message_complete()
+
+    def eof_received(self) -> bool | None:
+        """The client stopped sending mid-request (its headers, or a body
+        shorter than its Content-Length): it still gets an answer."""
+        if getattr(self, "_in_body", False) or (self._in_headers and self._header_bytes):
+            self._refuse(400, "the request ended before its headers or its Content-Length body")
+        return super().eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
