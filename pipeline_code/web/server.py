@@ -16,17 +16,20 @@ The app's own time is not counted.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from pipeline_code.web.http import error_body
+
 DRAIN_SECONDS = 30
 HEADER_TIMEOUT_S = 10.0
 BODY_TIMEOUT_S = 30.0
 MAX_HEADER_BYTES = 64 * 1024
-_PHRASES = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
 class GuardedProtocol(HttpToolsProtocol):
@@ -61,17 +64,17 @@ class GuardedProtocol(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete and self.cycle.response_started:
             self.transport.close()  # the app is answering already: only cut the connection
             return
-        phrase = _PHRASES[status]
-        body = b'{"code":"%s","message":"%s","status":%d}' % (
-            phrase.lower().replace(b" ", b"_"),
-            reason.encode(),
-            status,
-        )
+        phrase = HTTPStatus(status).phrase.encode()
+        body = json.dumps(error_body(status, reason)).encode()
         self.transport.write(
             b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
             b"connection: close\r\n\r\n%s" % (status, phrase, len(body), body)
         )
         self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        """httptools could not parse the request: the same JSON error as every other answer."""
+        self._refuse(400, msg)
 
     def data_received(self, data: bytes) -> None:
         in_headers = self._in_headers

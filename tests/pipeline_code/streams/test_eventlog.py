@@ -122,3 +122,14 @@ def test_a_checkpoint_past_the_end_of_the_log_is_refused_by_name(tmp_path):
         EventLogError, match=f"checkpoint .* is at byte {end + 5}, past the end .*{end} bytes"
     ):
         log.unread_range(end + 5)
+
+
+def test_count_records_matches_what_reading_finds_across_segments(tmp_path):
+    log = EventLog(tmp_path / "log", segment_bytes=64)
+    log.append([b'{"event_id": "%d"}' % i for i in range(40)])
+    records = list(log.read())
+    assert len(list(log.path.glob("*.log"))) > 3
+    for a, b in [(0, len(records)), (3, 17), (10, 11), (5, 5)]:
+        start = records[a].offset
+        end = records[b].offset if b < len(records) else log.durable_end()
+        assert log.count_records(start, end) == b - a

@@ -7,6 +7,7 @@ answered (408, 431) and let go, instead of holding a socket forever.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -174,3 +175,10 @@ def test_health_answers_within_100_ms_while_a_big_request_scores(trained):
     assert all(a == b"HTTP/1.1 200" for _, a in pings)
     assert max(s for s, _ in pings) < 0.1, sorted(s for s, _ in pings)[-5:]
     assert took > 0.5 and len(pings) >= 5, (took, len(pings))  # the big request really took a while
+
+
+def test_bytes_that_are_not_http_get_the_same_json_400(collector):
+    answer = exchange(collector, b"\x16\x03\x01 not a request line\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"application/json" in head
+    assert json.loads(body)["code"] == "bad_request"
