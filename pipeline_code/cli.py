@@ -16,6 +16,7 @@ non-zero; they never print a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -242,14 +243,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 def cmd_api(args: argparse.Namespace) -> None:
     """Run the recommendation API in front of the model (in-process or over HTTP)."""
-    from pipeline_code.local.run import default_log_dir
     from pipeline_code.ml.model import ModelError, Recommender, find_model
     from pipeline_code.serving.api import HttpEndpoint, LocalEndpoint, RecommendationApi
-    from pipeline_code.serving.freshness import RecentActivity
-    from pipeline_code.streams.eventlog import EventLog, EventLogError
+    from pipeline_code.userstate.local import LocalUserState, path_beside
     from pipeline_code.web.server import make_server
 
-    metadata: dict = {}
     if args.endpoint:
         endpoint = HttpEndpoint(args.endpoint)
     else:
@@ -257,19 +255,52 @@ def cmd_api(args: argparse.Namespace) -> None:
             model = Recommender.load(find_model(args.model_dir))
         except (FileNotFoundError, ModelError) as exc:
             raise UserError(str(exc)) from exc
-        endpoint, metadata = LocalEndpoint(model), model.metadata
-    activity = None
-    log_dir = args.log_dir or default_log_dir(args.warehouse)
-    if log_dir.exists():
-        try:
-            activity = RecentActivity.for_model(EventLog(log_dir), metadata)
-        except EventLogError as exc:
-            raise UserError(str(exc)) from exc
+        endpoint = LocalEndpoint(model)
+    state_path = args.user_state or path_beside(args.warehouse)
+    store = LocalUserState(state_path) if state_path.exists() else None
     out.print(
         f"recommendation API on http://{args.host}:{args.port}/recommendations/<user_id>?k=10"
-        + (f"  (fresh events from {log_dir})" if activity else "")
+        + (
+            f"  (fresh items from {state_path})"
+            if store
+            else f"  (no user state at {state_path}: run dataflow fresh)"
+        )
     )
-    make_server(RecommendationApi(endpoint, activity), args.host, args.port).run()
+    make_server(RecommendationApi(endpoint, store), args.host, args.port).run()
+
+
+def cmd_fresh(args: argparse.Namespace) -> None:
+    """Run the fast path over the event log into the user-state store."""
+    import signal
+    import threading
+
+    from pipeline_code.fastpath.local import FreshError, LogFastPath
+    from pipeline_code.local.run import default_log_dir
+    from pipeline_code.streams.eventlog import EventLog, EventLogError
+    from pipeline_code.userstate.local import LocalUserState, path_beside
+
+    if args.ttl_days < 1:
+        raise UserError(f"--ttl-days must be at least 1, got {args.ttl_days}")
+    log_dir = args.log_dir or default_log_dir(args.warehouse)
+    state_path = args.user_state or path_beside(args.warehouse)
+    try:
+        fast = LogFastPath(EventLog(log_dir), LocalUserState(state_path, ttl_days=args.ttl_days))
+        if args.once:
+            fast.step()
+        else:
+            out.print(f"fast path: {log_dir} -> {state_path} (Ctrl-C stops)")
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            with contextlib.suppress(KeyboardInterrupt):
+                fast.follow(stop, args.poll_seconds)
+    except (EventLogError, FreshError, OSError) as exc:
+        raise UserError(str(exc)) from exc
+    t = fast.totals
+    out.print(
+        f"fast path: {t.read:,} events read, {t.applied:,} applied, {t.skipped:,} from bots skipped, "
+        f"{t.rejected:,} rejected (dead letters are processing's), {t.users_written:,} user states written; "
+        f"{fast.store.users():,} users in {state_path}"
+    )
 
 
 def cmd_collect(args: argparse.Namespace) -> None:
@@ -470,12 +501,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--warehouse",
         type=Path,
         default=default_wh,
-        help="its event log feeds fresh events (default %(default)s)",
+        help="the user state beside it feeds fresh items (default %(default)s)",
     )
-    a.add_argument("--log-dir", type=Path, default=None, help="event log (default: next to the warehouse)")
+    a.add_argument(
+        "--user-state", type=Path, default=None, help="user-state file (default: next to the warehouse)"
+    )
     a.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     a.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     a.set_defaults(func=cmd_api)
+
+    fr = sub.add_parser("fresh", help="run the fast path: the event log into each user's recent activity")
+    fr.add_argument("--warehouse", type=Path, default=default_wh, help="warehouse whose event log to follow")
+    fr.add_argument("--log-dir", type=Path, default=None, help="event log (default: next to the warehouse)")
+    fr.add_argument(
+        "--user-state",
+        type=Path,
+        default=None,
+        help="user-state file (default: next to the warehouse, NAME.userstate.sqlite)",
+    )
+    fr.add_argument("--once", action="store_true", help="apply what the log holds, then exit")
+    fr.add_argument(
+        "--poll-seconds", type=float, default=0.05, help="idle wait between looks at the log (default 0.05)"
+    )
+    fr.add_argument("--ttl-days", type=int, default=30, help="days a user's state outlives their last event")
+    fr.set_defaults(func=cmd_fresh)
 
     st = sub.add_parser("status", help="show ingest lag, processing counts and the served model")
     st.add_argument(

@@ -10,6 +10,8 @@ without Beam, Spark or a cloud SDK.
 - the model endpoint grammar, ``MODEL_ENDPOINT``: builders per platform and
   ``parse_endpoint``;
 - the collector's sink grammar, ``COLLECTOR_SINK``: ``sink`` and ``parse_sink``;
+- the online user-state store's grammar, ``USER_STATE``: ``user_state`` and
+  ``parse_user_state`` (also the chain's ``user_state_location`` output);
 - the processing settings (``ProcessingSettings``, the one source of their
   defaults) and the job arguments every engine's job is started with
   (``job_arguments``; ``add_arguments`` / ``from_arguments`` read them back);
@@ -42,8 +44,14 @@ ENV_SPILL_DIR = "COLLECTOR_SPILL_DIR"
 ENV_SPILL_MB = "COLLECTOR_SPILL_MB"
 """The collector's local spill for broker outages; ``0`` on serverless hosts (no disk that lasts)."""
 ENV_APP = "DATAFLOW_APP"
-"""Azure Functions: which app the one image serves, ``api`` (default) or ``collector``."""
+"""Azure Functions: which app the one image serves, ``api`` (default), ``collector`` or ``fresh``."""
 ENV_LOG_LEVEL = "DATAFLOW_LOG_LEVEL"
+ENV_USER_STATE = "USER_STATE"
+"""The online store of users' recent activity: ``parse_user_state``'s grammar."""
+ENV_USER_STATE_TTL_DAYS = "USER_STATE_TTL_DAYS"
+"""Days a user's state outlives their last event (the store's TTL)."""
+ENV_USER_STATE_TIMEOUT_MS = "USER_STATE_TIMEOUT_MS"
+"""The API's budget for its one read per request; past it, it answers without fresh items."""
 
 # --- MODEL_ENDPOINT --------------------------------------------------------
 
@@ -128,6 +136,57 @@ def eventhubs_target(target: str) -> tuple[str, str]:
     if not namespace or not hub:
         raise ValueError(f"{ENV_COLLECTOR_SINK} eventhubs:{target!r} must be eventhubs:NAMESPACE_HOST/HUB")
     return namespace, hub
+
+
+# --- USER_STATE -------------------------------------------------------------
+
+StateKind = Literal["sqlite", "dynamodb", "firestore", "tables"]
+STATE_KINDS: tuple[str, ...] = ("sqlite", "dynamodb", "firestore", "tables")
+
+
+def user_state(kind: StateKind, target: str) -> str:
+    """``KIND:TARGET``: ``sqlite:<file>`` (local), ``dynamodb:<table name>``,
+    ``firestore:projects/P/databases/D/<collection>``,
+    ``tables:https://<account>.table.cosmos.azure.com/<table>``."""
+    if kind not in STATE_KINDS:
+        raise ValueError(f"user-state kind {kind!r} must be one of {', '.join(STATE_KINDS)}")
+    return f"{kind}:{target}"
+
+
+def parse_user_state(value: str | None) -> tuple[StateKind, str]:
+    """``USER_STATE`` -> (kind, target); ``ValueError`` names the variable and the value."""
+    kind, _, target = (value or "").partition(":")
+    if kind not in STATE_KINDS or not target:
+        raise ValueError(
+            f"{ENV_USER_STATE} {value!r} must be sqlite:FILE, dynamodb:TABLE, "
+            "firestore:projects/P/databases/D/COLLECTION or tables:https://ACCOUNT.table.../TABLE"
+        )
+    if kind == "firestore":
+        firestore_target(target)
+    if kind == "tables":
+        tables_target(target)
+    return kind, target  # type: ignore[return-value]
+
+
+def firestore_target(target: str) -> tuple[str, str, str]:
+    """``projects/P/databases/D/COLLECTION`` -> (project, database, collection)."""
+    parts = target.split("/")
+    if len(parts) != 5 or parts[0] != "projects" or parts[2] != "databases" or not all(parts):
+        raise ValueError(
+            f"{ENV_USER_STATE} firestore:{target!r} must be firestore:projects/P/databases/D/COLLECTION"
+        )
+    return parts[1], parts[3], parts[4]
+
+
+def tables_target(target: str) -> tuple[str, str]:
+    """``https://ACCOUNT.table.../TABLE`` (or ``http://`` for a local
+    stand-in) -> (endpoint, table)."""
+    endpoint, _, table = target.rstrip("/").rpartition("/")
+    if not endpoint.startswith(("https://", "http://")) or not table.isalnum():
+        raise ValueError(
+            f"{ENV_USER_STATE} tables:{target!r} must be tables:https://ACCOUNT.table.cosmos.azure.com/TABLE"
+        )
+    return endpoint, table
 
 
 # --- processing settings and job arguments ---------------------------------

@@ -7,7 +7,7 @@ import json
 import pytest
 
 RECEIVED_US = 1_767_268_800_000_000  # 2026-01-01T12:00:00Z
-FAST_SKIPS = ("slow", "spark", "network")
+FAST_SKIPS = ("slow", "spark", "network", "standin")
 
 
 def pytest_addoption(parser) -> None:

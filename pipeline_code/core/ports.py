@@ -7,7 +7,10 @@ locally) meets the stores here, and every store implements these:
   ids are stored and what is known about these users (one per warehouse in
   ``pipeline_code.warehouses``);
 - ``Sink``: where a batch's rows go, staged on the workers and committed once;
-- ``RunSummary``: what one processing run did, with the conservation rule.
+- ``RunSummary``: what one processing run did, with the conservation rule;
+- ``UserState``: the fast path's online store of each user's recent
+  activity (one per store in ``pipeline_code.userstate``), and
+  ``apply_touches``, the one read-merge-write loop every store runs.
 
 ``history_row`` turns a stored ``user_features`` row, from any warehouse,
 into the core's units.
@@ -17,10 +20,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pipeline_code.core.history import UserHistory
+from pipeline_code.core.userstate import Activity, Touch, merge
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 USER_FEATURES = "user_features"
@@ -94,3 +100,45 @@ class RunSummary:
     @property
     def balanced(self) -> bool:
         return self.events_read == self.events_stored + self.duplicates_skipped + self.dead_lettered
+
+
+class StateConflict(Exception):
+    """A user's state kept changing under us: another writer won every retry."""
+
+
+class UserState(Protocol):
+    """An online store of ``Activity`` per user key, with conditional writes.
+
+    ``read`` returns the state and an opaque version (None when the user has
+    none); ``write`` stores ``state`` only if the user's version is still
+    ``version`` and returns False when another writer got there first
+    (``apply_touches`` then reads and merges again). ``get`` is the API's one
+    read per request."""
+
+    def read(self, user_key: str) -> tuple[Activity | None, Any]: ...
+
+    def write(self, state: Activity, version: Any) -> bool: ...
+
+    def get(self, user_key: str) -> Activity | None: ...
+
+    def close(self) -> None: ...
+
+
+def apply_touches(store: UserState, touches: dict[str, list[Touch]], now_us: int, attempts: int = 8) -> int:
+    """Merge each user's touches into ``store``: one read and at most one
+    conditional write per user, again on a conflict. Returns the users
+    written. Safe to repeat: merging is idempotent (``core.userstate``)."""
+    written = 0
+    for user_key, new in touches.items():
+        for attempt in range(attempts):
+            state, version = store.read(user_key)
+            merged = merge(state, user_key, new, now_us)
+            if merged is None or store.write(merged, version):
+                written += merged is not None
+                break
+            # Lost the race: back off a random while so that two writers of
+            # one user stop colliding.
+            time.sleep(random.uniform(0, 0.002 * 2**attempt))
+        else:
+            raise StateConflict(f"user {user_key!r}: state changed under {attempts} attempts to write it")
+    return written

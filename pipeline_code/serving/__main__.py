@@ -17,18 +17,24 @@ from pipeline_code.serving.server import ServeError, serve_model
 
 
 def serve_api() -> int:
-    """The recommendation API in front of ``MODEL_ENDPOINT``, on ``PORT``."""
-    from pipeline_code.serving.api import RecommendationApi, endpoint_from_env
+    """The recommendation API in front of ``MODEL_ENDPOINT``, on ``PORT``,
+    reading fresh items from ``USER_STATE`` when it is set."""
+    from pipeline_code import host
+    from pipeline_code.serving.api import RecommendationApi, endpoint_from_env, state_timeout_from_env
     from pipeline_code.serving.server import port_from_env
+    from pipeline_code.userstate import open_store
     from pipeline_code.web.server import make_server
 
     try:
-        endpoint = endpoint_from_env(os.environ.get("MODEL_ENDPOINT"))
+        endpoint = endpoint_from_env(os.environ.get(host.ENV_MODEL_ENDPOINT))
         port = port_from_env(None, os.environ)
+        timeout = state_timeout_from_env(dict(os.environ))
+        state = os.environ.get(host.ENV_USER_STATE)
+        store = open_store(state, timeout=timeout) if state else None
     except (ValueError, ServeError) as exc:
         print(f"recommendation api: {exc}", file=sys.stderr)
         return 1
-    make_server(RecommendationApi(endpoint), "0.0.0.0", port, log_level="info").run()
+    make_server(RecommendationApi(endpoint, store, timeout), "0.0.0.0", port, log_level="info").run()
     return 0
 
 

@@ -13,30 +13,36 @@ in-process (``LocalEndpoint``) or over HTTP to the model server
 (``HttpEndpoint``), a Vertex AI endpoint (``VertexEndpoint``) or a SageMaker
 endpoint (``SageMakerEndpoint``) or an Azure ML endpoint (``AzureMLEndpoint``). In a container,
 ``python -m pipeline_code.serving api`` serves it on ``PORT`` with the
-endpoint from ``MODEL_ENDPOINT`` (see ``endpoint_from_env``). Before asking, it adds the user's
-events since training (``RecentActivity``) as ``recent_items``.
+endpoint from ``MODEL_ENDPOINT`` (see ``endpoint_from_env``).
+
+Before asking, it reads the user's recent activity from the online store
+the fast path writes (``USER_STATE``; ``FreshItems``), once per request and
+within ``USER_STATE_TIMEOUT_MS``, and sends its items as ``recent_items``.
+A slow or failing store costs only freshness: the API answers without fresh
+items and counts it in ``dataflow_api_user_state_total{outcome}``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-import time
 from typing import Protocol
 from urllib.parse import parse_qs
 
 import httpx
 import msgspec
+from prometheus_client import Counter
 
 from pipeline_code import host
+from pipeline_code.core.ports import UserState
+from pipeline_code.core.userstate import recent_items
 from pipeline_code.ml.model import Recommender
-from pipeline_code.serving.freshness import RecentActivity
 from pipeline_code.serving.model_server import DEFAULT_K, MAX_K, PredictRequest, RequestError, predict
 from pipeline_code.web.http import (
     Receive,
+    RoutedApp,
     Scope,
     Send,
-    lifespan,
     respond_error,
     respond_fallback,
     respond_json,
@@ -44,6 +50,9 @@ from pipeline_code.web.http import (
 from pipeline_code.web.metrics import ServerMetrics
 
 PREFIX = "/recommendations/"
+DEFAULT_STATE_TIMEOUT_MS = 150
+"""A store read's budget: DynamoDB, Firestore and Cosmos DB answer a point
+read in single-digit to tens of milliseconds."""
 
 
 class EndpointError(Exception):
@@ -211,26 +220,70 @@ def endpoint_from_env(value: str | None) -> Endpoint:
     return HttpEndpoint(parsed.target)
 
 
-class RecommendationApi:
-    """The ASGI app."""
+class FreshItems:
+    """A user's recent items from the online store: one read, bounded in time.
 
-    def __init__(self, endpoint: Endpoint, activity: RecentActivity | None = None) -> None:
+    The store's clients block, so the read runs in a thread; past
+    ``timeout_s`` (or on any error) the answer is "no fresh items", counted
+    by outcome (``hit``, ``miss``, ``timeout``, ``error``)."""
+
+    def __init__(
+        self, store: UserState, counter: Counter, timeout_s: float = DEFAULT_STATE_TIMEOUT_MS / 1000
+    ) -> None:
+        self.store = store
+        self.timeout_s = timeout_s
+        self.outcomes = {name: counter.labels(name) for name in ("hit", "miss", "timeout", "error")}
+
+    async def recent(self, user_key: str) -> list[str]:
+        try:
+            state = await asyncio.wait_for(asyncio.to_thread(self.store.get, user_key), self.timeout_s)
+        except TimeoutError:
+            self.outcomes["timeout"].inc()
+            return []
+        except Exception:  # any store failure costs freshness, never the answer
+            self.outcomes["error"].inc()
+            return []
+        self.outcomes["hit" if state is not None else "miss"].inc()
+        return recent_items(state)
+
+
+def state_timeout_from_env(env: dict[str, str]) -> float:
+    """``USER_STATE_TIMEOUT_MS`` -> seconds; ``ValueError`` names the variable and value."""
+    raw = env.get(host.ENV_USER_STATE_TIMEOUT_MS, str(DEFAULT_STATE_TIMEOUT_MS))
+    try:
+        ms = int(raw)
+        if not 1 <= ms <= 10_000:
+            raise ValueError
+    except ValueError:
+        raise ValueError(
+            f"{host.ENV_USER_STATE_TIMEOUT_MS} must be 1 to 10000 milliseconds, got {raw!r}"
+        ) from None
+    return ms / 1000
+
+
+class RecommendationApi(RoutedApp):
+    """The ASGI app; ``store`` is the fast path's user state (None: no fresh items)."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        store: UserState | None = None,
+        state_timeout_s: float = DEFAULT_STATE_TIMEOUT_MS / 1000,
+    ) -> None:
         self.endpoint = endpoint
-        self.activity = activity
         self.metrics = ServerMetrics("dataflow_api")
+        counter = Counter(
+            "dataflow_api_user_state_total",
+            "Reads of the online user state, by outcome (hit, miss, timeout, error).",
+            ("outcome",),
+            registry=self.metrics.registry,
+        )
+        self.fresh = FreshItems(store, counter, state_timeout_s) if store is not None else None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
-            await self.endpoint.close()
-            return
-        if scope["type"] != "http":
-            return
-        started = time.perf_counter()
-        route, code = await self._route(scope, send)
-        self.metrics.observe(route, code, time.perf_counter() - started)
+    async def shutdown(self) -> None:
+        await self.endpoint.close()
 
-    async def _route(self, scope: Scope, send: Send) -> tuple[str, int]:
+    async def route(self, scope: Scope, receive: Receive, send: Send) -> tuple[str, int]:
         path = scope["path"]
         if scope["method"] not in ("GET", "HEAD"):
             await respond_error(send, 405, "this API only answers GET")
@@ -254,7 +307,7 @@ class RecommendationApi:
         except ValueError:
             await respond_error(send, 400, f"k must be an integer from 1 to {MAX_K}, got {raw_k!r}")
             return 400
-        fresh = self.activity.recent(user_id) if self.activity is not None else []
+        fresh = await self.fresh.recent(user_id) if self.fresh is not None else []
         request = {"instances": [{"user_id": user_id, "recent_items": fresh, "k": k}]}
         try:
             answer = await self.endpoint.predict(request)

@@ -42,12 +42,12 @@ from pipeline_code.web.http import (
     BodyTooLarge,
     ClientGone,
     Receive,
+    RoutedApp,
     Scope,
     Send,
     discard_body,
     error_body,
     is_json,
-    lifespan,
     read_body,
     respond_error,
     respond_fallback,
@@ -128,7 +128,7 @@ def predict(model: Recommender, request: PredictRequest) -> dict:
     return {"predictions": predictions, "model_version": model.version}
 
 
-class ModelServer:
+class ModelServer(RoutedApp):
     """The ASGI app. ``load`` is called in a background thread at startup so
     that ``/live`` answers while a large model is still loading."""
 
@@ -180,17 +180,10 @@ class ModelServer:
         return self.model is not None and not self.draining
 
     # -- ASGI --------------------------------------------------------------------
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send, self.start_loading)
-            return
-        if scope["type"] != "http":
-            return
-        started = time.perf_counter()
-        route, code = await self._route(scope, receive, send)
-        self.metrics.observe(route, code, time.perf_counter() - started)
+    def startup(self) -> None:
+        self.start_loading()
 
-    async def _route(self, scope: Scope, receive: Receive, send: Send) -> tuple[str, int]:
+    async def route(self, scope: Scope, receive: Receive, send: Send) -> tuple[str, int]:
         path, method = scope["path"], scope["method"]
         if path in self.predict_routes:
             if method != "POST":

@@ -7,6 +7,7 @@ microseconds per request and a router would be most of it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from http import HTTPStatus
 from typing import Any
@@ -162,3 +163,32 @@ async def lifespan(receive: Receive, send: Send, startup: Callable[[], None] | N
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+class RoutedApp:
+    """The ASGI shape every server but the collector shares: lifespan
+    answered (``startup`` runs before it completes, ``shutdown`` after), and
+    every HTTP request timed into ``self.metrics`` under the route name and
+    status that ``route`` returns."""
+
+    metrics: Any
+
+    def startup(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        return None
+
+    async def route(self, scope: Scope, receive: Receive, send: Send) -> tuple[str, int]:
+        raise NotImplementedError
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send, self.startup)
+            await self.shutdown()
+            return
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        route, code = await self.route(scope, receive, send)
+        self.metrics.observe(route, code, time.perf_counter() - started)

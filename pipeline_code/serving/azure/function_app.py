@@ -1,11 +1,15 @@
-"""The Functions host's entry file: the one image serves the API or, with
-``DATAFLOW_APP=collector``, the collector (``pipeline_code.serving.azure_function``,
-``pipeline_code.collector.azure_function``)."""
+"""The Functions host's entry file: the one image serves the API or, by
+``DATAFLOW_APP``, the collector (``collector``) or the fast path's Event Hubs
+trigger (``fresh``): ``pipeline_code.serving.azure_function``,
+``pipeline_code.collector.azure_function``, ``pipeline_code.fastpath.azure_function``."""
 
 import os
 
-if os.environ.get("DATAFLOW_APP") == "collector":
+APP = os.environ.get("DATAFLOW_APP", "api")
+if APP == "collector":
     from pipeline_code.collector.azure_function import build
+elif APP == "fresh":
+    from pipeline_code.fastpath.azure_function import build
 else:
     from pipeline_code.serving.azure_function import build
 

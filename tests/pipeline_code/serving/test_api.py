@@ -1,17 +1,19 @@
-"""The recommendation API: routes, validation, freshness from the event
-log, and the same answers in-process and over HTTP."""
+"""The recommendation API: routes, validation, fresh items from the online
+user state (and answers without them when the store is slow or down), and
+the same answers in-process and over HTTP."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
-import shutil
+import threading
+import time
 
 import httpx
 import pytest
 
-from pipeline_code.local.run import default_log_dir
+from pipeline_code.fastpath.local import LogFastPath
 from pipeline_code.ml.model import Recommender, find_model
 from pipeline_code.serving import aws_lambda
 from pipeline_code.serving.api import (
@@ -23,8 +25,8 @@ from pipeline_code.serving.api import (
     VertexEndpoint,
     endpoint_from_env,
 )
-from pipeline_code.serving.freshness import RecentActivity
 from pipeline_code.streams.eventlog import EventLog
+from pipeline_code.userstate.local import LocalUserState
 from tests.conftest import event
 from tests.pipeline_code.serving.servers import free_port, server_process
 
@@ -68,14 +70,11 @@ def test_bad_requests_say_what_is_wrong(model, path, status, fragment):
     assert fragment in response.json()["message"]
 
 
-def test_new_events_in_the_log_change_recommendations_without_retraining(trained, model, tmp_path):
-    warehouse, _, _ = trained
-    log_dir = tmp_path / "log"
-    shutil.copytree(default_log_dir(warehouse), log_dir)  # same log id: the model's checkpoint applies
-    log = EventLog(log_dir)
-    activity = RecentActivity.for_model(log, model.metadata, min_refresh_seconds=0)
-    api = RecommendationApi(LocalEndpoint(model), activity)
-    assert activity.refresh() == 0  # everything already in the log was trained on
+def test_an_event_through_the_fast_path_changes_recommendations_without_retraining(model, tmp_path):
+    log = EventLog(tmp_path / "log")
+    store = LocalUserState(tmp_path / "state.sqlite")
+    fast = LogFastPath(log, store)
+    api = RecommendationApi(LocalEndpoint(model), store)
 
     before = get(api, "/recommendations/shopper-new?k=10").json()
     assert before["strategy"] == "popularity" and before["fresh_items"] == 0
@@ -83,26 +82,83 @@ def test_new_events_in_the_log_change_recommendations_without_retraining(trained
     log.append(
         [json.dumps(event(event_id="fresh-1", user_id="shopper-new", items=[{"item_id": item}])).encode()]
     )
+    assert fast.step() == 1
     after = get(api, "/recommendations/shopper-new?k=10").json()
     assert after["strategy"] == "personalised" and after["fresh_items"] == 1
     assert item not in [i["item_id"] for i in after["items"]]
     assert after["items"] != before["items"]
+    assert 'dataflow_api_user_state_total{outcome="hit"} 1.0' in get(api, "/metrics").text
 
 
 def test_bots_and_removals_are_not_fresh_activity(tmp_path):
     log = EventLog(tmp_path / "log")
-    activity = RecentActivity(log, 0, min_refresh_seconds=0)
+    store = LocalUserState(tmp_path / "state.sqlite")
     log.append(
         [
             json.dumps(event(event_id="b", context={"user_agent": "Googlebot/2.1"})).encode(),
-            json.dumps(event(event_id="r", event_name="remove_from_cart")).encode(),
             json.dumps(event(event_id="v", items=[{"item_id": "sku-9"}])).encode(),
-            json.dumps(event(event_id="w", items=[{"item_id": "sku-1"}])).encode(),
-            json.dumps(event(event_id="x", items=[{"item_id": "sku-9"}])).encode(),
+            json.dumps(
+                event(event_id="w", items=[{"item_id": "sku-1"}], event_timestamp="2026-01-01T10:01:00Z")
+            ).encode(),
+            json.dumps(
+                event(event_id="x", items=[{"item_id": "sku-9"}], event_timestamp="2026-01-01T10:02:00Z")
+            ).encode(),
+            json.dumps(
+                event(
+                    event_id="r",
+                    event_name="remove_from_cart",
+                    items=[{"item_id": "sku-1"}],
+                    event_timestamp="2026-01-01T10:03:00Z",
+                )
+            ).encode(),
             b"not json",
         ]
     )
-    assert activity.recent("u-1") == ["sku-1", "sku-9"]  # oldest first, repeats moved to the end
+    fast = LogFastPath(log, store)
+    fast.step()
+    assert (fast.totals.applied, fast.totals.skipped, fast.totals.rejected) == (4, 1, 1)
+    from pipeline_code.core.userstate import recent_items
+
+    # sku-1 was viewed then removed from the cart (net weight 0): not fresh.
+    assert recent_items(store.get("u-1")) == ["sku-9"]
+
+
+class SlowStore:
+    """A store that takes ``delay`` seconds to answer, or raises."""
+
+    def __init__(self, delay: float = 0.0, error: Exception | None = None) -> None:
+        self.delay, self.error = delay, error
+        self.released = threading.Event()
+
+    def get(self, user_key):
+        self.released.wait(self.delay)
+        if self.error:
+            raise self.error
+        return None
+
+
+@pytest.mark.parametrize(
+    ("store", "outcome"),
+    [(SlowStore(delay=2.0), "timeout"), (SlowStore(error=ConnectionError("down")), "error")],
+)
+def test_a_slow_or_failing_store_costs_freshness_not_the_answer(model, store, outcome):
+    api = RecommendationApi(LocalEndpoint(model), store, state_timeout_s=0.05)
+
+    async def timed():
+        # Timed inside the loop: asyncio.run also waits for the stuck read's thread.
+        transport = httpx.ASGITransport(app=api)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            started = time.perf_counter()
+            response = await client.get("/recommendations/user-000001?k=5")
+            elapsed = time.perf_counter() - started
+        store.released.set()
+        return response, elapsed
+
+    response, elapsed = asyncio.run(timed())
+    assert response.status_code == 200 and response.json()["fresh_items"] == 0
+    assert len(response.json()["items"]) == 5
+    assert elapsed < 1.0
+    assert f'dataflow_api_user_state_total{{outcome="{outcome}"}} 1.0' in get(api, "/metrics").text
 
 
 def test_the_api_over_a_real_model_server_matches_in_process(trained, model):
