@@ -2,7 +2,7 @@
 
 Every chain's ``outputs()`` returns a ``ChainOutputs``: typed attributes
 for code (``chain.outputs().api_url``) and a read-only mapping for the
-stack's exports and ``pulumi.StackReference`` readers (the same seven keys
+stack's exports and ``pulumi.StackReference`` readers (the same eight keys
 on every cloud; ``OUTPUTS`` says what each means per cloud).
 """
 
@@ -21,12 +21,13 @@ OUTPUTS = {
     "model_endpoint": "Vertex AI endpoint, SageMaker endpoint ARN or Azure ML endpoint id.",
     "api_url": "The recommendation API's base URL.",
     "collector_url": "Where trackers send (Segment's API); empty when collector.enabled is false.",
+    "user_state_location": "The online user state, as USER_STATE: firestore:..., dynamodb:... or tables:...",
 }
 
 
 @dataclass(frozen=True)
 class ChainOutputs(Mapping[str, pulumi.Output]):
-    """The seven outputs of a chain, on any cloud (see ``OUTPUTS``)."""
+    """The eight outputs of a chain, on any cloud (see ``OUTPUTS``)."""
 
     ingest_endpoint: pulumi.Output[str]
     dead_letter_location: pulumi.Output[str]
@@ -35,6 +36,7 @@ class ChainOutputs(Mapping[str, pulumi.Output]):
     model_endpoint: pulumi.Output[str]
     api_url: pulumi.Output[str]
     collector_url: pulumi.Output[str]
+    user_state_location: pulumi.Output[str]
 
     def __getitem__(self, key: str) -> pulumi.Output:
         if key not in OUTPUTS:

@@ -138,6 +138,24 @@ class CollectorSpec(_Section):
     """Shop origins (``https://shop.example``) browsers may send from; empty: any (write keys check)."""
 
 
+class FastPathSpec(_Section):
+    """The fast path: a stream function that keeps each user's recent activity
+    in an online store the API reads (``pipeline_code.fastpath``)."""
+
+    ttl_days: Annotated[int, msgspec.Meta(ge=1, le=365)] = 30
+    """Days a user's state outlives their last event; the store deletes it after."""
+    max_instances: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    memory_mb: Annotated[int, msgspec.Meta(ge=128, le=32768)] = 512
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 100
+    """Events per function invocation where the platform batches (Kinesis, Event Hubs)."""
+    batch_window_seconds: Annotated[int, msgspec.Meta(ge=0, le=300)] = 1
+    """How long the platform may wait to fill a batch: freshness against invocations."""
+    max_event_age_seconds: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 3600
+    """Events older than this on the stream are no longer fresh: the function skips past them."""
+    read_timeout_ms: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 150
+    """The API's budget for its one read per request; past it, it answers without fresh items."""
+
+
 class AlertSpec(_Section):
     backlog_seconds: Annotated[int, msgspec.Meta(ge=30)] = 300
     """Alert when the oldest unprocessed event is older than this."""
@@ -151,6 +169,10 @@ class AlertSpec(_Section):
     """Alert when this share of model requests fail."""
     latency_p99_ms: Annotated[int, msgspec.Meta(ge=1)] = 500
     """Alert when the model's 99th-percentile latency exceeds this."""
+    fast_path_lag_seconds: Annotated[int, msgspec.Meta(ge=10)] = 60
+    """Alert when the fast path's oldest unapplied event is older than this."""
+    fast_path_errors_per_5min: Annotated[int, msgspec.Meta(ge=1)] = 5
+    """Alert when the stream function fails more often than this in five minutes."""
     email: str | None = None
     """Where alerts go. Without it, alerts only show in the console."""
 
@@ -253,6 +275,7 @@ class ChainSpec(_Section):
     model: ModelSpec = ModelSpec()
     serve: ServeSpec = ServeSpec()
     collector: CollectorSpec = CollectorSpec()
+    fast_path: FastPathSpec = FastPathSpec()
     alerts: AlertSpec = AlertSpec()
     gcp: GcpSettings | None = None
     aws: AwsSettings | None = None

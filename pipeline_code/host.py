@@ -52,6 +52,11 @@ ENV_USER_STATE_TTL_DAYS = "USER_STATE_TTL_DAYS"
 """Days a user's state outlives their last event (the store's TTL)."""
 ENV_USER_STATE_TIMEOUT_MS = "USER_STATE_TIMEOUT_MS"
 """The API's budget for its one read per request; past it, it answers without fresh items."""
+EVENTHUB_CONNECTION = "EVENTHUB"
+"""Azure: the fast path's Event Hubs trigger connection; the namespace is
+``EVENTHUB__fullyQualifiedNamespace`` (identity, no connection string)."""
+ENV_EVENTHUB_NAME = "EVENTHUB_NAME"
+ENV_EVENTHUB_CONSUMER_GROUP = "EVENTHUB_CONSUMER_GROUP"
 
 # --- MODEL_ENDPOINT --------------------------------------------------------
 

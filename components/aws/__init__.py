@@ -1,4 +1,4 @@
-"""The chain on AWS: Kinesis, Glue, Redshift Serverless, SageMaker, Lambda.
+"""The chain on AWS: Kinesis, Glue, Redshift Serverless, SageMaker, Lambda, DynamoDB.
 
 Needs the ``aws`` extra (``pip install 'data-flow[aws]'``). Use the whole
 chain (``Chain``, also named ``AwsChain``) or any link alone; every cloud
@@ -7,6 +7,7 @@ exports the same names (``__all__``), each link with the same grant verbs.
 
 from components.aws.chain import AwsChain
 from components.aws.collector import Collector
+from components.aws.fastpath import FastPath, UserState
 from components.aws.ingest import Ingest
 from components.aws.model import Model
 from components.aws.monitoring import Monitoring
@@ -17,4 +18,15 @@ from components.aws.warehouse import Warehouse
 Chain = AwsChain
 
 # The same public names on every cloud; helpers of one cloud stay importable, not listed.
-__all__ = ["Chain", "Collector", "Ingest", "Model", "Monitoring", "Processing", "Serve", "Warehouse"]
+__all__ = [
+    "Chain",
+    "Collector",
+    "FastPath",
+    "Ingest",
+    "Model",
+    "Monitoring",
+    "Processing",
+    "Serve",
+    "UserState",
+    "Warehouse",
+]

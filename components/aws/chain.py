@@ -2,6 +2,7 @@
 
     trackers -> Lambda URL (Collector) -> Kinesis (Ingest) -> Glue streaming (Processing)
         -> Redshift Serverless (Warehouse) -> SageMaker (Model) -> Lambda (Serve), watched by Monitoring
+    Kinesis -> Lambda (FastPath) -> DynamoDB (UserState) -> read by Serve
 
 Each link is its own component and can be used alone; this one wires them:
 the job reads the stream Ingest created and merges into the tables
@@ -20,6 +21,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws.collector import Collector
+from components.aws.fastpath import FastPath, UserState
 from components.aws.ingest import Ingest
 from components.aws.model import Model
 from components.aws.monitoring import Monitoring
@@ -159,9 +161,22 @@ class AwsChain(pulumi.ComponentResource):
             security_group_id=self.warehouse.client_security_group.id,
             opts=child,
         )
+        self.user_state = UserState(f"{name}-state", kms_key_arn=key_arn, tags=tags, opts=child)
+        self.fast_path = FastPath(
+            f"{name}-fast",
+            ingest=self.ingest,
+            user_state=self.user_state,
+            fast_path=spec.fast_path,
+            image=a.api_image,
+            kms_key_arn=key_arn,
+            tags=tags,
+            opts=child,
+        )
         self.serve = Serve(
             f"{name}-serve",
             model=self.model,
+            user_state=self.user_state,
+            fast_path=spec.fast_path,
             serve=spec.serve,
             image=a.api_image,
             kms_key_arn=key_arn,
@@ -186,6 +201,8 @@ class AwsChain(pulumi.ComponentResource):
             ingest=self.ingest,
             processing=self.processing,
             model=self.model,
+            fast_path=self.fast_path,
+            user_state=self.user_state,
             kms_key_arn=key_arn,
             tags=tags,
             opts=child,
@@ -204,4 +221,5 @@ class AwsChain(pulumi.ComponentResource):
             model_endpoint=self.model.endpoint.arn,
             api_url=self.serve.url,
             collector_url=self.collector.url if self.collector else pulumi.Output.from_input(""),
+            user_state_location=self.user_state.location,
         )

@@ -98,12 +98,14 @@ class Ingest(pulumi.ComponentResource):
         )
 
     def grant_consume(self, grantee: str, role: aws.iam.Role) -> aws.iam.RolePolicy:
-        """Let ``role`` read the stream and write rejected batches to the dead-letter bucket."""
+        """Let ``role`` read the stream and write rejected batches to the dead-letter bucket
+        (listing it too: Lambda's S3 on-failure destination checks the bucket)."""
         return grant(
             f"{self.name}-read-{grantee}",
             role,
             [
                 statement(READ_ACTIONS, [self.stream.arn]),
+                statement(["s3:ListBucket"], [self.dead_letters.bucket.arn]),
                 statement(["s3:PutObject"], [self.dead_letters.objects()]),
                 kms_statements(self.kms_key_arn),
             ],

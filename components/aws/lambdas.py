@@ -7,8 +7,9 @@ group with bounded retention, a role Lambda alone may assume, the runtime
 grant (its log group, pulling the image, decrypting its environment, plus
 what the caller adds), the function (image run through ``awslambdaric``,
 X-Ray tracing, environment encrypted with the chain's key, concurrency
-capped) and its function URL: SigV4 (``AWS_IAM``) unless ``public``, in
-which case a resource policy lets anyone call it.
+capped) and, unless ``url`` is False (a stream function has no callers), its
+function URL: SigV4 (``AWS_IAM``) unless ``public``, in which case a resource
+policy lets anyone call it.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ class ImageFunction:
     function: aws.lambda_.Function
     role: aws.iam.Role
     log_group: aws.cloudwatch.LogGroup
-    function_url: aws.lambda_.FunctionUrl
-    url: pulumi.Output[str]
+    function_url: aws.lambda_.FunctionUrl | None
+    url: pulumi.Output[str] | None
 
 
 def image_function(
@@ -53,6 +54,7 @@ def image_function(
     statements: Sequence[Any] = (),
     role_grants: Sequence[Any] = (),
     log_retention_days: int = 30,
+    url: bool = True,
 ) -> ImageFunction:
     """An image Lambda with a URL, children of ``owner`` named ``{name}-...``.
 
@@ -102,6 +104,8 @@ def image_function(
         tags=tags,
         opts=pulumi.ResourceOptions(parent=owner, depends_on=grants),
     )
+    if not url:
+        return ImageFunction(function, role, log_group, None, None)
     function_url = aws.lambda_.FunctionUrl(
         f"{name}-url",
         function_name=function.name,

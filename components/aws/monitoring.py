@@ -8,7 +8,10 @@ Alarms (thresholds from the spec's ``alerts``):
 - processing: Glue's failed tasks, and the job's events read dropping to
   nothing while the stream still receives records (the job stopped);
 - model: the share of 5xx answers (metric math over invocations) and the
-  p99 ``ModelLatency``.
+  p99 ``ModelLatency``;
+- fast path: the function's errors per five minutes and its ``IteratorAge``
+  (how old the newest record it finished was), and any throttled read or
+  write on the user-state table.
 
 Every alarm notifies the SNS topic (encrypted with the chain's key); an
 email subscription is added when ``alerts.email`` is set (the address must
@@ -23,6 +26,7 @@ import json
 import pulumi
 import pulumi_aws as aws
 
+from components.aws.fastpath import FastPath, UserState
 from components.aws.ingest import Ingest
 from components.aws.model import Model
 from components.aws.processing import Processing
@@ -43,6 +47,8 @@ class Monitoring(pulumi.ComponentResource):
         ingest: The ingest link (its stream is read or written, through its grant verbs).
         processing: The processing link (watched through ``alert_targets``).
         model: The model link whose endpoint is called (and granted with ``grant_invoke``).
+        fast_path: The fast path's function (watched through ``alert_targets``).
+        user_state: The fast path's store (watched through ``alert_targets``).
         kms_key_arn: KMS key that encrypts every store, log group and environment of the link (the
             chain's own key, or ``aws.kms_key_arn``).
         tags: Tags on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
@@ -61,11 +67,15 @@ class Monitoring(pulumi.ComponentResource):
         ingest: Ingest,
         processing: Processing,
         model: Model,
+        fast_path: FastPath,
+        user_state: UserState,
         kms_key_arn: pulumi.Input[str],
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(TYPE, name, None, opts)
+        function_name = fast_path.alert_targets["function"]
+        table_name = user_state.alert_targets["table"]
         child = pulumi.ResourceOptions(parent=self)
         stream_name = ingest.alert_targets["stream"]
         job_name = processing.alert_targets["job"]
@@ -225,20 +235,75 @@ class Monitoring(pulumi.ComponentResource):
                 # ModelLatency is in microseconds.
                 threshold=alerts.latency_p99_ms * 1000,
             ),
+            "fast-path-errors": alarm(
+                "fast-path-errors",
+                f"The fast path failed more than {alerts.fast_path_errors_per_5min} times in 5 minutes",
+                namespace="AWS/Lambda",
+                metric_name="Errors",
+                dimensions={"FunctionName": function_name},
+                statistic="Sum",
+                period=300,
+                evaluation_periods=1,
+                comparison_operator="GreaterThanThreshold",
+                threshold=alerts.fast_path_errors_per_5min,
+            ),
+            "fast-path-lag": alarm(
+                "fast-path-lag",
+                f"The fast path is more than {alerts.fast_path_lag_seconds}s behind the stream",
+                namespace="AWS/Lambda",
+                metric_name="IteratorAge",
+                dimensions={"FunctionName": function_name},
+                statistic="Maximum",
+                period=60,
+                evaluation_periods=3,
+                comparison_operator="GreaterThanThreshold",
+                threshold=alerts.fast_path_lag_seconds * 1000,
+            ),
+            "user-state-throttled": alarm(
+                "user-state-throttled",
+                "Reads or writes of the user-state table were throttled",
+                evaluation_periods=1,
+                comparison_operator="GreaterThanOrEqualToThreshold",
+                threshold=1,
+                metric_queries=[
+                    *(
+                        {
+                            "id": key,
+                            "metric": {
+                                "namespace": "AWS/DynamoDB",
+                                "metric_name": metric,
+                                "dimensions": {"TableName": table_name},
+                                "period": 300,
+                                "stat": "Sum",
+                            },
+                        }
+                        for key, metric in (
+                            ("reads", "ReadThrottleEvents"),
+                            ("writes", "WriteThrottleEvents"),
+                        )
+                    ),
+                    {
+                        "id": "throttled",
+                        "expression": "FILL(reads, 0) + FILL(writes, 0)",
+                        "label": "throttled requests",
+                        "return_data": True,
+                    },
+                ],
+            ),
         }
         self.dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard",
             dashboard_name=f"{name}-chain",
-            dashboard_body=pulumi.Output.all(stream_name, job_name, endpoint_name).apply(
-                lambda v: dashboard(region, v[0], v[1], v[2], variant)
+            dashboard_body=pulumi.Output.all(stream_name, job_name, endpoint_name, function_name).apply(
+                lambda v: dashboard(region, v[0], v[1], v[2], variant, v[3])
             ),
             opts=child,
         )
         self.register_outputs({"topic": self.topic.arn})
 
 
-def dashboard(region: str, stream: str, job: str, endpoint: str, variant: str) -> str:
-    """The chain on one screen: ingest, processing, dead letters, model."""
+def dashboard(region: str, stream: str, job: str, endpoint: str, variant: str, function: str) -> str:
+    """The chain on one screen: ingest, processing, dead letters, model, fast path."""
 
     def widget(title: str, metrics: list, stat: str = "Sum") -> dict:
         return {
@@ -275,6 +340,15 @@ def dashboard(region: str, stream: str, job: str, endpoint: str, variant: str) -
                     "Model latency p99 (us)",
                     [["AWS/SageMaker", "ModelLatency", "EndpointName", endpoint, "VariantName", variant]],
                     "p99",
+                ),
+                widget(
+                    "Fast path: invocations and errors",
+                    [["AWS/Lambda", n, "FunctionName", function] for n in ("Invocations", "Errors")],
+                ),
+                widget(
+                    "Fast path: iterator age (ms)",
+                    [["AWS/Lambda", "IteratorAge", "FunctionName", function]],
+                    "Maximum",
                 ),
             ]
         },

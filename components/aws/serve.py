@@ -2,10 +2,11 @@
 
 The function runs the API image (the serving Dockerfile, started through the
 Lambda runtime client with ``pipeline_code.serving.aws_lambda.handler``) and
-calls the SageMaker endpoint (``MODEL_ENDPOINT=sagemaker:<name>``).
+calls the SageMaker endpoint (``MODEL_ENDPOINT=sagemaker:<name>``), with
+each user's fresh items read from the fast path's table (``USER_STATE``).
 Secure by default: the function URL requires SigV4 (``AWS_IAM``) unless the
 spec says ``serve.public``; its role may invoke that one endpoint and write
-its own log group; concurrency is capped at ``serve.max_instances``; its
+its own log group and read the user state; concurrency is capped at ``serve.max_instances``; its
 environment is encrypted with the chain's key. Callers are granted with
 ``grant_invoke``.
 """
@@ -15,10 +16,11 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
+from components.aws.fastpath import UserState
 from components.aws.lambdas import image_function
 from components.aws.model import Model
 from components.aws.security import grant, statement
-from components.spec import ServeSpec
+from components.spec import FastPathSpec, ServeSpec
 from pipeline_code import host
 
 TYPE = "data-flow:aws:Serve"
@@ -31,6 +33,8 @@ class Serve(pulumi.ComponentResource):
     Args:
         name: Logical name; every child is named ``{name}-<role>`` and parented to this component.
         model: The model link whose endpoint is called (and granted with ``grant_invoke``).
+        user_state: The fast path's store, read once per request (``grant_read``).
+        fast_path: ``data-flow:fast_path``: the read's time budget.
         serve: ``data-flow:serve``: instance bounds, memory and ``public`` (off: callers must be
             granted).
         image: The API image in ECR (run through ``awslambdaric``).
@@ -49,6 +53,8 @@ class Serve(pulumi.ComponentResource):
         name: str,
         *,
         model: Model,
+        user_state: UserState,
+        fast_path: FastPathSpec,
         serve: ServeSpec,
         image: str,
         kms_key_arn: pulumi.Input[str],
@@ -67,12 +73,19 @@ class Serve(pulumi.ComponentResource):
             memory_mb=serve.memory_mb,
             timeout_s=10,
             max_concurrency=serve.max_instances,
-            environment={host.ENV_MODEL_ENDPOINT: model.endpoint.name.apply(host.sagemaker_endpoint)},
+            environment={
+                host.ENV_MODEL_ENDPOINT: model.endpoint.name.apply(host.sagemaker_endpoint),
+                host.ENV_USER_STATE: user_state.location,
+                host.ENV_USER_STATE_TIMEOUT_MS: str(fast_path.read_timeout_ms),
+            },
             kms_key_arn=kms_key_arn,
             tags=tags,
             public=serve.public,
             runtime_policy=f"{name}-function-runtime",
-            role_grants=[lambda role: model.grant_invoke("api", role)],
+            role_grants=[
+                lambda role: model.grant_invoke("api", role),
+                lambda role: user_state.grant_read("api", role),
+            ],
             log_retention_days=log_retention_days,
         )
         self.function, self.role, self.log_group = deployed.function, deployed.role, deployed.log_group

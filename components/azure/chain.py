@@ -4,6 +4,7 @@
         -> Data Factory + Synapse Spark (Processing)
         -> Synapse dedicated SQL (Warehouse) -> Azure ML (Model) -> Functions (Serve),
     watched by Monitoring, in one resource group
+    Event Hubs -> Function (FastPath) -> Table storage (UserState) -> read by Serve
 
 Each link is its own component and can be used alone; this one wires them:
 Capture writes the lake container the Spark job reads, the job merges into
@@ -19,6 +20,7 @@ import pulumi
 from pulumi_azure_native import authorization, operationalinsights, resources
 
 from components.azure.collector import Collector
+from components.azure.fastpath import FastPath, UserState
 from components.azure.ingest import CAPTURE, DEAD_LETTERS, Ingest
 from components.azure.model import Model
 from components.azure.monitoring import Monitoring
@@ -130,6 +132,16 @@ class AzureChain(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
+        self.user_state = UserState(
+            f"{name}-state",
+            resource_group=rg,
+            location=az.location,
+            subscription_id=subscription,
+            private_endpoint_subnet_id=az.private_endpoint_subnet_id,
+            tags=tags,
+            cmk_key_url=az.cmk_key_url,
+            opts=child,
+        )
         self.serve = Serve(
             f"{name}-serve",
             resource_group=rg,
@@ -137,11 +149,28 @@ class AzureChain(pulumi.ComponentResource):
             subscription_id=subscription,
             tenant_id=tenant,
             model=self.model,
+            user_state=self.user_state,
+            fast_path=spec.fast_path,
             serve=spec.serve,
             image=az.api_image,
             subnet_id=az.function_subnet_id,
             insights_connection=self.model.insights.connection_string,
             client_id=az.api_client_id,
+            tags=tags,
+            opts=child,
+        )
+        self.fast_path = FastPath(
+            f"{name}-fast",
+            resource_group=rg,
+            location=az.location,
+            subscription_id=subscription,
+            ingest=self.ingest,
+            user_state=self.user_state,
+            fast_path=spec.fast_path,
+            image=az.api_image,
+            function_host=self.serve.function_host,
+            subnet_id=az.function_subnet_id,
+            log_workspace_id=self.logs.id,
             tags=tags,
             opts=child,
         )
@@ -170,6 +199,8 @@ class AzureChain(pulumi.ComponentResource):
             processing=self.processing,
             model=self.model,
             serve=self.serve,
+            fast_path=self.fast_path,
+            user_state=self.user_state,
             tags=tags,
             opts=child,
         )
@@ -187,4 +218,5 @@ class AzureChain(pulumi.ComponentResource):
             model_endpoint=self.model.endpoint.id,
             api_url=self.serve.url,
             collector_url=self.collector.url if self.collector else pulumi.Output.from_input(""),
+            user_state_location=self.user_state.location,
         )

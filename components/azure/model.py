@@ -15,9 +15,9 @@ only action is ``onlineEndpoints/score/action``, on this endpoint.
 from __future__ import annotations
 
 import pulumi
-from pulumi_azure_native import applicationinsights, authorization, keyvault, machinelearningservices, network
+from pulumi_azure_native import authorization, keyvault, machinelearningservices
 
-from components.azure.security import Lake, assign
+from components.azure.security import Lake, app_insights, assign, private_endpoint
 from components.spec import ModelSpec
 
 TYPE = "data-flow:azure:Model"
@@ -97,16 +97,13 @@ class Model(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        self.insights = applicationinsights.Component(
+        self.insights = app_insights(
             f"{name}-insights",
-            resource_group_name=resource_group,
+            resource_group=resource_group,
             location=location,
-            kind="web",
-            application_type="web",
-            workspace_resource_id=log_workspace_id,
-            disable_local_auth=True,
+            log_workspace_id=log_workspace_id,
             tags=tags,
-            opts=child,
+            parent=self,
         )
         access = "Enabled" if public else "Disabled"
         self.workspace = machinelearningservices.Workspace(
@@ -123,20 +120,16 @@ class Model(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        self.private_endpoint = network.PrivateEndpoint(
+        self.private_endpoint = private_endpoint(
             f"{name}-pe",
-            resource_group_name=resource_group,
+            resource_group=resource_group,
             location=location,
-            subnet={"id": private_endpoint_subnet_id},
-            private_link_service_connections=[
-                {
-                    "name": f"{name}-amlworkspace",
-                    "private_link_service_id": self.workspace.id,
-                    "group_ids": ["amlworkspace"],
-                }
-            ],
+            subnet_id=private_endpoint_subnet_id,
+            target_id=self.workspace.id,
+            group="amlworkspace",
+            connection=f"{name}-amlworkspace",
             tags=tags,
-            opts=child,
+            parent=self,
         )
         ws = {"resource_group_name": resource_group, "workspace_name": self.workspace.name}
         self.environment = machinelearningservices.EnvironmentVersion(

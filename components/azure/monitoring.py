@@ -10,7 +10,10 @@ Alerts (thresholds from the spec's ``alerts``):
   stopped, after its retries); dead letters per five minutes and spilled
   batches, from the counts the job sends to its Application Insights;
 - model: 5xx answers per minute above ``error_rate`` of the traffic floor,
-  and the endpoint's p99 latency.
+  and the endpoint's p99 latency;
+- fast path: the function's failed invocations (its Application Insights),
+  the lag it logs per batch (a log query: Event Hubs publishes no lag per
+  consumer group), and throttled requests on the user-state table service.
 
 The action group emails ``alerts.email`` when set.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 import pulumi
 from pulumi_azure_native import monitor
 
+from components.azure.fastpath import LAG_QUERY, FastPath, UserState
 from components.azure.ingest import Ingest
 from components.azure.model import Model
 from components.azure.processing import Processing
@@ -61,6 +65,8 @@ class Monitoring(pulumi.ComponentResource):
         processing: The processing link (watched through ``alert_targets``).
         model: The model link whose endpoint is called (and granted with ``grant_invoke``).
         serve: The serve link (its app's logs are collected).
+        fast_path: The fast path's function (watched through ``alert_targets``).
+        user_state: The fast path's store (watched through ``alert_targets``).
         tags: Tags on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
         opts: Pulumi resource options (parent, provider, aliases). Default: none.
     """
@@ -80,6 +86,8 @@ class Monitoring(pulumi.ComponentResource):
         processing: Processing,
         model: Model,
         serve: Serve,
+        fast_path: FastPath,
+        user_state: UserState,
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -96,7 +104,10 @@ class Monitoring(pulumi.ComponentResource):
             "factory": processing.alert_targets["factory"],
             "ml": model.alert_targets["workspace"],
             "api": serve.alert_targets["app"],
+            "fast-path": fast_path.alert_targets["app"],
         }
+        fresh_insights = fast_path.alert_targets["insights"]
+        tables = pulumi.Output.concat(user_state.alert_targets["account"], "/tableServices/default")
         receivers = [{"name": "oncall", "email_address": alerts.email, "use_common_alert_schema": True}]
         self.action_group = monitor.ActionGroup(
             f"{name}-oncall",
@@ -235,7 +246,75 @@ class Monitoring(pulumi.ComponentResource):
                     )
                 ],
             ),
+            "fast-path-errors": alert(
+                "fast-path-errors",
+                f"The fast path failed more than {alerts.fast_path_errors_per_5min} times in 5 minutes",
+                fresh_insights,
+                [
+                    criterion(
+                        "failed",
+                        "requests/failed",
+                        "microsoft.insights/components",
+                        "GreaterThan",
+                        alerts.fast_path_errors_per_5min,
+                        "Count",
+                    )
+                ],
+            ),
+            "user-state-throttled": alert(
+                "user-state-throttled",
+                "Requests to the user-state table were throttled",
+                tables,
+                [
+                    criterion(
+                        "throttled",
+                        "Transactions",
+                        "Microsoft.Storage/storageAccounts/tableServices",
+                        "GreaterThanOrEqual",
+                        1,
+                        "Total",
+                        [
+                            {
+                                "name": "ResponseType",
+                                "operator": "Include",
+                                "values": ["ServerBusyError", "ClientThrottlingError"],
+                            }
+                        ],
+                    )
+                ],
+            ),
         }
+        self.lag_alert = monitor.ScheduledQueryRule(
+            f"{name}-fast-path-lag",
+            resource_group_name=resource_group,
+            location=fast_path.location,
+            description=f"The fast path is more than {alerts.fast_path_lag_seconds}s behind the hub",
+            severity=2,
+            enabled=True,
+            kind="LogAlert",
+            scopes=[fresh_insights],
+            evaluation_frequency="PT5M",
+            window_size="PT5M",
+            criteria={
+                "all_of": [
+                    {
+                        "query": LAG_QUERY,
+                        "time_aggregation": "Maximum",
+                        "metric_measure_column": "lag_s",
+                        "operator": "GreaterThan",
+                        "threshold": alerts.fast_path_lag_seconds,
+                        "failing_periods": {
+                            "number_of_evaluation_periods": 1,
+                            "min_failing_periods_to_alert": 1,
+                        },
+                    }
+                ]
+            },
+            actions={"action_groups": [self.action_group.id]},
+            auto_mitigate=True,
+            tags=tags,
+            opts=child,
+        )
         self.diagnostics = [
             monitor.DiagnosticSetting(
                 f"{name}-diag-{key}",

@@ -4,9 +4,13 @@
   resource group or subscription), with a stable name derived from the stack
   and the Pulumi resource name, so re-running never duplicates it.
 - ``ROLES``: the built-in roles the chain grants, by name.
+- ``private_endpoint(...)``: one sub-resource of a resource, in the chain's subnet.
+- ``app_insights(...)``: a workspace-based Application Insights that takes
+  telemetry by Entra ID only (local auth off).
 - ``Lake``: an ADLS Gen2 account (hierarchical namespace) with the chain's
   containers: TLS 1.2, no shared keys (Entra ID only), no public blobs,
-  infrastructure encryption, optional customer-managed key.
+  infrastructure encryption, optional customer-managed key (also over its
+  tables with ``tables=True``), optionally closed to public networks.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import uuid
 
 import pulumi
-from pulumi_azure_native import authorization, storage
+from pulumi_azure_native import applicationinsights, authorization, network, storage
 
 # Built-in role definition ids (the same in every tenant).
 ROLES = {
@@ -23,6 +27,9 @@ ROLES = {
     "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
     "Storage Blob Data Reader": "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
     "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+    "Storage Table Data Reader": "76199698-9eea-4c19-bc75-cec21354c6b6",
+    "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
 }
 # Roles too broad for any grant of the chain.
 BROAD_ROLES = {
@@ -68,6 +75,56 @@ def assign(
     )
 
 
+def private_endpoint(
+    name: str,
+    *,
+    resource_group: pulumi.Input[str],
+    location: str,
+    subnet_id: str,
+    target_id: pulumi.Input[str],
+    group: str,
+    connection: str,
+    tags: dict[str, str],
+    parent: pulumi.Resource,
+) -> network.PrivateEndpoint:
+    """A private endpoint ``name`` in ``subnet_id`` to one sub-resource
+    (``group``) of ``target_id``, through the connection named ``connection``."""
+    return network.PrivateEndpoint(
+        name,
+        resource_group_name=resource_group,
+        location=location,
+        subnet={"id": subnet_id},
+        private_link_service_connections=[
+            {"name": connection, "private_link_service_id": target_id, "group_ids": [group]}
+        ],
+        tags=tags,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def app_insights(
+    name: str,
+    *,
+    resource_group: pulumi.Input[str],
+    location: str,
+    log_workspace_id: pulumi.Input[str],
+    tags: dict[str, str],
+    parent: pulumi.Resource,
+) -> applicationinsights.Component:
+    """Application Insights ``name`` over the chain's Log Analytics workspace, Entra ID ingestion only."""
+    return applicationinsights.Component(
+        name,
+        resource_group_name=resource_group,
+        location=location,
+        kind="web",
+        application_type="web",
+        workspace_resource_id=log_workspace_id,
+        disable_local_auth=True,
+        tags=tags,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
 def account_name(name: str) -> str:
     """A storage account name (3-24 lower-case letters and digits) from a resource name."""
     flat = "".join(ch for ch in name.lower() if ch.isalnum())
@@ -90,6 +147,8 @@ class Lake(pulumi.ComponentResource):
         tags: dict[str, str],
         hierarchical: bool = True,
         cmk_key_url: str | None = None,
+        tables: bool = False,
+        public_network: bool = True,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("data-flow:azure:Lake", name, None, opts)
@@ -100,6 +159,9 @@ class Lake(pulumi.ComponentResource):
             "require_infrastructure_encryption": True,
             "services": {"blob": {"enabled": True, "key_type": "Account"}},
         }
+        if tables:
+            # Table data under the account key (and so the customer's key), not a service-managed one.
+            encryption["services"]["table"] = {"enabled": True, "key_type": "Account"}
         identity = None
         if cmk_key_url:
             vault, _, key = cmk_key_url.removeprefix("https://").partition("/keys/")
@@ -121,6 +183,8 @@ class Lake(pulumi.ComponentResource):
             default_to_o_auth_authentication=True,
             enable_https_traffic_only=True,
             minimum_tls_version="TLS1_2",
+            # Closed: reachable through private endpoints only.
+            **({} if public_network else {"public_network_access": "Disabled"}),
             encryption=encryption,
             identity=identity,
             tags=tags,

@@ -3,7 +3,8 @@
 The app runs the API's Functions image (``pipeline_code/serving/azure/Dockerfile``:
 the Azure Functions Python host with ``pipeline_code.serving.azure_function``,
 an ASGI function around the same ``RecommendationApi``) on an Elastic Premium
-plan, integrated into the chain's VNet so it reaches the private ML endpoint.
+plan, integrated into the chain's VNet so it reaches the private ML endpoint
+and the fast path's private user-state table (``USER_STATE``).
 Secure by default: HTTPS only, TLS 1.2, FTP off, a managed identity that may
 score that one endpoint (and read its own host storage), and App Service
 authentication that refuses requests without an Entra ID token for
@@ -20,9 +21,10 @@ import pulumi
 import pulumi_azuread as azuread
 from pulumi_azure_native import web
 
+from components.azure.fastpath import UserState
 from components.azure.functions import function_app, function_host
 from components.azure.model import DEPLOYMENT, Model
-from components.spec import ServeSpec
+from components.spec import FastPathSpec, ServeSpec
 from pipeline_code import host
 
 TYPE = "data-flow:azure:Serve"
@@ -40,6 +42,8 @@ class Serve(pulumi.ComponentResource):
         subscription_id: Subscription id: role definitions are resolved in it.
         tenant_id: Entra ID tenant id.
         model: The model link whose endpoint is called (and granted with ``grant_invoke``).
+        user_state: The fast path's store, read once per request (``grant_read``).
+        fast_path: ``data-flow:fast_path``: the read's time budget.
         serve: ``data-flow:serve``: instance bounds, memory and ``public`` (off: callers must be
             granted).
         image: The API's Functions image in ACR (``pipeline_code/serving/azure/Dockerfile``).
@@ -63,6 +67,8 @@ class Serve(pulumi.ComponentResource):
         subscription_id: pulumi.Input[str],
         tenant_id: pulumi.Input[str],
         model: Model,
+        user_state: UserState,
+        fast_path: FastPathSpec,
         serve: ServeSpec,
         image: str,
         subnet_id: str,
@@ -97,6 +103,8 @@ class Serve(pulumi.ComponentResource):
             app_settings={
                 "APPLICATIONINSIGHTS_CONNECTION_STRING": insights_connection,
                 host.ENV_MODEL_ENDPOINT: endpoint,
+                host.ENV_USER_STATE: user_state.location,
+                host.ENV_USER_STATE_TIMEOUT_MS: str(fast_path.read_timeout_ms),
             },
             max_instances=serve.max_instances,
             tags=tags,
@@ -107,7 +115,11 @@ class Serve(pulumi.ComponentResource):
                 "minimum_elastic_instance_count": max(1, serve.min_instances),
             },
         )
-        self.grants = [model.grant_invoke("api", principal), storage_grant]
+        self.grants = [
+            model.grant_invoke("api", principal),
+            user_state.grant_read("api", principal),
+            storage_grant,
+        ]
         self.auth = None
         if not serve.public:
             self.auth = web.WebAppAuthSettingsV2(

@@ -17,9 +17,9 @@ idle) or, for ad hoc reads of the lake, on the built-in serverless pool.
 from __future__ import annotations
 
 import pulumi
-from pulumi_azure_native import network, synapse
+from pulumi_azure_native import synapse
 
-from components.azure.security import Lake, assign
+from components.azure.security import Lake, assign, private_endpoint
 from components.azure.synapse_sql import SynapseSqlGrant
 from components.spec import WarehouseSpec
 
@@ -127,20 +127,16 @@ class Warehouse(pulumi.ComponentResource):
         # Private endpoints: the pool's SQL endpoint and the development endpoint
         # (where Spark job definitions are published), in the chain's subnet.
         self.private_endpoints = [
-            network.PrivateEndpoint(
+            private_endpoint(
                 f"{name}-pe-{group.lower()}",
-                resource_group_name=resource_group,
+                resource_group=resource_group,
                 location=location,
-                subnet={"id": private_endpoint_subnet_id},
-                private_link_service_connections=[
-                    {
-                        "name": f"{name}-{group.lower()}",
-                        "private_link_service_id": self.workspace.id,
-                        "group_ids": [group],
-                    }
-                ],
+                subnet_id=private_endpoint_subnet_id,
+                target_id=self.workspace.id,
+                group=group,
+                connection=f"{name}-{group.lower()}",
                 tags=tags,
-                opts=child,
+                parent=self,
             )
             for group in ("Sql", "Dev")
         ]

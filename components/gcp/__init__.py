@@ -1,4 +1,4 @@
-"""The chain on GCP: Pub/Sub, Dataflow, BigQuery, Vertex AI, Cloud Run.
+"""The chain on GCP: Pub/Sub, Dataflow, BigQuery, Vertex AI, Cloud Run, Firestore.
 
 Needs the ``gcp`` extra (``pip install 'data-flow[gcp]'``). Use the whole
 chain (``Chain``, also named ``GcpChain``) or any link alone; every cloud
@@ -7,6 +7,7 @@ exports the same names (``__all__``), each link with the same grant verbs.
 
 from components.gcp.chain import GcpChain
 from components.gcp.collector import Collector
+from components.gcp.fastpath import FastPath, UserState
 from components.gcp.ingest import Ingest
 from components.gcp.model import Model
 from components.gcp.monitoring import Monitoring
@@ -17,4 +18,15 @@ from components.gcp.warehouse import Warehouse
 Chain = GcpChain
 
 # The same public names on every cloud; helpers of one cloud stay importable, not listed.
-__all__ = ["Chain", "Collector", "Ingest", "Model", "Monitoring", "Processing", "Serve", "Warehouse"]
+__all__ = [
+    "Chain",
+    "Collector",
+    "FastPath",
+    "Ingest",
+    "Model",
+    "Monitoring",
+    "Processing",
+    "Serve",
+    "UserState",
+    "Warehouse",
+]

@@ -2,6 +2,7 @@
 
     trackers -> Cloud Run (Collector) -> Pub/Sub (Ingest) -> Dataflow (Processing) -> BigQuery (Warehouse)
         -> Vertex AI (Model) -> Cloud Run (Serve), watched by Monitoring
+    Pub/Sub push -> Cloud Run (FastPath) -> Firestore (UserState) -> read by Serve
 
 Each link is its own component and can be used alone; this one wires them:
 the job reads the subscription Ingest created and writes the tables
@@ -16,6 +17,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.gcp.collector import Collector
+from components.gcp.fastpath import FastPath, UserState
 from components.gcp.ingest import Ingest
 from components.gcp.model import Model
 from components.gcp.monitoring import Monitoring
@@ -94,11 +96,34 @@ class GcpChain(pulumi.ComponentResource):
             kms_key_name=g.kms_key_name,
             opts=child,
         )
+        self.user_state = UserState(
+            f"{name}-state",
+            project=g.project,
+            region=g.region,
+            labels=labels,
+            kms_key_name=g.kms_key_name,
+            opts=child,
+        )
+        self.fast_path = FastPath(
+            f"{name}-fast",
+            project=g.project,
+            project_number=project_number,
+            region=g.region,
+            ingest=self.ingest,
+            user_state=self.user_state,
+            fast_path=spec.fast_path,
+            dead_letters=spec.dead_letters,
+            image=g.api_image,
+            labels=labels,
+            opts=child,
+        )
         self.serve = Serve(
             f"{name}-serve",
             project=g.project,
             region=g.region,
             model=self.model,
+            user_state=self.user_state,
+            fast_path=spec.fast_path,
             serve=spec.serve,
             image=g.api_image,
             labels=labels,
@@ -123,6 +148,8 @@ class GcpChain(pulumi.ComponentResource):
             ingest=self.ingest,
             processing=self.processing,
             model=self.model,
+            fast_path=self.fast_path,
+            user_state=self.user_state,
             labels=labels,
             opts=child,
         )
@@ -138,4 +165,5 @@ class GcpChain(pulumi.ComponentResource):
             model_endpoint=self.model.endpoint.id,
             api_url=self.serve.url,
             collector_url=self.collector.url if self.collector else pulumi.Output.from_input(""),
+            user_state_location=self.user_state.location,
         )

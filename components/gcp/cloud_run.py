@@ -54,18 +54,21 @@ def run_service(
     grants: Sequence[Any] = (),
     args: Sequence[str] | None = None,
     commands: Sequence[str] | None = None,
+    ingress: str = "INGRESS_TRAFFIC_ALL",
 ) -> gcp.cloudrunv2.Service:
     """A Cloud Run v2 service of ``image`` running as ``identity``.
 
     ``pull_grant_name`` names the image-pull grant; ``grants`` are what else
-    must exist before the first revision starts (other links' grant verbs).
+    must exist before the first revision starts (other links' grant verbs);
+    ``ingress`` ``INGRESS_TRAFFIC_INTERNAL_ONLY`` for a service only
+    Google's own senders (Pub/Sub push in the project) and the VPC reach.
     """
     pull = grant_image_pull(owner, pull_grant_name, image, member)
     return gcp.cloudrunv2.Service(
         resource_name,
         project=project,
         location=region,
-        ingress="INGRESS_TRAFFIC_ALL",
+        ingress=ingress,
         deletion_protection=False,
         template=gcp.cloudrunv2.ServiceTemplateArgs(
             service_account=identity.email,

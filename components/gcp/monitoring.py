@@ -6,7 +6,10 @@ Alerts (thresholds from the spec's ``alerts``):
 - dead letters: inputs the job dead-lettered (its ``dead_lettered`` counter)
   and messages Pub/Sub set aside on the dead-letter topic;
 - processing: the job's system lag and its data freshness (watermark age);
-- model: the endpoint's error share and 99th-percentile latency.
+- model: the endpoint's error share and 99th-percentile latency;
+- fast path: the service's 5xx answers (each one a push Pub/Sub retries),
+  the oldest unacknowledged push, and Firestore refusing requests for quota
+  (``RESOURCE_EXHAUSTED``) on the user-state database.
 
 They notify an email channel when ``alerts.email`` is set; otherwise they
 show in the console only.
@@ -19,6 +22,7 @@ import json
 import pulumi
 import pulumi_gcp as gcp
 
+from components.gcp.fastpath import FastPath, UserState
 from components.gcp.ingest import Ingest
 from components.gcp.model import Model
 from components.gcp.processing import Processing
@@ -65,6 +69,8 @@ class Monitoring(pulumi.ComponentResource):
         ingest: The ingest link (its stream is read or written, through its grant verbs).
         processing: The processing link (watched through ``alert_targets``).
         model: The model link whose endpoint is called (and granted with ``grant_invoke``).
+        fast_path: The fast path's service and subscription (watched through ``alert_targets``).
+        user_state: The fast path's store (watched through ``alert_targets``).
         labels: Labels on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
         opts: Pulumi resource options (parent, provider, aliases). Default: none.
     """
@@ -80,6 +86,8 @@ class Monitoring(pulumi.ComponentResource):
         ingest: Ingest,
         processing: Processing,
         model: Model,
+        fast_path: FastPath,
+        user_state: UserState,
         labels: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -115,6 +123,22 @@ class Monitoring(pulumi.ComponentResource):
         endpoint = pulumi.Output.concat(
             'resource.type="aiplatform.googleapis.com/Endpoint" AND resource.label.endpoint_id="',
             endpoint_id,
+            '"',
+        )
+
+        fresh_service = pulumi.Output.concat(
+            'resource.type="cloud_run_revision" AND resource.label.service_name="',
+            fast_path.alert_targets["service"],
+            '"',
+        )
+        fresh_sub = pulumi.Output.concat(
+            'resource.type="pubsub_subscription" AND resource.label.subscription_id="',
+            fast_path.alert_targets["subscription"],
+            '"',
+        )
+        state_db = pulumi.Output.concat(
+            'resource.type="firestore.googleapis.com/Database" AND resource.label.database_id="',
+            user_state.alert_targets["database"],
             '"',
         )
 
@@ -179,6 +203,38 @@ class Monitoring(pulumi.ComponentResource):
                     metric("aiplatform.googleapis.com/prediction/online/prediction_latencies", endpoint),
                     alerts.latency_p99_ms,
                     "ALIGN_PERCENTILE_99",
+                )
+            ],
+            "fast-path-errors": [
+                _condition(
+                    "Fast path 5xx answers",
+                    metric(
+                        "run.googleapis.com/request_count",
+                        fresh_service,
+                        ' AND metric.label.response_code_class="5xx"',
+                    ),
+                    alerts.fast_path_errors_per_5min,
+                    "ALIGN_SUM",
+                )
+            ],
+            "fast-path-lag": [
+                _condition(
+                    "Oldest event not yet applied to user state",
+                    metric("pubsub.googleapis.com/subscription/oldest_unacked_message_age", fresh_sub),
+                    alerts.fast_path_lag_seconds,
+                    "ALIGN_MAX",
+                )
+            ],
+            "user-state-throttled": [
+                _condition(
+                    "User-state requests refused for quota",
+                    metric(
+                        "firestore.googleapis.com/api/request_count",
+                        state_db,
+                        ' AND metric.label.response_code="RESOURCE_EXHAUSTED"',
+                    ),
+                    0,
+                    "ALIGN_SUM",
                 )
             ],
         }

@@ -1,8 +1,10 @@
 """The serve link on GCP: the recommendation API on Cloud Run.
 
 The API (``python -m pipeline_code.serving api``) answers
-``GET /recommendations/{user_id}`` by calling the Vertex endpoint. It runs as
-its own service account, allowed to call that endpoint and nothing else.
+``GET /recommendations/{user_id}`` by calling the Vertex endpoint, with each
+user's fresh items read from the fast path's Firestore database
+(``USER_STATE``). It runs as its own service account, allowed to call that
+endpoint and read that database, and nothing else.
 Invocation is authenticated by default: only identities granted
 ``grant_invoke`` may call it; ``serve.public: true`` adds ``allUsers``, and
 nothing else does.
@@ -14,8 +16,9 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.gcp.cloud_run import invoker, run_identity, run_service
+from components.gcp.fastpath import UserState
 from components.gcp.model import Model
-from components.spec import ServeSpec
+from components.spec import FastPathSpec, ServeSpec
 from pipeline_code import host
 
 TYPE = "data-flow:gcp:Serve"
@@ -29,6 +32,8 @@ class Serve(pulumi.ComponentResource):
         project: GCP project id the resources live in.
         region: Region of the regional resources.
         model: The model link whose endpoint is called (and granted with ``grant_invoke``).
+        user_state: The fast path's store, read once per request (``grant_read``).
+        fast_path: ``data-flow:fast_path``: the read's time budget.
         serve: ``data-flow:serve``: instance bounds, memory and ``public`` (off: callers must be
             granted).
         image: The API image (the serving Dockerfile) in Artifact Registry.
@@ -47,6 +52,8 @@ class Serve(pulumi.ComponentResource):
         project: str,
         region: str,
         model: Model,
+        user_state: UserState,
+        fast_path: FastPathSpec,
         serve: ServeSpec,
         image: str,
         labels: dict[str, str],
@@ -75,7 +82,13 @@ class Serve(pulumi.ComponentResource):
             envs=[
                 gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(
                     name=host.ENV_MODEL_ENDPOINT, value=model.endpoint.id.apply(host.vertex_endpoint)
-                )
+                ),
+                gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(
+                    name=host.ENV_USER_STATE, value=user_state.location
+                ),
+                gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(
+                    name=host.ENV_USER_STATE_TIMEOUT_MS, value=str(fast_path.read_timeout_ms)
+                ),
             ],
             memory_mb=serve.memory_mb,
             min_instances=serve.min_instances,
@@ -83,7 +96,7 @@ class Serve(pulumi.ComponentResource):
             probe_path="/ping",
             labels=labels,
             pull_grant_name=f"{name}-api-pulls-image",
-            grants=[model.grant_invoke("api", member)],
+            grants=[model.grant_invoke("api", member), user_state.grant_read("api", member)],
         )
         self.url = self.service.uri
         self.public_invoker = None

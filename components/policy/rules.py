@@ -193,6 +193,19 @@ RULES: list[Rule] = [
         "CKV_AWS_26",
     ),
     Rule(
+        "aws-user-state-kms-ttl",
+        "DynamoDB tables (the user state) are KMS-encrypted and expire items by TTL.",
+        ("aws:dynamodb/table:Table",),
+        lambda p, _: _require(
+            _get(p, "serverSideEncryption", "enabled") is True
+            and bool(_get(p, "serverSideEncryption", "kmsKeyArn"))
+            and _get(p, "ttl", "enabled") is True
+            and bool(_get(p, "ttl", "attributeName")),
+            "not encrypted with a KMS key, or no TTL",
+        ),
+        "CKV_AWS_119",
+    ),
+    Rule(
         "aws-log-groups",
         "Log groups are KMS-encrypted and kept at least a week.",
         ("aws:cloudwatch/logGroup:LogGroup",),
@@ -249,6 +262,26 @@ RULES: list[Rule] = [
             "public blobs, shared keys or TLS < 1.2",
         ),
         "CKV_AZURE_190",
+    ),
+    Rule(
+        "azure-user-state-private",
+        "Storage accounts holding tables (the user state) take no traffic from public networks.",
+        ("azure-native:storage:StorageAccount",),
+        lambda p, _: _require(
+            _get(p, "encryption", "services", "table") is None or p.get("publicNetworkAccess") == "Disabled",
+            "a table account open to public networks",
+        ),
+        "CKV_AZURE_59",
+    ),
+    Rule(
+        "gcp-firestore-protected",
+        "Firestore databases (the user state) refuse deletion.",
+        ("gcp:firestore/database:Database",),
+        lambda p, protect: _require(
+            protect or p.get("deleteProtectionState") == "DELETE_PROTECTION_ENABLED",
+            "deletion is not refused",
+        ),
+        None,
     ),
     Rule(
         "azure-synapse-private",
@@ -430,7 +463,42 @@ def _buckets_locked(resources: list[Resource]) -> list[str]:
     ]
 
 
+def _user_state_expires(resources: list[Resource]) -> list[str]:
+    """Firestore: a TTL policy on a field of each database. Table storage has
+    no TTL: a fast-path Function App (``DATAFLOW_APP=fresh``, which purges
+    daily) with ``USER_STATE_TTL_DAYS`` must name each table's account."""
+    problems = []
+    with_ttl = {
+        r.props.get("database")
+        for r in resources
+        if r.type == "gcp:firestore/field:Field" and r.props.get("ttlConfig") is not None
+    }
+    for r in resources:
+        if r.type == "gcp:firestore/database:Database" and r.props.get("name") not in with_ttl:
+            problems.append(f"{r.name}: no TTL policy on any field")
+    purging = []
+    for r in resources:
+        if r.type == "azure-native:web:WebApp":
+            settings = {
+                s.get("name"): s.get("value") for s in _get(r.props, "siteConfig", "appSettings") or []
+            }
+            if settings.get("DATAFLOW_APP") == "fresh" and settings.get("USER_STATE_TTL_DAYS"):
+                purging.append(str(settings.get("USER_STATE", "")))
+    for r in resources:
+        if r.type == "azure-native:storage:Table":
+            account = str(r.props.get("accountName", ""))
+            if not any(f"//{account}." in location for location in purging):
+                problems.append(f"{r.name}: no fast-path app purges expired users from account {account}")
+    return problems
+
+
 STACK_RULES: list[StackRule] = [
+    StackRule(
+        "user-state-expires",
+        "Every user-state store bounds what it keeps: a Firestore TTL policy, or (Table storage has "
+        "no TTL) the fast-path app that purges expired users daily.",
+        _user_state_expires,
+    ),
     StackRule(
         "gcp-subscription-dead-letter",
         "Subscriptions retry with backoff and dead-letter what they cannot deliver "

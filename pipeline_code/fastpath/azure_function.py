@@ -11,10 +11,13 @@ The trigger delivers batches (``cardinality=many``) per partition and
 checkpoints after each; a batch whose writes failed raises, so the retry
 policy (exponential, up to ``RETRIES``) runs it again before the checkpoint
 moves. Rejected events are acknowledged (see ``pipeline_code.fastpath``).
+A timer (``purge``, daily) deletes users whose state expired: Table storage
+has no TTL of its own (``pipeline_code.userstate.tables``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -26,7 +29,8 @@ from pipeline_code.core.ports import to_us
 from pipeline_code.fastpath.handler import FastPath
 from pipeline_code.streams.records import stream_offset
 
-CONNECTION = "EVENTHUB"
+log = logging.getLogger("dataflow.fresh")
+CONNECTION = host.EVENTHUB_CONNECTION
 RETRIES = "8"
 
 
@@ -42,8 +46,18 @@ def raw_event(event: func.EventHubEvent) -> RawEvent:
     return RawEvent(stream_offset(key, enqueued // 1000), enqueued, event.get_body())
 
 
+LAG_LINE = "fresh batch events={events} failed={failed} lag_s={lag:.3f}"
+"""Logged per batch (to Application Insights ``traces``): Azure Monitor's
+fast-path lag alert reads ``lag_s``, how long the batch's oldest event had
+waited on the hub. Event Hubs publishes no per-consumer-group lag metric."""
+
+
 def apply(fast: FastPath, events: list[func.EventHubEvent]) -> None:
-    outcome = fast.apply([raw_event(e) for e in events])
+    raws = [raw_event(e) for e in events]
+    outcome = fast.apply(raws)
+    if raws:
+        lag = max(0, time.time_ns() // 1000 - min(r.received_at_us for r in raws)) / 1e6
+        log.info(LAG_LINE.format(events=len(raws), failed=len(outcome.failed), lag=lag))
     if outcome.failed:
         raise BatchFailed(f"{len(outcome.failed)} of {len(events)} events' user states were not written")
 
@@ -61,8 +75,8 @@ def build(fast: FastPath | None = None) -> func.FunctionApp:
     @app.event_hub_message_trigger(
         arg_name="events",
         connection=CONNECTION,
-        event_hub_name="%EVENTHUB_NAME%",
-        consumer_group="%EVENTHUB_CONSUMER_GROUP%",
+        event_hub_name=f"%{host.ENV_EVENTHUB_NAME}%",
+        consumer_group=f"%{host.ENV_EVENTHUB_CONSUMER_GROUP}%",
         cardinality=func.Cardinality.MANY,
         data_type=func.DataType.BINARY,
     )
@@ -74,5 +88,14 @@ def build(fast: FastPath | None = None) -> func.FunctionApp:
     )
     def fresh(events: list[func.EventHubEvent]) -> None:
         apply(fast, events)
+
+    store = fast.store
+    if hasattr(store, "purge"):
+        from pipeline_code.userstate.tables import PURGE_SCHEDULE
+
+        @app.function_name("purge")
+        @app.timer_trigger(arg_name="timer", schedule=PURGE_SCHEDULE, run_on_startup=False)
+        def purge(timer: func.TimerRequest) -> None:
+            log.info("purged %d expired user states", store.purge())
 
     return app

@@ -1,17 +1,20 @@
-"""The user-state store on Azure: one entity per user in Cosmos DB for Table.
+"""The user-state store on Azure: one entity per user in Table storage.
 
-Cosmos DB for Table (serverless) rather than a storage account's Table
-service: the same ``azure-data-tables`` client and wire protocol, but it
-expires entities by TTL, which Table storage cannot, and it has private
-endpoints and customer-managed keys on the account. Reached with Entra ID
-(the Function App's managed identity; keys stay off).
+Table storage in a storage account of the chain's own: pay per operation
+and gigabyte, Entra ID only (shared keys off), the chain's customer-managed
+key over table data, a private endpoint and no public network. Cosmos DB for
+Table speaks the same protocol (this client works on both) but costs more
+per operation, and neither expires entities by a TTL that ARM can set, so
+the TTL is ours: every entity carries ``expires_at``, readers treat an
+expired one as absent, and ``purge`` deletes them (the fast path's Function
+App runs it daily on a timer).
 
 Entity: ``PartitionKey`` is the user key (characters Table keys forbid are
 percent-encoded), ``RowKey`` is ``activity``; properties ``touches`` (the
 window as JSON), ``last_seen_at``, ``updated_at`` (Int64 microseconds) and
-``expires_at`` (epoch seconds, for a reader; the container's default TTL
-does the deleting). A write is conditional on the ETag read
-(``If-Match``), or a create for a new user.
+``expires_at`` (Int64 epoch seconds). A write is conditional on the ETag
+read (``If-Match``), or a create for a new user. Reached with
+``DefaultAzureCredential`` (the Function App's managed identity).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from pipeline_code.userstate import DEFAULT_TTL_DAYS, expires_at_s
 
 ROW = "activity"
 COSMOS_AUDIENCE = "https://cosmos.azure.com"
+PURGE_SCHEDULE = "0 17 3 * * *"
+"""Daily at 03:17 UTC (NCRONTAB, seconds first): when the timer purges."""
 
 # Table keys may not hold / \\ # ? or control characters; % is encoded so
 # the mapping stays one to one.
@@ -115,6 +120,31 @@ class TableUserState:
         except (ResourceExistsError, ResourceModifiedError):
             return False
         return True
+
+    def purge(self, now_s: int | None = None) -> int:
+        """Delete every entity expired by ``now_s`` (epoch seconds; default
+        now); returns how many. Each delete is conditional on the ETag read,
+        so a user written meanwhile is kept."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        now_s = int(time.time()) if now_s is None else now_s
+        deleted = 0
+        expired = self.client.query_entities(
+            "expires_at lt @now", parameters={"now": now_s}, select=["PartitionKey", "RowKey"]
+        )
+        for entity in expired:
+            try:
+                self.client.delete_entity(
+                    entity["PartitionKey"],
+                    entity["RowKey"],
+                    etag=entity.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except (ResourceModifiedError, ResourceNotFoundError):
+                continue
+            deleted += 1
+        return deleted
 
     def close(self) -> None:
         self.client.close()

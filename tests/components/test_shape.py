@@ -21,10 +21,12 @@ VERBS = {
     "Warehouse": {"grant_read", "grant_write"},
     "Model": {"grant_invoke"},
     "Serve": {"grant_invoke"},
+    "UserState": {"grant_read", "grant_write"},
+    "FastPath": set(),
 }
 
 # What each link offers Monitoring, per cloud.
-WATCHED = {"Ingest", "Processing", "Model"}
+WATCHED = {"Ingest", "Processing", "Model", "FastPath", "UserState"}
 # Where Monitoring sends what it gathers is not a watched resource.
 DESTINATIONS = {"log_workspace_id"}
 
@@ -57,7 +59,8 @@ def test_every_link_has_the_verbs_of_the_table(cloud, link):
 def test_monitoring_takes_links_not_resource_names(cloud):
     params = inspect.signature(package(cloud).Monitoring.__init__).parameters
     for link in WATCHED:
-        assert params[link.lower()].annotation in (link, getattr(package(cloud), link))
+        param = re.sub(r"(?<!^)([A-Z])", r"_\1", link).lower()  # FastPath -> fast_path
+        assert params[param].annotation in (link, getattr(package(cloud), link))
     for name in set(params) - DESTINATIONS:
         assert not name.endswith(("_name", "_id")), f"{cloud} Monitoring still takes {name}"
 

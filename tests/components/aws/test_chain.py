@@ -34,9 +34,11 @@ def test_every_link_is_created(default):
         ("sagemaker/endpointConfiguration:EndpointConfiguration", 1),
         ("sagemaker/endpoint:Endpoint", 1),
         ("appautoscaling/target:Target", 1),
-        ("lambda/function:Function", 1),
-        ("lambda/functionUrl:FunctionUrl", 1),
-        ("cloudwatch/metricAlarm:MetricAlarm", 7),
+        ("lambda/function:Function", 2),  # the API and the fast path
+        ("lambda/functionUrl:FunctionUrl", 1),  # the fast path has no callers
+        ("lambda/eventSourceMapping:EventSourceMapping", 1),
+        ("dynamodb/table:Table", 1),
+        ("cloudwatch/metricAlarm:MetricAlarm", 10),
         ("cloudwatch/dashboard:Dashboard", 1),
         ("sns/topic:Topic", 1),
         ("kms/key:Key", 1),
@@ -47,7 +49,7 @@ def test_every_link_is_created(default):
 def test_no_policy_grants_wildcard_actions_or_unscoped_resources(default):
     rec, _ = default
     found = policies(rec)
-    assert len(found) == 7
+    assert len(found) == 11
     for name, statements in found.items():
         for s in statements:
             assert s["Effect"] == "Allow", name
@@ -105,7 +107,8 @@ def test_no_bucket_is_public_and_every_store_is_encrypted(default):
     assert rec.one("sagemaker/endpointConfiguration:EndpointConfiguration").inputs["kmsKeyArn"] == key_arn
     assert all(r.inputs["kmsKeyId"] == key_arn for r in rec.of_type("cloudwatch/logGroup:LogGroup"))
     assert rec.one("sns/topic:Topic").inputs["kmsMasterKeyId"] == key_arn
-    assert rec.one("lambda/function:Function").inputs["kmsKeyArn"] == key_arn
+    assert all(r.inputs["kmsKeyArn"] == key_arn for r in rec.of_type("lambda/function:Function"))
+    assert rec.one("dynamodb/table:Table").inputs["serverSideEncryption"]["kmsKeyArn"] == key_arn
     sec = rec.one("glue/securityConfiguration:SecurityConfiguration").inputs["encryptionConfiguration"]
     assert sec["s3Encryption"]["s3EncryptionMode"] == "SSE-KMS"
     assert sec["cloudwatchEncryption"]["cloudwatchEncryptionMode"] == "SSE-KMS"
@@ -120,6 +123,7 @@ def test_outputs_have_the_same_names_as_gcps(default):
     assert values["warehouse_location"] == "dataflow-warehouse-wg/dataflow"
     assert values["dead_letter_location"] == "s3://dataflow-ingest-dead-letters/"
     assert values["api_url"].startswith("https://")
+    assert values["user_state_location"] == "dynamodb:dataflow-state-table"
     _, gcp_chain = run_program(lambda: GcpChain("dataflow", load_spec(gcp_config())))
     assert set(chain.outputs()) == set(gcp_chain.outputs())
 

@@ -9,7 +9,7 @@ from tests.components.conftest import AWS_ACCOUNT
 
 def test_the_api_calls_the_endpoint_the_model_created_and_only_it(default):
     rec, _ = default
-    function = rec.one("lambda/function:Function")
+    function = rec.one("lambda/function:Function", "dataflow-serve-function")
     assert function.inputs["environment"]["variables"]["MODEL_ENDPOINT"] == "sagemaker:dataflow-ml-endpoint"
     assert function.inputs["imageConfig"]["commands"] == ["pipeline_code.serving.aws_lambda.handler"]
     invoke = [s for s in granted(rec, "dataflow-serve-function") if "sagemaker:InvokeEndpoint" in s["Action"]]
@@ -34,4 +34,7 @@ def test_the_api_needs_signed_requests_by_default(default):
     rec, _ = default
     assert rec.one("lambda/functionUrl:FunctionUrl").inputs["authorizationType"] == "AWS_IAM"
     assert not rec.of_type("lambda/permission:Permission")
-    assert rec.one("lambda/function:Function").inputs["reservedConcurrentExecutions"] == 10
+    assert (
+        rec.one("lambda/function:Function", "dataflow-serve-function").inputs["reservedConcurrentExecutions"]
+        == 10
+    )

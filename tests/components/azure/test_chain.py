@@ -20,8 +20,9 @@ def test_every_link_is_created(default):
     for suffix, count in [
         ("eventhub:Namespace", 1),
         ("eventhub:EventHub", 1),
-        ("eventhub:ConsumerGroup", 1),
-        ("storage:StorageAccount", 3),  # the lake, ML's workspace storage, the Functions host
+        ("eventhub:ConsumerGroup", 2),  # the pipeline's and the fast path's
+        ("storage:StorageAccount", 4),  # the lake, ML's workspace storage, the Functions host, user state
+        ("storage:Table", 1),
         ("synapse:Workspace", 1),
         ("synapse:SqlPool", 1),
         ("synapse:BigDataPool", 1),
@@ -32,9 +33,10 @@ def test_every_link_is_created(default):
         ("machinelearningservices:Workspace", 1),
         ("machinelearningservices:OnlineEndpoint", 1),
         ("machinelearningservices:OnlineDeployment", 1),
-        ("web:WebApp", 1),
-        ("monitor:MetricAlert", 7),
-        ("monitor:DiagnosticSetting", 5),
+        ("web:WebApp", 2),  # the API and the fast path
+        ("monitor:MetricAlert", 9),
+        ("monitor:ScheduledQueryRule", 1),
+        ("monitor:DiagnosticSetting", 6),
         ("monitor:ActionGroup", 1),
     ]:
         assert len(rec.of_type(suffix)) == count, suffix
@@ -89,7 +91,7 @@ def test_nothing_is_public_by_default(default):
     assert endpoint == {"authMode": "AADToken", "publicNetworkAccess": "Disabled"}
     assert rec.one("keyvault:Vault").inputs["properties"]["publicNetworkAccess"] == "Disabled"
     assert rec.one("datafactory:Factory").inputs["publicNetworkAccess"] == "Disabled"
-    app = rec.one("web:WebApp").inputs
+    app = rec.one("web:WebApp", "dataflow-serve-app").inputs
     assert app["httpsOnly"] is True and app["siteConfig"]["ftpsState"] == "Disabled"
     assert app["virtualNetworkSubnetId"] == AZURE["function_subnet_id"]
     auth = rec.one("web:WebAppAuthSettingsV2").inputs
@@ -106,7 +108,7 @@ def test_nothing_is_public_by_default(default):
         for c in pe.inputs["privateLinkServiceConnections"]
         for g in c["groupIds"]
     )
-    assert groups == ["Dev", "Sql", "amlworkspace"]
+    assert groups == ["Dev", "Sql", "amlworkspace", "table"]
 
 
 def test_outputs_have_the_same_names_as_gcps(default):

@@ -52,7 +52,7 @@ def test_the_collector_passes_the_policy_pack_and_has_no_auth_wall():
 
 def test_the_collector_can_be_left_out():
     rec, _ = build(collector={"enabled": False})
-    assert len(rec.of_type("web:WebApp")) == 1
+    assert len(rec.of_type("web:WebApp")) == 2
 
 
 def test_a_collector_without_a_shared_host_stands_on_its_own_plan():

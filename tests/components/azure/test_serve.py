@@ -20,7 +20,8 @@ def test_the_api_may_score_that_endpoint_only(default):
     assert endpoint_id.endswith("/OnlineEndpoint/dataflow-ml-endpoint")
     api = [a for a in assignments(rec) if a["principalId"] == "principal-dataflow-serve-app"]
     assert {a["scope"] for a in api if "OnlineEndpoint" in a["scope"]} == {endpoint_id}
-    settings = {s["name"]: s["value"] for s in rec.one("web:WebApp").inputs["siteConfig"]["appSettings"]}
+    app = rec.one("web:WebApp", "dataflow-serve-app").inputs
+    settings = {s["name"]: s["value"] for s in app["siteConfig"]["appSettings"]}
     assert settings["MODEL_ENDPOINT"] == (
         "azureml:https://dataflow-ml-endpoint.westeurope.inference.ml.azure.com/score#primary"
     )

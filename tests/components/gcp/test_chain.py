@@ -20,7 +20,7 @@ def test_every_link_is_created(default):
     for suffix, count in [
         ("pubsub/schema:Schema", 1),
         ("pubsub/topic:Topic", 2),
-        ("pubsub/subscription:Subscription", 2),
+        ("pubsub/subscription:Subscription", 3),  # the pipeline's, dead letters, the fast path's push
         ("bigquery/dataset:Dataset", 1),
         ("bigquery/table:Table", len(TABLES) + sum(bigquery.is_change_log(t) for t in TABLES.values())),
         ("storage/bucket:Bucket", 1),
@@ -28,10 +28,12 @@ def test_every_link_is_created(default):
         ("dataflow/flexTemplateJob:FlexTemplateJob", 1),
         ("vertex/aiEndpoint:AiEndpoint", 1),
         ("dynamic:Resource", 1),
-        ("cloudrunv2/service:Service", 1),
-        ("monitoring/alertPolicy:AlertPolicy", 5),
+        ("cloudrunv2/service:Service", 2),  # the API and the fast path
+        ("firestore/database:Database", 1),
+        ("firestore/field:Field", 1),
+        ("monitoring/alertPolicy:AlertPolicy", 8),
         ("monitoring/dashboard:Dashboard", 1),
-        ("serviceaccount/account:Account", 3),
+        ("serviceaccount/account:Account", 5),  # + the fast path's and its push identity
     ]:
         assert len(rec.of_type(suffix)) == count, suffix
 
@@ -79,9 +81,13 @@ def test_outputs_are_the_cross_cloud_contract():
                 "model_endpoint",
                 "api_url",
                 "collector_url",
+                "user_state_location",
             }
             assert named["ingest_endpoint"] == "projects/shop-analytics-dev/topics/dataflow-ingest-events"
             assert named["api_url"].startswith("https://")
+            assert named["user_state_location"] == (
+                "firestore:projects/shop-analytics-dev/databases/dataflow-state/user_state"
+            )
             checked.append(True)
 
         return pulumi.Output.all(*outs.values()).apply(check)
@@ -128,7 +134,7 @@ def test_spec_sizes_reach_the_resources():
         2,
         4,
     )
-    template = rec.one("cloudrunv2/service:Service").inputs["template"]
+    template = rec.one("cloudrunv2/service:Service", "dataflow-serve-api").inputs["template"]
     assert template["scaling"]["maxInstanceCount"] == 50
     assert template["containers"][0]["resources"]["limits"]["memory"] == "1024Mi"
 

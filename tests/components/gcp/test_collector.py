@@ -47,5 +47,5 @@ def test_the_collector_is_public_and_the_only_public_service():
 def test_the_collector_can_be_left_out():
     rec, _ = build(collector={"enabled": False})
     assert (
-        not rec.of_type("secretmanager/secret:Secret") and len(rec.of_type("cloudrunv2/service:Service")) == 1
+        not rec.of_type("secretmanager/secret:Secret") and len(rec.of_type("cloudrunv2/service:Service")) == 2
     )

@@ -22,7 +22,9 @@ def test_ingest_has_schema_retention_retry_and_dead_letters(default):
     assert dlq_sub["topic"] == dead.id
     agent = f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
     agent_grants = {
-        (r.type.rsplit(":", 1)[1], r.inputs["role"]) for r in rec.iam() if r.inputs["member"] == agent
+        (r.type.rsplit(":", 1)[1], r.inputs["role"])
+        for r in rec.iam()
+        if r.inputs["member"] == agent and r.parent.startswith("data-flow:gcp:Ingest")
     }
     assert agent_grants == {
         ("TopicIAMMember", "roles/pubsub.publisher"),

@@ -20,11 +20,13 @@ def test_alerts_cover_every_link_without_email(default):
         "job/data_watermark_age",
         "prediction/online/error_count",
         "prediction/online/prediction_latencies",
+        "run.googleapis.com/request_count",
+        "firestore.googleapis.com/api/request_count",
     ):
         assert metric in filters
     assert not rec.of_type("NotificationChannel")
     dashboard = json.loads(rec.one("Dashboard").inputs["dashboardJson"])
-    assert len(dashboard["mosaicLayout"]["tiles"]) == 7
+    assert len(dashboard["mosaicLayout"]["tiles"]) == 10
 
 
 def test_alert_email_becomes_the_notification_channel():

@@ -40,6 +40,24 @@ FIXTURES: dict[str, tuple[str, object, object]] = {
         {"kmsKeyId": KEY, "logExports": []},
     ),
     "aws-sns-kms": ("aws:sns/topic:Topic", {"kmsMasterKeyId": KEY}, {}),
+    "aws-user-state-kms-ttl": (
+        "aws:dynamodb/table:Table",
+        {
+            "serverSideEncryption": {"enabled": True, "kmsKeyArn": KEY},
+            "ttl": {"enabled": True, "attributeName": "expires_at"},
+        },
+        {"serverSideEncryption": {"enabled": True, "kmsKeyArn": KEY}},
+    ),
+    "azure-user-state-private": (
+        "azure-native:storage:StorageAccount",
+        {"encryption": {"services": {"table": {"enabled": True}}}, "publicNetworkAccess": "Disabled"},
+        {"encryption": {"services": {"table": {"enabled": True}}}},
+    ),
+    "gcp-firestore-protected": (
+        "gcp:firestore/database:Database",
+        ({"deleteProtectionState": "DELETE_PROTECTION_ENABLED"}, False),
+        ({"deleteProtectionState": "DELETE_PROTECTION_DISABLED"}, False),
+    ),
     "aws-log-groups": (
         "aws:cloudwatch/logGroup:LogGroup",
         {"retentionInDays": 30, "kmsKeyId": KEY},
@@ -157,7 +175,30 @@ FIXTURES: dict[str, tuple[str, object, object]] = {
 }
 
 TOPIC = "projects/p/topics/events-dead-letters"
+FRESH_APP = {
+    "siteConfig": {
+        "appSettings": [
+            {"name": "DATAFLOW_APP", "value": "fresh"},
+            {"name": "USER_STATE_TTL_DAYS", "value": "30"},
+            {"name": "USER_STATE", "value": "tables:https://state1.table.core.windows.net/userstate"},
+        ]
+    }
+}
 STACK_FIXTURES = {
+    "user-state-expires": (
+        [
+            ("gcp:firestore/database:Database", "db", {"name": "state"}),
+            ("gcp:firestore/field:Field", "ttl", {"database": "state", "ttlConfig": {}}),
+            ("azure-native:storage:Table", "t", {"accountName": "state1"}),
+            ("azure-native:web:WebApp", "fresh", FRESH_APP),
+        ],
+        [
+            ("gcp:firestore/database:Database", "db", {"name": "state"}),
+            ("gcp:firestore/field:Field", "index", {"database": "state", "indexConfig": {}}),
+            ("azure-native:storage:Table", "t", {"accountName": "state2"}),
+            ("azure-native:web:WebApp", "fresh", FRESH_APP),
+        ],
+    ),
     "gcp-subscription-dead-letter": (
         [
             (

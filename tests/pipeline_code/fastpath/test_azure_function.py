@@ -88,3 +88,17 @@ def test_the_function_is_declared_with_its_consumer_group_batches_and_retries(tm
     # What the worker reports to the host as the function's retry policy.
     retry = function.get_settings_dict("retry_policy")
     assert retry["strategy"] == "exponential_backoff" and retry["max_retry_count"] == azure_function.RETRIES
+
+
+def test_with_a_table_store_the_app_also_purges_expired_users_daily(tmp_path) -> None:
+    from pipeline_code.userstate.tables import PURGE_SCHEDULE
+
+    class PurgingStore(LocalUserState):
+        def purge(self) -> int:
+            return 0
+
+    app = azure_function.build(FastPath(PurgingStore(tmp_path / "s.sqlite")))
+    functions = {f.get_function_name(): f for f in app.get_functions()}
+    assert set(functions) == {"fresh", "purge"}
+    (timer,) = json.loads(functions["purge"].get_function_json())["bindings"]
+    assert timer["type"] == "timerTrigger" and timer["schedule"] == PURGE_SCHEDULE

@@ -204,3 +204,15 @@ def test_an_expired_state_reads_as_absent_and_is_replaced(make_store) -> None:
 
 def test_an_unknown_user_has_no_state(make_store) -> None:
     assert make_store().get("nobody") is None
+
+
+@pytest.mark.standin
+def test_the_table_purge_deletes_expired_users_only(azurite_url) -> None:
+    """Table storage has no TTL: the daily purge is what bounds the store."""
+    store = table_store(azurite_url, ttl_days=1)
+    now = time.time_ns() // 1000
+    apply_touches(store, {"gone": [Touch("a", 1, "view_item", ("x",), 1.0)]}, now - 3 * 86_400_000_000)
+    apply_touches(store, {"kept/1": [Touch("b", 2, "view_item", ("y",), 1.0)]}, now)
+    assert store.purge() == 1
+    assert store.read("gone") == (None, None) and store.get("kept/1") is not None
+    assert store.purge() == 0
