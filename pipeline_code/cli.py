@@ -104,8 +104,8 @@ def _process(
     return summary
 
 
-def _print_summary(s: RunSummary) -> None:
-    t = Table(title="dataflow process", show_header=False)
+def _print_summary(s: RunSummary, title: str = "dataflow process") -> None:
+    t = Table(title=title, show_header=False)
     t.add_row("events read", f"{s.events_read:,}")
     t.add_row("stored", f"{s.events_stored:,}")
     t.add_row("duplicates skipped", f"{s.duplicates_skipped:,}")
@@ -303,6 +303,67 @@ def cmd_fresh(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_replay(args: argparse.Namespace) -> None:
+    """Re-run dead letters after a fix, or an archive range after a code change."""
+    from pipeline_code.local.replay import ReplayError, replay_archive, replay_dead_letters
+    from pipeline_code.local.run import default_log_dir
+    from pipeline_code.streams.eventlog import EventLogError
+    from pipeline_code.warehouses.duckdb import WarehouseError
+
+    if args.dead_letters == args.archive:
+        raise UsageError("dataflow replay: give exactly one of --dead-letters or --archive")
+    if args.dead_letters and (args.start or args.end or args.archive_dir):
+        raise UsageError(
+            "dataflow replay --dead-letters takes --stage and --since, not --from, --to or --archive-dir"
+        )
+    if args.archive and (args.start is None or args.end is None):
+        raise UsageError("dataflow replay --archive needs --from and --to")
+    if args.archive and (args.stage or args.since):
+        raise UsageError(
+            "dataflow replay --archive takes --from, --to and --archive-dir, not --stage or --since"
+        )
+    if not args.warehouse.exists():
+        raise UserError(f"warehouse {args.warehouse} does not exist: nothing to replay into")
+    try:
+        if args.dead_letters:
+            summary = replay_dead_letters(args.warehouse, args.stage, args.since)
+            title = "dataflow replay --dead-letters"
+        else:
+            log_dir = args.log_dir or default_log_dir(args.warehouse)
+            summary = replay_archive(
+                args.warehouse, log_dir, args.start, args.end, archive_dir=args.archive_dir
+            )
+            title = "dataflow replay --archive"
+    except (ReplayError, EventLogError, WarehouseError, OSError) as exc:
+        raise UserError(str(exc)) from exc
+    _print_summary(summary, title)
+
+
+def cmd_archive(args: argparse.Namespace) -> None:
+    """Write the events that arrived in a time range as Avro files by arrival hour."""
+    from pipeline_code.local.replay import archive_range
+    from pipeline_code.local.run import default_log_dir
+    from pipeline_code.streams.eventlog import EventLog, EventLogError
+
+    if args.end <= args.start:
+        raise UserError(f"--to {args.end.isoformat()} must be after --from {args.start.isoformat()}")
+    log_dir = args.log_dir or default_log_dir(args.warehouse)
+    if not log_dir.exists():
+        raise UserError(f"event log {log_dir} does not exist")
+    try:
+        n = archive_range(EventLog(log_dir), _as_us(args.start), _as_us(args.end), args.out)
+    except (EventLogError, OSError) as exc:
+        raise UserError(str(exc)) from exc
+    out.print(
+        f"archived {n:,} events that arrived {args.start.isoformat()} .. {args.end.isoformat()}"
+        f" into {args.out}"
+    )
+
+
+def _as_us(when: dt.datetime) -> int:
+    return (when - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+
+
 def cmd_collect(args: argparse.Namespace) -> None:
     """Run the Segment-compatible collector in front of the local event log."""
     from pipeline_code import host
@@ -391,6 +452,17 @@ class _Parser(argparse.ArgumentParser):
 
 class UsageError(Exception):
     pass
+
+
+def _when(value: str) -> dt.datetime:
+    """A date or an ISO 8601 time; UTC unless it names an offset."""
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a date or time like 2026-10-01 or 2026-10-01T12:00:00Z, got {value!r}"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def _date(value: str) -> dt.datetime:
@@ -546,6 +618,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="a shop origin browsers may send from, scheme://host[:port] (repeatable; default: any)",
     )
     co.set_defaults(func=cmd_collect)
+
+    r = sub.add_parser("replay", help="re-run dead letters after a fix, or an archive range (a backfill)")
+    r.add_argument("--dead-letters", action="store_true", help="re-run stored dead letters")
+    r.add_argument(
+        "--stage", choices=["parse", "validate"], default=None, help="only dead letters of this stage"
+    )
+    r.add_argument("--since", type=_when, default=None, help="only dead letters from this time on")
+    r.add_argument("--archive", action="store_true", help="reprocess what arrived in --from .. --to")
+    r.add_argument("--from", dest="start", type=_when, default=None, help="start of the arrival range (UTC)")
+    r.add_argument("--to", dest="end", type=_when, default=None, help="end of the arrival range, exclusive")
+    r.add_argument(
+        "--archive-dir",
+        type=Path,
+        default=None,
+        help="read dataflow archive's files instead of the event log",
+    )
+    r.add_argument(
+        "--warehouse", type=Path, default=default_wh, help="DuckDB warehouse (default %(default)s)"
+    )
+    r.add_argument("--log-dir", type=Path, default=None, help="event log (default: next to the warehouse)")
+    r.set_defaults(func=cmd_replay)
+
+    ar = sub.add_parser("archive", help="write the events that arrived in a range as Avro, by arrival hour")
+    ar.add_argument(
+        "--from", dest="start", type=_when, required=True, help="start of the arrival range (UTC)"
+    )
+    ar.add_argument("--to", dest="end", type=_when, required=True, help="end of the arrival range, exclusive")
+    ar.add_argument("--out", type=Path, required=True, help="directory to write YYYY/MM/DD/HH/*.avro into")
+    ar.add_argument("--warehouse", type=Path, default=default_wh, help="warehouse whose event log to read")
+    ar.add_argument("--log-dir", type=Path, default=None, help="event log (default: next to the warehouse)")
+    ar.set_defaults(func=cmd_archive)
 
     d = sub.add_parser("demo", help="generate events, run the local chain, train, report")
     d.add_argument("--events", "-n", type=int, default=50_000, help="events to generate (default 50000)")

@@ -285,6 +285,7 @@ class _CommitFn(beam.DoFn):
         self.sink = sink
         self.stored = Metrics.counter(NAMESPACE, "events_stored")
         self.late_duplicates = Metrics.counter(NAMESPACE, "duplicates_at_load")
+        self.dead_present = Metrics.counter(NAMESPACE, "dead_letters_present")
 
     def process(self, staged: Iterable[tuple[str, str]]):
         files: dict[str, list[str]] = {}
@@ -293,6 +294,7 @@ class _CommitFn(beam.DoFn):
         result = self.sink.commit(files)
         self.stored.inc(result.events_stored)
         self.late_duplicates.inc(result.duplicates_at_load)
+        self.dead_present.inc(result.dead_letters_present)
         yield result
 
 

@@ -156,11 +156,13 @@ def process_log(
         with Warehouse(warehouse) as wh:
             from_offset = wh.checkpoint(log.log_id)
             snapshot = wh.export_snapshot(stage / "snapshot")
+            generation = wh.generation()
         from_offset, to_offset = log.unread_range(from_offset)
         run = {
             "run_id": run_id,
             "started_at": started,
             "events_read": log.count_records(from_offset, to_offset),
+            "generation": generation,
         }
         pipeline = local_pipeline(
             str(log.path),

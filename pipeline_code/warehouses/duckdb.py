@@ -33,6 +33,13 @@ _META_DDL = (
       to_offset BIGINT NOT NULL, events_read BIGINT NOT NULL, events_stored BIGINT NOT NULL,
       duplicates_skipped BIGINT NOT NULL, dead_lettered BIGINT NOT NULL,
       started_at TIMESTAMPTZ NOT NULL, finished_at TIMESTAMPTZ NOT NULL)""",
+    # Replays re-run input the warehouse already counted (dead letters, an
+    # archive range): their own table, so _dataflow_runs still adds up to the log.
+    """CREATE TABLE IF NOT EXISTS _dataflow_replays (
+      run_id VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, detail VARCHAR NOT NULL,
+      events_read BIGINT NOT NULL, events_stored BIGINT NOT NULL,
+      duplicates_skipped BIGINT NOT NULL, dead_lettered BIGINT NOT NULL,
+      started_at TIMESTAMPTZ NOT NULL, finished_at TIMESTAMPTZ NOT NULL)""",
 )
 
 
@@ -45,6 +52,8 @@ class LoadResult:
     events_stored: int
     duplicates_at_load: int
     dead_letters_stored: int
+    dead_letters_present: int = 0
+    """Replays: rejected input whose arrival (``source_offset``) already had its row."""
 
 
 def _sql_str(value: str) -> str:
@@ -179,6 +188,94 @@ class Warehouse:
         return str(ids), str(hist)
 
     # -- the run's single transaction -----------------------------------------
+    def generation(self) -> int:
+        """How many commits (runs and replays) the warehouse has seen: a run
+        whose snapshot is older than the last commit would count features
+        from a stale view of what is stored."""
+        return self.con.execute(
+            "SELECT (SELECT count(*) FROM _dataflow_runs) + (SELECT count(*) FROM _dataflow_replays)"
+        ).fetchone()[0]
+
+    def _check_generation(self, run: dict | None) -> None:
+        if run is not None and "generation" in run and self.generation() != run["generation"]:
+            raise WarehouseError(
+                f"warehouse {self.path}: another run or replay committed since run {run['run_id']} "
+                "took its snapshot; nothing was stored, run it again"
+            )
+
+    def _merge_all(self, staged: dict[str, list[str]], skip_present_dead_letters: bool) -> dict[str, int]:
+        counts = {}
+        for name, table in TABLES.items():
+            paths = staged.get(name)
+            if not paths:
+                counts[name] = 0
+                continue
+            sql = _merge_sql(table, paths)
+            if name == "dead_letters" and skip_present_dead_letters:
+                # One row per arrival: an arrival replayed again keeps its one row.
+                sql += " WHERE source_offset NOT IN (SELECT source_offset FROM dead_letters)"
+            counts[name] = self.con.execute(sql).fetchone()[0]
+        return counts
+
+    def _staged_count(self, staged: dict[str, list[str]], table: str) -> int:
+        if not staged.get(table):
+            return 0
+        return self.con.execute(f"SELECT count(*) FROM read_parquet({_files(staged[table])})").fetchone()[0]
+
+    def replay(
+        self,
+        staged: dict[str, list[str]],
+        run: dict,
+        replaced_dead_letters: list[int] | None = None,
+    ) -> LoadResult:
+        """Merge a replay's staged files without touching any checkpoint.
+
+        ``replaced_dead_letters``: the ``source_offset`` of every dead letter
+        the replay re-ran; their rows are removed first, so an input that now
+        passes is stored and no longer dead-lettered, and one that still fails
+        keeps one row, with the new reason. Rejected input already present
+        (an archive range replayed) keeps its row and counts as a duplicate.
+        Recorded in ``_dataflow_replays`` in the same transaction."""
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            self._check_generation(run)
+            if replaced_dead_letters:
+                con.execute(
+                    "DELETE FROM dead_letters WHERE source_offset IN (SELECT unnest(?::BIGINT[]))",
+                    [replaced_dead_letters],
+                )
+            counts = self._merge_all(staged, skip_present_dead_letters=True)
+            staged_events = self._staged_count(staged, "events")
+            present = self._staged_count(staged, "dead_letters") - counts["dead_letters"]
+            result = LoadResult(
+                counts["events"], staged_events - counts["events"], counts["dead_letters"], present
+            )
+            stored, dead = counts["events"], counts["dead_letters"]
+            con.execute(
+                "INSERT INTO _dataflow_replays VALUES (?, ?, ?, ?, ?, ?, ?, to_timestamp(?), now())",
+                [
+                    run["run_id"],
+                    run["kind"],
+                    run["detail"],
+                    run["events_read"],
+                    stored,
+                    run["events_read"] - stored - dead,
+                    dead,
+                    run["started_at"],
+                ],
+            )
+            con.execute("COMMIT")
+        except Exception as exc:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            if isinstance(exc, WarehouseError):
+                raise
+            raise WarehouseError(
+                f"warehouse {self.path}: the replay's commit failed, nothing was stored: {_line(exc)}"
+            ) from exc
+        return result
+
     def load(
         self,
         staged: dict[str, list[str]],
@@ -207,18 +304,9 @@ class Warehouse:
                     f"checkpoint for log {log_id} is at {current}, expected {from_offset}: "
                     "another run loaded this range"
                 )
-            counts = {}
-            for name, table in TABLES.items():
-                paths = staged.get(name)
-                if not paths:
-                    counts[name] = 0
-                    continue
-                counts[name] = con.execute(_merge_sql(table, paths)).fetchone()[0]
-            staged_events = 0
-            if staged.get("events"):
-                staged_events = con.execute(
-                    f"SELECT count(*) FROM read_parquet({_files(staged['events'])})"
-                ).fetchone()[0]
+            self._check_generation(run)
+            counts = self._merge_all(staged, skip_present_dead_letters=False)
+            staged_events = self._staged_count(staged, "events")
             con.execute(
                 "INSERT OR REPLACE INTO _dataflow_checkpoints VALUES (?, ?, now())",
                 [log_id, to_offset],
@@ -257,11 +345,13 @@ class Warehouse:
         return result
 
     def run_counts(self, run_id: str) -> dict[str, int] | None:
-        """What ``_dataflow_runs`` holds for a run (``None`` if it never committed)."""
+        """What ``_dataflow_runs`` (or ``_dataflow_replays``) holds for a run
+        (``None`` if it never committed)."""
         row = self.con.execute(
             "SELECT events_read, events_stored, duplicates_skipped, dead_lettered FROM _dataflow_runs "
-            "WHERE run_id = ?",
-            [run_id],
+            "WHERE run_id = ? UNION ALL SELECT events_read, events_stored, duplicates_skipped, dead_lettered "
+            "FROM _dataflow_replays WHERE run_id = ?",
+            [run_id, run_id],
         ).fetchone()
         if row is None:
             return None
@@ -332,6 +422,7 @@ class LocalWarehouseSink:
         from_offset: int,
         to_offset: int,
         run: dict | None = None,
+        replaced_dead_letters: list[int] | None = None,
     ) -> None:
         self.warehouse = warehouse
         self.staging_dir = staging_dir
@@ -339,6 +430,8 @@ class LocalWarehouseSink:
         self.from_offset = from_offset
         self.to_offset = to_offset
         self.run = run  # recorded with the commit (``Warehouse.load``)
+        # A replay (``run["kind"]`` set) commits with ``Warehouse.replay``: no checkpoint moves.
+        self.replaced_dead_letters = replaced_dead_letters
 
     def stage(self, table: str, rows: list[dict]) -> str:
         path = Path(self.staging_dir) / table / f"{uuid.uuid4().hex}.parquet"
@@ -348,6 +441,8 @@ class LocalWarehouseSink:
 
     def commit(self, files: dict[str, list[str]]) -> LoadResult:
         with Warehouse(self.warehouse) as wh:
+            if self.run is not None and "kind" in self.run:
+                return wh.replay(files, self.run, self.replaced_dead_letters)
             return wh.load(files, self.log_id, self.from_offset, self.to_offset, self.run)
 
 
