@@ -138,6 +138,17 @@ class CollectorSpec(_Section):
     """Shop origins (``https://shop.example``) browsers may send from; empty: any (write keys check)."""
 
 
+class ArchiveSpec(_Section):
+    """The raw archive: every event as it arrived, for batch replays."""
+
+    retention_days: Annotated[int, msgspec.Meta(ge=30)] | None = 400
+    """Days the archive keeps raw events (None: forever). At least 30: a replay needs history."""
+    flush_seconds: Annotated[int, msgspec.Meta(ge=60, le=600)] = 300
+    """Longest wait before buffered events are written as a file (GCP, AWS; Capture writes each minute)."""
+    flush_mb: Annotated[int, msgspec.Meta(ge=1, le=128)] = 64
+    """Largest file before it is written (GCP, AWS)."""
+
+
 class FastPathSpec(_Section):
     """The fast path: a stream function that keeps each user's recent activity
     in an online store the API reads (``pipeline_code.fastpath``)."""
@@ -276,6 +287,7 @@ class ChainSpec(_Section):
     serve: ServeSpec = ServeSpec()
     collector: CollectorSpec = CollectorSpec()
     fast_path: FastPathSpec = FastPathSpec()
+    archive: ArchiveSpec = ArchiveSpec()
     alerts: AlertSpec = AlertSpec()
     gcp: GcpSettings | None = None
     aws: AwsSettings | None = None

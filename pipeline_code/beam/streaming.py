@@ -27,7 +27,6 @@ needs no Java. Run on Dataflow through the Flex Template in
 from __future__ import annotations
 
 import re
-import zlib
 from collections.abc import Iterable
 
 import apache_beam as beam
@@ -54,21 +53,12 @@ from pipeline_code.core.history import UserHistory, enrich_user, keep_first_seen
 from pipeline_code.core.parse import RawEvent, dead_letter, now_us
 from pipeline_code.core.ports import WarehouseLookup, to_us
 from pipeline_code.host import ProcessingSettings
+from pipeline_code.streams.pubsub import pubsub_offset
 from pipeline_code.tables import TABLES
 from pipeline_code.warehouses import bigquery
 from pipeline_code.warehouses.bigquery import BigQueryLookup
 
 STAGE_LOAD = "load"
-
-
-def pubsub_offset(message_id: str) -> int:
-    """``source_offset`` for a Pub/Sub message. Pub/Sub has no offsets; its
-    message ids are decimal strings in practice, which keep log order within a
-    publisher. Anything else gets a stable 63-bit hash, so the column stays
-    a non-null INT64 either way."""
-    if message_id.isdigit() and int(message_id) < 2**63:
-        return int(message_id)
-    return zlib.crc32(message_id.encode()) << 31 | zlib.adler32(message_id.encode()) >> 1
 
 
 def to_raw_event(message) -> RawEvent:

@@ -32,7 +32,7 @@ import msgspec
 from pipeline_code.core.parse import RawEvent
 from pipeline_code.core.ports import UserState, to_us
 from pipeline_code.fastpath.handler import FastPath
-from pipeline_code.streams.records import stream_offset
+from pipeline_code.streams.pubsub import pubsub_offset
 from pipeline_code.web.http import (
     BodyTooLarge,
     ClientGone,
@@ -69,16 +69,15 @@ _decoder = msgspec.json.Decoder(PushEnvelope)
 
 def raw_event(envelope: PushEnvelope) -> RawEvent:
     """The message as the core's ``RawEvent``: the offset from the message
-    id, arrival from ``publishTime``. ``ValueError`` on bad base64."""
+    id (as the streaming job's), arrival from ``publishTime``. ``ValueError``
+    on bad base64."""
     message = envelope.message
     try:
         payload = base64.b64decode(message.data, validate=True)
     except binascii.Error as exc:
         raise ValueError(f"message.data is not base64: {exc}") from None
     published = to_us(message.publishTime) if message.publishTime else time.time_ns() // 1000
-    return RawEvent(
-        stream_offset(message.messageId or payload.hex()[:32], published // 1000), published, payload
-    )
+    return RawEvent(pubsub_offset(message.messageId), published, payload)
 
 
 class PushApp(RoutedApp):

@@ -28,7 +28,6 @@ from pipeline_code.beam.pipeline import local_runner
 from pipeline_code.beam.streaming import (
     _load_failure,
     build_streaming_graph,
-    pubsub_offset,
     split_dataset,
     to_raw_event,
 )
@@ -36,6 +35,7 @@ from pipeline_code.core.parse import RawEvent, parse_event
 from pipeline_code.host import ProcessingSettings
 from pipeline_code.local.run import process_log
 from pipeline_code.streams.eventlog import EventLog
+from pipeline_code.streams.pubsub import pubsub_offset
 from pipeline_code.synth import StoreSpec, generate
 from pipeline_code.tables import TABLES
 from pipeline_code.warehouses.duckdb import DuckDBLookup
