@@ -184,6 +184,8 @@ class AlertSpec(_Section):
     """Alert when the fast path's oldest unapplied event is older than this."""
     fast_path_errors_per_5min: Annotated[int, msgspec.Meta(ge=1)] = 5
     """Alert when the stream function fails more often than this in five minutes."""
+    archive_delay_seconds: Annotated[int, msgspec.Meta(ge=300)] = 1800
+    """Alert when an event has waited longer than this to reach the raw archive."""
     email: str | None = None
     """Where alerts go. Without it, alerts only show in the console."""
 

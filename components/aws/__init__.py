@@ -1,10 +1,12 @@
-"""The chain on AWS: Kinesis, Glue, Redshift Serverless, SageMaker, Lambda, DynamoDB.
+"""The chain on AWS: Kinesis, Glue, Redshift Serverless, SageMaker, Lambda, DynamoDB,
+Firehose.
 
 Needs the ``aws`` extra (``pip install 'data-flow[aws]'``). Use the whole
 chain (``Chain``, also named ``AwsChain``) or any link alone; every cloud
 exports the same names (``__all__``), each link with the same grant verbs.
 """
 
+from components.aws.archive import Archive
 from components.aws.chain import AwsChain
 from components.aws.collector import Collector
 from components.aws.fastpath import FastPath, UserState
@@ -19,6 +21,7 @@ Chain = AwsChain
 
 # The same public names on every cloud; helpers of one cloud stay importable, not listed.
 __all__ = [
+    "Archive",
     "Chain",
     "Collector",
     "FastPath",

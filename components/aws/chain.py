@@ -3,6 +3,7 @@
     trackers -> Lambda URL (Collector) -> Kinesis (Ingest) -> Glue streaming (Processing)
         -> Redshift Serverless (Warehouse) -> SageMaker (Model) -> Lambda (Serve), watched by Monitoring
     Kinesis -> Lambda (FastPath) -> DynamoDB (UserState) -> read by Serve
+    Kinesis -> Firehose -> S3 (Archive)
 
 Each link is its own component and can be used alone; this one wires them:
 the job reads the stream Ingest created and merges into the tables
@@ -20,6 +21,7 @@ import json
 import pulumi
 import pulumi_aws as aws
 
+from components.aws.archive import Archive
 from components.aws.collector import Collector
 from components.aws.fastpath import FastPath, UserState
 from components.aws.ingest import Ingest
@@ -128,6 +130,15 @@ class AwsChain(pulumi.ComponentResource):
             shards=a.kinesis_shards,
             opts=child,
         )
+        self.archive = Archive(
+            f"{name}-archive",
+            ingest=self.ingest,
+            archive=spec.archive,
+            image=a.api_image,
+            kms_key_arn=key_arn,
+            tags=tags,
+            opts=child,
+        )
         self.warehouse = Warehouse(
             f"{name}-warehouse",
             warehouse=spec.warehouse,
@@ -203,6 +214,7 @@ class AwsChain(pulumi.ComponentResource):
             model=self.model,
             fast_path=self.fast_path,
             user_state=self.user_state,
+            archive=self.archive,
             kms_key_arn=key_arn,
             tags=tags,
             opts=child,
@@ -222,4 +234,5 @@ class AwsChain(pulumi.ComponentResource):
             api_url=self.serve.url,
             collector_url=self.collector.url if self.collector else pulumi.Output.from_input(""),
             user_state_location=self.user_state.location,
+            archive_location=self.archive.location,
         )

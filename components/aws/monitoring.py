@@ -9,6 +9,8 @@ Alarms (thresholds from the spec's ``alerts``):
   nothing while the stream still receives records (the job stopped);
 - model: the share of 5xx answers (metric math over invocations) and the
   p99 ``ModelLatency``;
+- archive: Firehose's ``DeliveryToS3.DataFreshness`` (the oldest record
+  not yet in S3);
 - fast path: the function's errors per five minutes and its ``IteratorAge``
   (how old the newest record it finished was), and any throttled read or
   write on the user-state table.
@@ -26,6 +28,7 @@ import json
 import pulumi
 import pulumi_aws as aws
 
+from components.aws.archive import Archive
 from components.aws.fastpath import FastPath, UserState
 from components.aws.ingest import Ingest
 from components.aws.model import Model
@@ -49,6 +52,7 @@ class Monitoring(pulumi.ComponentResource):
         model: The model link whose endpoint is called (and granted with ``grant_invoke``).
         fast_path: The fast path's function (watched through ``alert_targets``).
         user_state: The fast path's store (watched through ``alert_targets``).
+        archive: The raw archive (watched through ``alert_targets``).
         kms_key_arn: KMS key that encrypts every store, log group and environment of the link (the
             chain's own key, or ``aws.kms_key_arn``).
         tags: Tags on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
@@ -69,6 +73,7 @@ class Monitoring(pulumi.ComponentResource):
         model: Model,
         fast_path: FastPath,
         user_state: UserState,
+        archive: Archive,
         kms_key_arn: pulumi.Input[str],
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
@@ -258,6 +263,18 @@ class Monitoring(pulumi.ComponentResource):
                 evaluation_periods=3,
                 comparison_operator="GreaterThanThreshold",
                 threshold=alerts.fast_path_lag_seconds * 1000,
+            ),
+            "archive-delivery": alarm(
+                "archive-delivery",
+                f"An event has waited more than {alerts.archive_delay_seconds}s to reach the raw archive",
+                namespace="AWS/Firehose",
+                metric_name="DeliveryToS3.DataFreshness",
+                dimensions={"DeliveryStreamName": archive.alert_targets["delivery"]},
+                statistic="Maximum",
+                period=300,
+                evaluation_periods=1,
+                comparison_operator="GreaterThanThreshold",
+                threshold=alerts.archive_delay_seconds,
             ),
             "user-state-throttled": alarm(
                 "user-state-throttled",

@@ -6,6 +6,7 @@ chain (``Chain``, also named ``AzureChain``) or any link alone; every cloud
 exports the same names (``__all__``), each link with the same grant verbs.
 """
 
+from components.azure.archive import Archive
 from components.azure.chain import AzureChain
 from components.azure.collector import Collector
 from components.azure.fastpath import FastPath, UserState
@@ -20,6 +21,7 @@ Chain = AzureChain
 
 # The same public names on every cloud; helpers of one cloud stay importable, not listed.
 __all__ = [
+    "Archive",
     "Chain",
     "Collector",
     "FastPath",

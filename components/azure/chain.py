@@ -5,6 +5,7 @@
         -> Synapse dedicated SQL (Warehouse) -> Azure ML (Model) -> Functions (Serve),
     watched by Monitoring, in one resource group
     Event Hubs -> Function (FastPath) -> Table storage (UserState) -> read by Serve
+    Event Hubs Capture -> the lake's capture container (Archive)
 
 Each link is its own component and can be used alone; this one wires them:
 Capture writes the lake container the Spark job reads, the job merges into
@@ -19,6 +20,7 @@ from __future__ import annotations
 import pulumi
 from pulumi_azure_native import authorization, operationalinsights, resources
 
+from components.azure.archive import Archive
 from components.azure.collector import Collector
 from components.azure.fastpath import FastPath, UserState
 from components.azure.ingest import CAPTURE, DEAD_LETTERS, Ingest
@@ -87,6 +89,14 @@ class AzureChain(pulumi.ComponentResource):
             partitions=az.eventhub_partitions,
             zone_redundant=az.zone_redundant,
             tags=tags,
+            opts=child,
+        )
+        self.archive = Archive(
+            f"{name}-archive",
+            resource_group=rg,
+            subscription_id=subscription,
+            lake=self.lake,
+            archive=spec.archive,
             opts=child,
         )
         self.warehouse = Warehouse(
@@ -201,6 +211,7 @@ class AzureChain(pulumi.ComponentResource):
             serve=self.serve,
             fast_path=self.fast_path,
             user_state=self.user_state,
+            archive=self.archive,
             tags=tags,
             opts=child,
         )
@@ -219,4 +230,5 @@ class AzureChain(pulumi.ComponentResource):
             api_url=self.serve.url,
             collector_url=self.collector.url if self.collector else pulumi.Output.from_input(""),
             user_state_location=self.user_state.location,
+            archive_location=self.archive.location,
         )

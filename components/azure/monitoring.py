@@ -11,6 +11,8 @@ Alerts (thresholds from the spec's ``alerts``):
   batches, from the counts the job sends to its Application Insights;
 - model: 5xx answers per minute above ``error_rate`` of the traffic floor,
   and the endpoint's p99 latency;
+- archive: failed writes to the lake's blob service (Capture's writes
+  among them: a lost grant shows here first);
 - fast path: the function's failed invocations (its Application Insights),
   the lag it logs per batch (a log query: Event Hubs publishes no lag per
   consumer group), and throttled requests on the user-state table service.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import pulumi
 from pulumi_azure_native import monitor
 
+from components.azure.archive import Archive
 from components.azure.fastpath import LAG_QUERY, FastPath, UserState
 from components.azure.ingest import Ingest
 from components.azure.model import Model
@@ -67,6 +70,7 @@ class Monitoring(pulumi.ComponentResource):
         serve: The serve link (its app's logs are collected).
         fast_path: The fast path's function (watched through ``alert_targets``).
         user_state: The fast path's store (watched through ``alert_targets``).
+        archive: The raw archive (watched through ``alert_targets``).
         tags: Tags on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
         opts: Pulumi resource options (parent, provider, aliases). Default: none.
     """
@@ -88,6 +92,7 @@ class Monitoring(pulumi.ComponentResource):
         serve: Serve,
         fast_path: FastPath,
         user_state: UserState,
+        archive: Archive,
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -258,6 +263,28 @@ class Monitoring(pulumi.ComponentResource):
                         "GreaterThan",
                         alerts.fast_path_errors_per_5min,
                         "Count",
+                    )
+                ],
+            ),
+            "archive-write-failures": alert(
+                "archive-write-failures",
+                "Writes to the lake (Capture's archive among them) fail",
+                pulumi.Output.concat(archive.alert_targets["account"], "/blobServices/default"),
+                [
+                    criterion(
+                        "failed",
+                        "Transactions",
+                        "Microsoft.Storage/storageAccounts/blobServices",
+                        "GreaterThan",
+                        0,
+                        "Total",
+                        [
+                            {
+                                "name": "ResponseType",
+                                "operator": "Include",
+                                "values": ["AuthorizationError", "ServerOtherError", "ServerBusyError"],
+                            }
+                        ],
                     )
                 ],
             ),

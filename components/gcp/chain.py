@@ -3,6 +3,7 @@
     trackers -> Cloud Run (Collector) -> Pub/Sub (Ingest) -> Dataflow (Processing) -> BigQuery (Warehouse)
         -> Vertex AI (Model) -> Cloud Run (Serve), watched by Monitoring
     Pub/Sub push -> Cloud Run (FastPath) -> Firestore (UserState) -> read by Serve
+    Pub/Sub Cloud Storage subscription -> Cloud Storage (Archive)
 
 Each link is its own component and can be used alone; this one wires them:
 the job reads the subscription Ingest created and writes the tables
@@ -16,6 +17,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
+from components.gcp.archive import Archive
 from components.gcp.collector import Collector
 from components.gcp.fastpath import FastPath, UserState
 from components.gcp.ingest import Ingest
@@ -54,6 +56,19 @@ class GcpChain(pulumi.ComponentResource):
             f"{name}-ingest",
             project=g.project,
             project_number=project_number,
+            stream=spec.stream,
+            dead_letters=spec.dead_letters,
+            labels=labels,
+            kms_key_name=g.kms_key_name,
+            opts=child,
+        )
+        self.archive = Archive(
+            f"{name}-archive",
+            project=g.project,
+            project_number=project_number,
+            region=g.region,
+            ingest=self.ingest,
+            archive=spec.archive,
             stream=spec.stream,
             dead_letters=spec.dead_letters,
             labels=labels,
@@ -150,6 +165,7 @@ class GcpChain(pulumi.ComponentResource):
             model=self.model,
             fast_path=self.fast_path,
             user_state=self.user_state,
+            archive=self.archive,
             labels=labels,
             opts=child,
         )
@@ -166,4 +182,5 @@ class GcpChain(pulumi.ComponentResource):
             api_url=self.serve.url,
             collector_url=self.collector.url if self.collector else pulumi.Output.from_input(""),
             user_state_location=self.user_state.location,
+            archive_location=self.archive.location,
         )

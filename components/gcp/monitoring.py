@@ -7,6 +7,7 @@ Alerts (thresholds from the spec's ``alerts``):
   and messages Pub/Sub set aside on the dead-letter topic;
 - processing: the job's system lag and its data freshness (watermark age);
 - model: the endpoint's error share and 99th-percentile latency;
+- archive: the oldest event its Cloud Storage subscription has not written;
 - fast path: the service's 5xx answers (each one a push Pub/Sub retries),
   the oldest unacknowledged push, and Firestore refusing requests for quota
   (``RESOURCE_EXHAUSTED``) on the user-state database.
@@ -22,6 +23,7 @@ import json
 import pulumi
 import pulumi_gcp as gcp
 
+from components.gcp.archive import Archive
 from components.gcp.fastpath import FastPath, UserState
 from components.gcp.ingest import Ingest
 from components.gcp.model import Model
@@ -71,6 +73,7 @@ class Monitoring(pulumi.ComponentResource):
         model: The model link whose endpoint is called (and granted with ``grant_invoke``).
         fast_path: The fast path's service and subscription (watched through ``alert_targets``).
         user_state: The fast path's store (watched through ``alert_targets``).
+        archive: The raw archive (watched through ``alert_targets``).
         labels: Labels on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
         opts: Pulumi resource options (parent, provider, aliases). Default: none.
     """
@@ -88,6 +91,7 @@ class Monitoring(pulumi.ComponentResource):
         model: Model,
         fast_path: FastPath,
         user_state: UserState,
+        archive: Archive,
         labels: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -134,6 +138,11 @@ class Monitoring(pulumi.ComponentResource):
         fresh_sub = pulumi.Output.concat(
             'resource.type="pubsub_subscription" AND resource.label.subscription_id="',
             fast_path.alert_targets["subscription"],
+            '"',
+        )
+        archive_sub = pulumi.Output.concat(
+            'resource.type="pubsub_subscription" AND resource.label.subscription_id="',
+            archive.alert_targets["subscription"],
             '"',
         )
         state_db = pulumi.Output.concat(
@@ -222,6 +231,14 @@ class Monitoring(pulumi.ComponentResource):
                     "Oldest event not yet applied to user state",
                     metric("pubsub.googleapis.com/subscription/oldest_unacked_message_age", fresh_sub),
                     alerts.fast_path_lag_seconds,
+                    "ALIGN_MAX",
+                )
+            ],
+            "archive-delivery": [
+                _condition(
+                    "Oldest event not yet in the archive",
+                    metric("pubsub.googleapis.com/subscription/oldest_unacked_message_age", archive_sub),
+                    alerts.archive_delay_seconds,
                     "ALIGN_MAX",
                 )
             ],

@@ -53,6 +53,7 @@ BROAD_AZURE_ROLES = {
 }
 MIN_STREAM_RETENTION_HOURS = 24
 MIN_LOG_RETENTION_DAYS = 7
+MIN_ARCHIVE_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,28 @@ RULES: list[Rule] = [
             "not encrypted with a KMS key, or no TTL",
         ),
         "CKV_AWS_119",
+    ),
+    Rule(
+        "aws-archive-encrypted",
+        "Firehose archives compress and encrypt what they write with a KMS key.",
+        ("aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream",),
+        lambda p, _: _require(
+            bool(_get(p, "extendedS3Configuration", "kmsKeyArn"))
+            and _get(p, "extendedS3Configuration", "compressionFormat") == "GZIP",
+            "archive objects not KMS-encrypted or not compressed",
+        ),
+        None,
+    ),
+    Rule(
+        "gcp-archive-replayable",
+        "Cloud Storage subscriptions write Avro with each message's id and publish time (for replays).",
+        ("gcp:pubsub/subscription:Subscription",),
+        lambda p, _: _require(
+            p.get("cloudStorageConfig") is None
+            or _get(p, "cloudStorageConfig", "avroConfig", "writeMetadata") is True,
+            "the archive drops the message id and publish time",
+        ),
+        None,
     ),
     Rule(
         "aws-log-groups",
@@ -492,7 +515,53 @@ def _user_state_expires(resources: list[Resource]) -> list[str]:
     return problems
 
 
+def _archive_retention(resources: list[Resource]) -> list[str]:
+    """The store behind each archive keeps its files at least ``MIN_ARCHIVE_DAYS``."""
+    problems = []
+    gcs = {r.props.get("name", r.name): r for r in resources if r.type == "gcp:storage/bucket:Bucket"}
+    for r in resources:
+        bucket = _get(r.props, "cloudStorageConfig", "bucket")
+        if r.type == "gcp:pubsub/subscription:Subscription" and bucket in gcs:
+            ages = [
+                _get(rule, "condition", "age")
+                for rule in gcs[bucket].props.get("lifecycleRules") or []
+                if _get(rule, "action", "type") == "Delete" and not _get(rule, "condition", "matchesPrefixes")
+            ]
+            if any(a is not None and a < MIN_ARCHIVE_DAYS for a in ages):
+                problems.append(f"{bucket}: archive files deleted before {MIN_ARCHIVE_DAYS} days")
+    archived = {
+        str(_get(r.props, "extendedS3Configuration", "bucketArn")).rsplit(":", 1)[-1]
+        for r in resources
+        if r.type == "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream"
+    }
+    for r in resources:
+        if r.type.endswith(":BucketLifecycleConfiguration") and r.props.get("bucket") in archived:
+            for rule in r.props.get("rules") or []:
+                days = _get(rule, "expiration", "days")
+                if days is not None and days < MIN_ARCHIVE_DAYS:
+                    problems.append(
+                        f"{r.props['bucket']}: archive objects expire before {MIN_ARCHIVE_DAYS} days"
+                    )
+    for r in resources:
+        if r.type == "azure-native:storage:ManagementPolicy":
+            for rule in _get(r.props, "policy", "rules") or []:
+                if "capture/" not in (_get(rule, "definition", "filters", "prefixMatch") or []):
+                    continue
+                days = _get(
+                    rule, "definition", "actions", "baseBlob", "delete", "daysAfterModificationGreaterThan"
+                )
+                if days is not None and days < MIN_ARCHIVE_DAYS:
+                    problems.append(f"{r.name}: captured files deleted before {MIN_ARCHIVE_DAYS} days")
+    return problems
+
+
 STACK_RULES: list[StackRule] = [
+    StackRule(
+        "archive-retention",
+        f"Raw archives keep their files at least {MIN_ARCHIVE_DAYS} days (GCS lifecycle, S3 expiry, "
+        "the lake's policy on Capture's container).",
+        _archive_retention,
+    ),
     StackRule(
         "user-state-expires",
         "Every user-state store bounds what it keeps: a Firestore TTL policy, or (Table storage has "

@@ -2,7 +2,7 @@
 
     cd stacks/consumer && pulumi config set chain_stack my-org/data-flow/aws-dev && pulumi up
 
-Every chain, on every cloud, exports the same eight outputs
+Every chain, on every cloud, exports the same nine outputs
 (``components.outputs.OUTPUTS``); this stack requires all of them, so a chain
 that stopped exporting one fails here, at preview, with the name. It then
 re-exports what a producer team needs to send events and read
@@ -20,6 +20,7 @@ OUTPUTS = (
     "api_url",
     "collector_url",
     "user_state_location",
+    "archive_location",
 )
 
 

@@ -23,10 +23,11 @@ VERBS = {
     "Serve": {"grant_invoke"},
     "UserState": {"grant_read", "grant_write"},
     "FastPath": set(),
+    "Archive": {"grant_read"},
 }
 
 # What each link offers Monitoring, per cloud.
-WATCHED = {"Ingest", "Processing", "Model", "FastPath", "UserState"}
+WATCHED = {"Ingest", "Processing", "Model", "FastPath", "UserState", "Archive"}
 # Where Monitoring sends what it gathers is not a watched resource.
 DESTINATIONS = {"log_workspace_id"}
 

@@ -34,11 +34,12 @@ def test_every_link_is_created(default):
         ("sagemaker/endpointConfiguration:EndpointConfiguration", 1),
         ("sagemaker/endpoint:Endpoint", 1),
         ("appautoscaling/target:Target", 1),
-        ("lambda/function:Function", 2),  # the API and the fast path
+        ("lambda/function:Function", 3),  # the API, the fast path, the archive's transform
         ("lambda/functionUrl:FunctionUrl", 1),  # the fast path has no callers
         ("lambda/eventSourceMapping:EventSourceMapping", 1),
+        ("kinesis/firehoseDeliveryStream:FirehoseDeliveryStream", 1),
         ("dynamodb/table:Table", 1),
-        ("cloudwatch/metricAlarm:MetricAlarm", 10),
+        ("cloudwatch/metricAlarm:MetricAlarm", 11),
         ("cloudwatch/dashboard:Dashboard", 1),
         ("sns/topic:Topic", 1),
         ("kms/key:Key", 1),
@@ -49,7 +50,7 @@ def test_every_link_is_created(default):
 def test_no_policy_grants_wildcard_actions_or_unscoped_resources(default):
     rec, _ = default
     found = policies(rec)
-    assert len(found) == 11
+    assert len(found) == 14
     for name, statements in found.items():
         for s in statements:
             assert s["Effect"] == "Allow", name
@@ -66,6 +67,7 @@ def test_no_policy_grants_wildcard_actions_or_unscoped_resources(default):
         "redshift.amazonaws.com",
         "sagemaker.amazonaws.com",
         "lambda.amazonaws.com",
+        "firehose.amazonaws.com",
     }
 
 
@@ -82,7 +84,12 @@ def test_the_policy_checker_refuses_what_the_tests_look_for():
 def test_no_bucket_is_public_and_every_store_is_encrypted(default):
     rec, _ = default
     buckets = {r.name for r in rec.of_type("s3/bucket:Bucket")}
-    assert buckets == {"dataflow-ingest-dead-letters", "dataflow-process-code", "dataflow-ml-capture"}
+    assert buckets == {
+        "dataflow-ingest-dead-letters",
+        "dataflow-process-code",
+        "dataflow-ml-capture",
+        "dataflow-archive-raw",
+    }
     blocks = {
         r.inputs["bucket"]: r.inputs
         for r in rec.of_type("s3/bucketPublicAccessBlock:BucketPublicAccessBlock")

@@ -48,5 +48,5 @@ def test_only_the_collector_url_is_public_and_the_policy_pack_allows_it():
 def test_the_collector_can_be_left_out():
     rec, _ = build(collector={"enabled": False})
     assert (
-        not rec.of_type("secretsmanager/secret:Secret") and len(rec.of_type("lambda/function:Function")) == 2
+        not rec.of_type("secretsmanager/secret:Secret") and len(rec.of_type("lambda/function:Function")) == 3
     )

@@ -34,7 +34,8 @@ def test_every_link_is_created(default):
         ("machinelearningservices:OnlineEndpoint", 1),
         ("machinelearningservices:OnlineDeployment", 1),
         ("web:WebApp", 2),  # the API and the fast path
-        ("monitor:MetricAlert", 9),
+        ("monitor:MetricAlert", 10),
+        ("storage:ManagementPolicy", 1),
         ("monitor:ScheduledQueryRule", 1),
         ("monitor:DiagnosticSetting", 6),
         ("monitor:ActionGroup", 1),

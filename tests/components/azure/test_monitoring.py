@@ -20,6 +20,7 @@ def test_alerts_watch_every_link_and_every_resource_logs(default):
         "model-latency",
         "fast-path-errors",
         "user-state-throttled",
+        "archive-write-failures",
     }
     group = rec.one("monitor:ActionGroup")
     assert all(

@@ -20,10 +20,13 @@ def test_every_link_is_created(default):
     for suffix, count in [
         ("pubsub/schema:Schema", 1),
         ("pubsub/topic:Topic", 2),
-        ("pubsub/subscription:Subscription", 3),  # the pipeline's, dead letters, the fast path's push
+        (
+            "pubsub/subscription:Subscription",
+            4,
+        ),  # the pipeline's, dead letters, the fast path's push, archive
         ("bigquery/dataset:Dataset", 1),
         ("bigquery/table:Table", len(TABLES) + sum(bigquery.is_change_log(t) for t in TABLES.values())),
-        ("storage/bucket:Bucket", 1),
+        ("storage/bucket:Bucket", 2),  # staging, archive
         ("storage/bucketObject:BucketObject", 1),
         ("dataflow/flexTemplateJob:FlexTemplateJob", 1),
         ("vertex/aiEndpoint:AiEndpoint", 1),
@@ -31,7 +34,7 @@ def test_every_link_is_created(default):
         ("cloudrunv2/service:Service", 2),  # the API and the fast path
         ("firestore/database:Database", 1),
         ("firestore/field:Field", 1),
-        ("monitoring/alertPolicy:AlertPolicy", 8),
+        ("monitoring/alertPolicy:AlertPolicy", 9),
         ("monitoring/dashboard:Dashboard", 1),
         ("serviceaccount/account:Account", 5),  # + the fast path's and its push identity
     ]:
@@ -52,8 +55,8 @@ def test_no_primitive_roles_and_nothing_public_by_default(default):
     for r in rec.iam():
         assert r.inputs["role"] not in PRIMITIVE_ROLES, r.name
         assert r.inputs["member"] not in PUBLIC, r.name
-    bucket = rec.one("storage/bucket:Bucket").inputs
-    assert bucket["publicAccessPrevention"] == "enforced" and bucket["uniformBucketLevelAccess"] is True
+    for bucket in (b.inputs for b in rec.of_type("storage/bucket:Bucket")):
+        assert bucket["publicAccessPrevention"] == "enforced" and bucket["uniformBucketLevelAccess"] is True
     assert "network" not in rec.one("vertex/aiEndpoint:AiEndpoint").inputs
 
 
@@ -82,6 +85,7 @@ def test_outputs_are_the_cross_cloud_contract():
                 "api_url",
                 "collector_url",
                 "user_state_location",
+                "archive_location",
             }
             assert named["ingest_endpoint"] == "projects/shop-analytics-dev/topics/dataflow-ingest-events"
             assert named["api_url"].startswith("https://")
@@ -108,7 +112,9 @@ def test_customer_managed_key_encrypts_every_store():
         for r in rec.of_type("bigquery/table:Table")
         if "view" not in r.inputs
     )
-    assert rec.one("storage/bucket:Bucket").inputs["encryption"] == {"defaultKmsKeyName": KEY}
+    assert all(
+        b.inputs["encryption"] == {"defaultKmsKeyName": KEY} for b in rec.of_type("storage/bucket:Bucket")
+    )
     assert rec.one("FlexTemplateJob").inputs["kmsKeyName"] == KEY
     assert rec.one("AiEndpoint").inputs["encryptionSpec"] == {"kmsKeyName": KEY}
 

@@ -26,7 +26,7 @@ def test_alerts_cover_every_link_without_email(default):
         assert metric in filters
     assert not rec.of_type("NotificationChannel")
     dashboard = json.loads(rec.one("Dashboard").inputs["dashboardJson"])
-    assert len(dashboard["mosaicLayout"]["tiles"]) == 10
+    assert len(dashboard["mosaicLayout"]["tiles"]) == 11
 
 
 def test_alert_email_becomes_the_notification_channel():

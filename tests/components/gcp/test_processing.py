@@ -16,7 +16,7 @@ def test_the_job_reads_the_ingest_subscription_and_writes_the_warehouse(default)
     assert params["input_subscription"] == sub.id
     assert params["output_dataset"] == "shop-analytics-dev:dataflow"
     assert all(isinstance(v, str) for v in params.values())
-    bucket = rec.one("storage/bucket:Bucket")
+    bucket = rec.one("storage/bucket:Bucket", "dataflow-process-staging")
     assert (
         job.inputs["containerSpecGcsPath"] == f"gs://{bucket.name}/templates/data-flow-streaming-chain.json"
     )

@@ -58,6 +58,16 @@ FIXTURES: dict[str, tuple[str, object, object]] = {
         ({"deleteProtectionState": "DELETE_PROTECTION_ENABLED"}, False),
         ({"deleteProtectionState": "DELETE_PROTECTION_DISABLED"}, False),
     ),
+    "aws-archive-encrypted": (
+        "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream",
+        {"extendedS3Configuration": {"kmsKeyArn": KEY, "compressionFormat": "GZIP"}},
+        {"extendedS3Configuration": {"compressionFormat": "UNCOMPRESSED"}},
+    ),
+    "gcp-archive-replayable": (
+        "gcp:pubsub/subscription:Subscription",
+        {"cloudStorageConfig": {"bucket": "raw", "avroConfig": {"writeMetadata": True}}},
+        {"cloudStorageConfig": {"bucket": "raw", "textConfig": {}}},
+    ),
     "aws-log-groups": (
         "aws:cloudwatch/logGroup:LogGroup",
         {"retentionInDays": 30, "kmsKeyId": KEY},
@@ -185,6 +195,65 @@ FRESH_APP = {
     }
 }
 STACK_FIXTURES = {
+    "archive-retention": (
+        [
+            (
+                "gcp:storage/bucket:Bucket",
+                "raw",
+                {
+                    "name": "raw",
+                    "lifecycleRules": [{"action": {"type": "Delete"}, "condition": {"age": 400}}],
+                },
+            ),
+            ("gcp:pubsub/subscription:Subscription", "archive", {"cloudStorageConfig": {"bucket": "raw"}}),
+            (
+                "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream",
+                "d",
+                {"extendedS3Configuration": {"bucketArn": "arn:aws:s3:::arc"}},
+            ),
+            (
+                "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+                "l",
+                {"bucket": "arc", "rules": [{"expiration": {"days": 400}}]},
+            ),
+            (
+                "azure-native:storage:ManagementPolicy",
+                "p",
+                {
+                    "policy": {
+                        "rules": [
+                            {
+                                "definition": {
+                                    "filters": {"prefixMatch": ["capture/"]},
+                                    "actions": {
+                                        "baseBlob": {"delete": {"daysAfterModificationGreaterThan": 400}}
+                                    },
+                                }
+                            }
+                        ]
+                    }
+                },
+            ),
+        ],
+        [
+            (
+                "gcp:storage/bucket:Bucket",
+                "raw",
+                {"name": "raw", "lifecycleRules": [{"action": {"type": "Delete"}, "condition": {"age": 7}}]},
+            ),
+            ("gcp:pubsub/subscription:Subscription", "archive", {"cloudStorageConfig": {"bucket": "raw"}}),
+            (
+                "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream",
+                "d",
+                {"extendedS3Configuration": {"bucketArn": "arn:aws:s3:::arc"}},
+            ),
+            (
+                "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+                "l",
+                {"bucket": "arc", "rules": [{"expiration": {"days": 1}}]},
+            ),
+        ],
+    ),
     "user-state-expires": (
         [
             ("gcp:firestore/database:Database", "db", {"name": "state"}),
