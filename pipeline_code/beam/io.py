@@ -50,11 +50,11 @@ class ReadEventLog(beam.PTransform):
 
 
 def _ids_by_shard(path: str, shards: int):
-    table = pq.read_table(path, columns=["event_id", "user_key"])
+    table = pq.read_table(path, columns=["event_id"])
     out: dict[int, list[str]] = {s: [] for s in range(shards)}
-    # Sharded by user, like the events they are checked against.
-    for event_id, user_key in zip(table.column(0).to_pylist(), table.column(1).to_pylist(), strict=True):
-        out[shard_of(user_key, shards)].append(event_id)
+    # Sharded by event id, like the events they are checked against (``DeduplicateEvents``).
+    for event_id in table.column(0).to_pylist():
+        out[shard_of(event_id, shards)].append(event_id)
     return out.items()
 
 

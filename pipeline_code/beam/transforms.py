@@ -8,7 +8,7 @@ runner fast (see ``bench/pipeline.py``). Keyed work (dedup by event id,
 history by user) is shuffled by hash shard, so a shard's batch holds every
 record of its keys.
 
-    raw batches -> ParseEvents -> DeduplicateEvents -> EnrichWithHistory
+    raw batches -> ParseEvents -> DeduplicateEvents -> ShardByUser -> EnrichWithHistory
                 -> BuildFeatures -> WriteToWarehouse
                        \\-> dead letters ------------------^
 """
@@ -79,43 +79,20 @@ def unpack(data: bytes) -> Batch:
 
 
 class ShardBatchFn(beam.DoFn):
-    """A batch -> ``(shard, packed sub-batch)`` for each user shard it touches."""
+    """A batch -> ``(shard, packed sub-batch)`` for each shard of ``key`` it touches."""
 
-    def __init__(self, shards: int) -> None:
+    def __init__(self, shards: int, key: str = "user_key") -> None:
         self.shards = shards
+        self.key = key
 
     def process(self, batch: Batch):
-        for shard, records in split_by_shard(batch, "user_key", self.shards).items():
+        for shard, records in split_by_shard(batch, self.key, self.shards).items():
             yield shard, pack(records)
 
 
-class ShardByUser(beam.PTransform):
-    """The chain's one shuffle: bring together, per user shard, the new
-    events, the ids already stored for those users, and their histories.
-
-    ``known_ids`` is ``(shard, [event_id, ...])`` and ``history`` is
-    ``(shard, [user_features row, ...])``, sharded the same way. Output:
-    ``(shard, {"new": [packed batch, ...], "known": [...], "history": [...]})``.
-    """
-
-    def __init__(self, known_ids, history, shards: int) -> None:
-        super().__init__()
-        self.known_ids = known_ids
-        self.history = history
-        self.shards = shards
-
-    def expand(self, events):
-        keyed = events | "KeyByUserShard" >> beam.ParDo(ShardBatchFn(self.shards))
-        return {
-            "new": keyed,
-            "known": self.known_ids,
-            "history": self.history,
-        } | "GroupByUserShard" >> beam.CoGroupByKey()
-
-
 class _KeepFirstSeenFn(beam.DoFn):
-    """``(shard, {"new": [...], "known": [...], "history": [...]})`` ->
-    ``(records never seen before, history rows)`` for that shard."""
+    """``(id shard, {"new": [...], "known": [...]})`` -> the records of that
+    shard never seen before, as one batch."""
 
     def __init__(self) -> None:
         self.duplicates = Metrics.counter(NAMESPACE, "duplicates_skipped")
@@ -129,20 +106,57 @@ class _KeepFirstSeenFn(beam.DoFn):
         unique, dropped = keep_first_seen(new, known)
         self.duplicates.inc(dropped)
         if unique:
-            yield unique, [row for rows in grouped["history"] for row in rows]
+            yield unique
 
 
 class DeduplicateEvents(beam.PTransform):
-    """Per user shard: drop events whose id was stored before or repeats
-    within the input (the first in log order wins).
+    """Drop events whose id was stored before or repeats within the input,
+    whoever the user (the first in log order wins).
 
-    A retried event carries the same user, so it meets its twin in the same
-    shard. An id reused under another user is not caught here; the
-    warehouse's key still refuses the second row (``duplicates_at_load``).
+    One shuffle by event-id shard brings every copy of an id together with
+    the ids already stored in that shard (``known_ids``: ``(id shard,
+    [event_id, ...])``), so an id reused under another user is a duplicate
+    before any feature counts it, and the derived tables agree with ``events``.
     """
 
-    def expand(self, grouped):
-        return grouped | "KeepFirstSeen" >> beam.ParDo(_KeepFirstSeenFn())
+    def __init__(self, known_ids, shards: int) -> None:
+        super().__init__()
+        self.known_ids = known_ids
+        self.shards = shards
+
+    def expand(self, events):
+        keyed = events | "KeyByIdShard" >> beam.ParDo(ShardBatchFn(self.shards, "event_id"))
+        return (
+            {"new": keyed, "known": self.known_ids}
+            | "GroupByIdShard" >> beam.CoGroupByKey()
+            | "KeepFirstSeen" >> beam.ParDo(_KeepFirstSeenFn())
+        )
+
+
+def _records_and_history(element):
+    _, grouped = element
+    records = [rec for packed in grouped["new"] for rec in unpack(packed)]
+    if records:
+        yield records, [row for rows in grouped["history"] for row in rows]
+
+
+class ShardByUser(beam.PTransform):
+    """The shuffle by user: per user shard, the (unique) new events and the
+    stored histories of those users (``history``: ``(user shard, [user_features
+    row, ...])``). Output: ``(records, history rows)`` per shard."""
+
+    def __init__(self, history, shards: int) -> None:
+        super().__init__()
+        self.history = history
+        self.shards = shards
+
+    def expand(self, events):
+        keyed = events | "KeyByUserShard" >> beam.ParDo(ShardBatchFn(self.shards))
+        return (
+            {"new": keyed, "history": self.history}
+            | "GroupByUserShard" >> beam.CoGroupByKey()
+            | "RecordsAndHistory" >> beam.FlatMap(_records_and_history)
+        )
 
 
 class _EnrichShardFn(beam.DoFn):

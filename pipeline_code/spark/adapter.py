@@ -121,6 +121,10 @@ class _EnrichShards:
             yield _WINDOW, (start, counts)
 
 
+def _earlier(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    return a if a["source_offset"] <= b["source_offset"] else b
+
+
 def _stage_with(sink: Sink) -> Callable[[tuple[str, list]], tuple[str, str]]:
     def stage(item: tuple[str, list]) -> tuple[str, str]:
         table, rows = item
@@ -151,9 +155,13 @@ def process_micro_batch(
     """
     shards = settings.shards
     parsed = raws.mapPartitions(_parse_partition).persist()
+    records = parsed.filter(lambda kv: kv[0] == EVENTS).flatMap(lambda kv: kv[1])
+    # Every copy of an event id meets its twins first, whoever the user: the
+    # first in log order is kept, so no feature counts an id twice (ids stored
+    # before are found by the lookup, which asks by id).
+    first = records.map(lambda rec: (rec["event_id"], rec)).reduceByKey(_earlier).values().persist()
     sharded = (
-        parsed.filter(lambda kv: kv[0] == EVENTS)
-        .flatMap(lambda kv: split_by_shard(kv[1], "user_key", shards).items())
+        first.mapPartitions(lambda recs: split_by_shard(recs, "user_key", shards).items())
         # One partition per shard: each shard's records meet on one executor.
         .partitionBy(shards, lambda shard: shard)
     )
@@ -191,7 +199,7 @@ def process_micro_batch(
         counts = outputs.filter(lambda kv: kv[0] in (_DUPLICATES, _MAX_EVENT_TIME)).collect()
         times = [v for k, v in counts if k == _MAX_EVENT_TIME]
         stored_events = getattr(commit, "events_stored", None)
-        duplicates = sum(v for k, v in counts if k == _DUPLICATES)
+        duplicates = sum(v for k, v in counts if k == _DUPLICATES) + records.count() - first.count()
         if stored_events is None:
             stored_events = outputs.filter(lambda kv: kv[0] == EVENTS).map(lambda kv: len(kv[1])).sum()
         else:
@@ -208,6 +216,7 @@ def process_micro_batch(
         )
     finally:
         outputs.unpersist()
+        first.unpersist()
         parsed.unpersist()
 
 

@@ -88,13 +88,13 @@ def test_dedup_and_enrichment_use_the_warehouse_snapshot():
         "is_bot": False,
     }
     with batch_pipeline() as p:
-        known = p | "Known" >> beam.Create([(shard_of("u1", 4), ["old"])])
+        known = p | "Known" >> beam.Create([(shard_of("old", 4), ["old"])])
         history = p | "History" >> beam.Create([(shard_of("u1", 4), [history_row])])
         enriched = (
             p
             | beam.Create([new[:2], new[2:]])
-            | ShardByUser(known, history, shards=4)
-            | DeduplicateEvents()
+            | DeduplicateEvents(known, shards=4)
+            | ShardByUser(history, shards=4)
             | EnrichWithHistory()
         )
         assert_that(
