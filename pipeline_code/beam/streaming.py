@@ -6,6 +6,7 @@ history reaches them. In batch, a snapshot of the warehouse is shuffled
 next to the new events. In streaming there is no "before the run", so:
 
     Pub/Sub -> ReadPubSubEvents -> MicroBatch -> ParseEvents
+            -> DeduplicateIds (per event-id shard: ids accepted in the last day)
             -> LookupHistory (one warehouse query per user shard and micro-batch)
             -> EnrichWithUserState (per-user state: history and recent ids)
             -> BuildFeatures -> WriteToBigQueryTables
@@ -148,6 +149,55 @@ class LookupHistory(beam.PTransform):
         )
 
 
+_IDS = ReadModifyWriteStateSpec("ids", PickleCoder())
+_IDS_STATE = beam.DoFn.StateParam(_IDS)
+
+
+class _FirstIdsFn(beam.DoFn):
+    """``(id shard, packed batch)`` -> the batch without ids this shard
+    accepted in the last ``dedup_hours``, whoever the user, nor repeats
+    within it (the first in log order wins)."""
+
+    def __init__(self, dedup_hours: int) -> None:
+        self.dedup_us = dedup_hours * 3600 * 1_000_000
+        self.duplicates = Metrics.counter(NAMESPACE, "duplicates_skipped")
+
+    def process(self, element, ids=_IDS_STATE):
+        _, packed = element
+        recent: dict[str, int] = ids.read() or {}
+        unique, dropped = keep_first_seen(unpack(packed), recent)
+        self.duplicates.inc(dropped)
+        if not unique:
+            return
+        now = now_us()
+        recent = {i: t for i, t in recent.items() if now - t < self.dedup_us}
+        recent.update((rec["event_id"], now) for rec in unique)
+        ids.write(recent)
+        yield unique
+
+
+class DeduplicateIds(beam.PTransform):
+    """Event batches -> the same without an id already accepted in the last
+    ``dedup_hours``, whoever the user: the copies of an id meet in one shard
+    by event id, whose state keeps the ids it let through (the warehouse
+    lookup catches older ones, by id). Back in micro-batch windows after."""
+
+    def __init__(self, shards: int, batch_seconds: int, dedup_hours: int = 24) -> None:
+        super().__init__()
+        self.shards = shards
+        self.batch_seconds = batch_seconds
+        self.dedup_hours = dedup_hours
+
+    def expand(self, events):
+        return (
+            events
+            | "KeyByIdShard" >> beam.ParDo(ShardBatchFn(self.shards, "event_id"))
+            | "IdsGlobalWindow" >> beam.WindowInto(window.GlobalWindows())
+            | "FirstIds" >> beam.ParDo(_FirstIdsFn(self.dedup_hours))
+            | "BackToMicroBatches" >> beam.WindowInto(window.FixedWindows(self.batch_seconds))
+        )
+
+
 _HISTORY = ReadModifyWriteStateSpec("history", PickleCoder())
 _SEEN = ReadModifyWriteStateSpec("seen", PickleCoder())
 _IDLE = TimerSpec("idle", TimeDomain.REAL_TIME)
@@ -229,7 +279,8 @@ def build_streaming_graph(
     """``RawEvent`` -> ``{table name: PCollection of row batches}`` for every table."""
     batches = raw | "MicroBatch" >> MicroBatch(batch_seconds)
     parsed = batches | "ParseEvents" >> ParseEvents()
-    work = parsed.events | "LookupHistory" >> LookupHistory(lookup, settings.shards)
+    first = parsed.events | "DeduplicateIds" >> DeduplicateIds(settings.shards, batch_seconds)
+    work = first | "LookupHistory" >> LookupHistory(lookup, settings.shards)
     enriched = work | "EnrichWithUserState" >> EnrichWithUserState(settings)
     tables = enriched.events | "BuildFeatures" >> BuildFeatures(
         settings.window_minutes * 60_000_000, settings.allowed_lateness_minutes * 60

@@ -235,3 +235,32 @@ def test_output_dataset_forms(value, want):
 def test_output_dataset_errors_name_the_flag_and_value(value):
     with pytest.raises(ValueError, match=rf"--output_dataset .*{value!r}"):
         split_dataset(value)
+
+
+def test_an_id_reused_under_another_user_counts_once_in_the_stream(tmp_path) -> None:
+    """Copies of an id meet by event id before the shuffle by user: within a
+    micro-batch and across micro-batches, only the first copy reaches the
+    events and the features."""
+    from pipeline_code.warehouses.duckdb import Warehouse
+
+    warehouse = tmp_path / "w.duckdb"
+    Warehouse(warehouse).close()
+    t0 = 1_767_268_800_000_000
+
+    def view(event_id: str, user: str, item: str, offset: int, at_s: int) -> RawEvent:
+        payload = line(event_id=event_id, user_id=user, items=[{"item_id": item}], session_id=f"s-{user}")
+        return RawEvent(offset, t0 + at_s * 1_000_000, payload)
+
+    raws = [
+        view("e1", "A", "sku-1", 1, 0),
+        view("e1", "B", "sku-8", 2, 1),  # same micro-batch, another user
+        view("e2", "C", "sku-2", 3, 2),
+        view("e1", "B", "sku-9", 4, 40),  # a later micro-batch
+    ]
+    out = tmp_path / "out"
+    stream(raws, warehouse, out)
+    events = captured(out, "events")
+    assert sorted((e["event_id"], e["user_key"]) for e in events) == [("e1", "A"), ("e2", "C")]
+    assert {r["user_key"] for r in captured(out, "user_features")} == {"A", "C"}
+    assert {r["user_key"] for r in captured(out, "user_item_interactions")} == {"A", "C"}
+    assert {r["item_id"] for r in captured(out, "item_features")} == {"sku-1", "sku-2"}
