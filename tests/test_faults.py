@@ -313,3 +313,65 @@ def test_malformed_requests_get_no_5xx_no_reset_no_hang_and_fast_health(server, 
     assert len(statuses) == len(answers), [a[:60] for a in answers if not a.startswith(b"HTTP/1.1 ")][:5]
     assert max(statuses) < 500, sorted(set(statuses))
     assert len(slowest) >= 5 and slowest[-1] < 0.1, slowest[-5:]
+
+
+def test_killed_inside_the_commit_transaction_then_rerun(store, tmp_path):
+    """SIGKILL while the commit's transaction holds every table's rows and
+    the checkpoint, before ``COMMIT`` (a fault point pauses it there): none
+    of it lands, and the rerun stores everything once."""
+    warehouse = tmp_path / "w.duckdb"
+    marker = warehouse.with_suffix(".in-commit")
+    env = {**os.environ, "DATAFLOW_FAILPOINT": "commit-pause"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline_code.cli",
+            "process",
+            "--input",
+            str(store),
+            "--warehouse",
+            str(warehouse),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert kill_when(proc, marker.exists, timeout_s=300)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM _dataflow_checkpoints").fetchone()[0] == 0
+    rerun = dataflow("process", "--input", str(store), "--warehouse", str(warehouse))
+    assert rerun.wait(300) == 0, rerun.stderr.read().decode()
+    check_invariants(warehouse, store)
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str):
+    """A small tmpfs at ``path`` (the machine's root can mount one)."""
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def test_a_full_disk_is_one_line_and_a_rerun_with_space_loses_nothing(store, tmp_path):
+    """The log and the warehouse on a real 4 MB tmpfs: ``process`` stops with
+    one line naming the cause, exit 1; once the disk has room the same
+    command stores everything once."""
+    with tmpfs(tmp_path / "disk", "4m") as disk:
+        warehouse = disk / "w.duckdb"
+        full = dataflow("process", "--input", str(store), "--warehouse", str(warehouse))
+        assert full.wait(300) == 1
+        err = full.stderr.read().decode().strip()
+        assert len(err.splitlines()) == 1 and "No space left on device" in err, err
+        subprocess.run(["mount", "-o", "remount,size=512m", str(disk)], check=True)
+        rerun = dataflow("process", "--input", str(store), "--warehouse", str(warehouse))
+        assert rerun.wait(300) == 0, rerun.stderr.read().decode()
+        check_invariants(warehouse, store)

@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,18 @@ _META_DDL = (
 
 class WarehouseError(Exception):
     """The warehouse cannot be opened or a load cannot be applied."""
+
+
+FAILPOINT = "DATAFLOW_FAILPOINT"
+"""Fault injection for the fault suite: ``commit-pause`` makes a commit
+write ``<warehouse>.in-commit`` and wait inside its transaction, after
+merging and before ``COMMIT``, so a test can kill the process there."""
+
+
+def _failpoint(path: Path) -> None:
+    if os.environ.get(FAILPOINT) == "commit-pause":
+        path.with_suffix(".in-commit").write_text(str(os.getpid()))
+        time.sleep(3600)
 
 
 @dataclass(frozen=True)
@@ -316,6 +329,7 @@ class Warehouse:
                 duplicates_at_load=staged_events - counts["events"],
                 dead_letters_stored=counts["dead_letters"],
             )
+            _failpoint(self.path)
             if run is not None:
                 stored, dead = counts["events"], counts["dead_letters"]
                 con.execute(
