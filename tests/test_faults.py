@@ -315,13 +315,15 @@ def test_malformed_requests_get_no_5xx_no_reset_no_hang_and_fast_health(server, 
     assert len(slowest) >= 5 and slowest[-1] < 0.1, slowest[-5:]
 
 
-def test_killed_inside_the_commit_transaction_then_rerun(store, tmp_path):
+@pytest.mark.parametrize("point", ["in-commit", "after-commit"])
+def test_killed_inside_or_right_after_the_commit_then_rerun(store, tmp_path, point):
     """SIGKILL while the commit's transaction holds every table's rows and
-    the checkpoint, before ``COMMIT`` (a fault point pauses it there): none
-    of it lands, and the rerun stores everything once."""
+    the checkpoint, before ``COMMIT``, or right after it, before the run
+    cleans up (a fault point pauses it there): the first leaves nothing, the
+    second everything, and the rerun completes the store once."""
     warehouse = tmp_path / "w.duckdb"
-    marker = warehouse.with_suffix(".in-commit")
-    env = {**os.environ, "DATAFLOW_FAILPOINT": "commit-pause"}
+    marker = warehouse.with_suffix(f".{point}")
+    env = {**os.environ, "DATAFLOW_FAILPOINT": point}
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -339,8 +341,9 @@ def test_killed_inside_the_commit_transaction_then_rerun(store, tmp_path):
     )
     assert kill_when(proc, marker.exists, timeout_s=300)
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
-        assert con.execute("SELECT count(*) FROM _dataflow_checkpoints").fetchone()[0] == 0
+        landed = con.execute("SELECT count(*) FROM _dataflow_checkpoints").fetchone()[0]
+        events = con.execute("SELECT count(*) FROM events").fetchone()[0]
+    assert (landed, events > 0) == ((0, False) if point == "in-commit" else (1, True))
     rerun = dataflow("process", "--input", str(store), "--warehouse", str(warehouse))
     assert rerun.wait(300) == 0, rerun.stderr.read().decode()
     check_invariants(warehouse, store)

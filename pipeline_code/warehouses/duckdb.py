@@ -49,14 +49,15 @@ class WarehouseError(Exception):
 
 
 FAILPOINT = "DATAFLOW_FAILPOINT"
-"""Fault injection for the fault suite: ``commit-pause`` makes a commit
-write ``<warehouse>.in-commit`` and wait inside its transaction, after
-merging and before ``COMMIT``, so a test can kill the process there."""
+"""Fault injection for the fault suite: ``in-commit`` makes a commit write
+``<warehouse>.in-commit`` and wait inside its transaction, after merging and
+before ``COMMIT``; ``after-commit`` the same right after ``COMMIT``
+(``<warehouse>.after-commit``), so a test can kill the process there."""
 
 
-def _failpoint(path: Path) -> None:
-    if os.environ.get(FAILPOINT) == "commit-pause":
-        path.with_suffix(".in-commit").write_text(str(os.getpid()))
+def _failpoint(path: Path, point: str) -> None:
+    if os.environ.get(FAILPOINT) == point:
+        path.with_suffix(f".{point}").write_text(str(os.getpid()))
         time.sleep(3600)
 
 
@@ -329,7 +330,7 @@ class Warehouse:
                 duplicates_at_load=staged_events - counts["events"],
                 dead_letters_stored=counts["dead_letters"],
             )
-            _failpoint(self.path)
+            _failpoint(self.path, "in-commit")
             if run is not None:
                 stored, dead = counts["events"], counts["dead_letters"]
                 con.execute(
@@ -347,6 +348,7 @@ class Warehouse:
                     ],
                 )
             con.execute("COMMIT")
+            _failpoint(self.path, "after-commit")
         except Exception as exc:
             # The failure may have ended the transaction already: its own error says why.
             with contextlib.suppress(duckdb.Error):
