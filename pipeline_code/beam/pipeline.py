@@ -89,8 +89,8 @@ def local_runner(streaming: bool = False):
 def build_graph(raw, known_ids, history, sink, settings: ProcessingSettings):
     """Compose the stages. Returns the commit's PCollection of ``LoadResult``."""
     parsed = raw | "ParseEvents" >> ParseEvents()
-    unique = parsed.events | "DeduplicateEvents" >> DeduplicateEvents(known_ids, settings.shards)
-    grouped = unique | "ShardByUser" >> ShardByUser(history, settings.shards)
+    losers = parsed.events | "DeduplicateEvents" >> DeduplicateEvents(known_ids, settings.shards)
+    grouped = parsed.events | "ShardByUser" >> ShardByUser(history, losers, settings.shards)
     enriched = grouped | "EnrichWithHistory" >> EnrichWithHistory(settings.session_gap_minutes * 60_000_000)
     tables = enriched.events | "BuildFeatures" >> BuildFeatures(
         settings.window_minutes * 60_000_000, settings.allowed_lateness_minutes * 60

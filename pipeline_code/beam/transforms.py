@@ -8,7 +8,7 @@ runner fast (see ``bench/pipeline.py``). Keyed work (dedup by event id,
 history by user) is shuffled by hash shard, so a shard's batch holds every
 record of its keys.
 
-    raw batches -> ParseEvents -> DeduplicateEvents -> ShardByUser -> EnrichWithHistory
+    raw batches -> ParseEvents -> ShardByUser (dropping DeduplicateEvents' copies) -> EnrichWithHistory
                 -> BuildFeatures -> WriteToWarehouse
                        \\-> dead letters ------------------^
 """
@@ -30,7 +30,6 @@ from pipeline_code.core.history import (
     SESSION_GAP_US,
     UserHistory,
     enrich_shard,
-    keep_first_seen,
     split_by_shard,
 )
 from pipeline_code.core.parse import RawEvent, parse_batch
@@ -90,33 +89,57 @@ class ShardBatchFn(beam.DoFn):
             yield shard, pack(records)
 
 
-class _KeepFirstSeenFn(beam.DoFn):
-    """``(id shard, {"new": [...], "known": [...]})`` -> the records of that
-    shard never seen before, as one batch."""
+class _EventKeysFn(beam.DoFn):
+    """A batch -> ``(id shard, [(event_id, source_offset), ...])`` per id
+    shard it touches: only the keys travel, not the records."""
+
+    def __init__(self, shards: int) -> None:
+        self.shards = shards
+
+    def process(self, batch: Batch):
+        for shard, records in split_by_shard(batch, "event_id", self.shards).items():
+            yield shard, [(r["event_id"], r["source_offset"]) for r in records]
+
+
+class _LosersFn(beam.DoFn):
+    """``(id shard, {"new": [[(id, offset)]], "known": [[id]]})`` -> the
+    ``(id, offset)`` of every copy that is not the first: stored before, or
+    after an earlier copy in log order, whoever the user."""
 
     def __init__(self) -> None:
         self.duplicates = Metrics.counter(NAMESPACE, "duplicates_skipped")
 
     def process(self, element):
         _, grouped = element
-        new = [rec for packed in grouped["new"] for rec in unpack(packed)]
-        if not new:
+        keys = sorted((k for keys in grouped["new"] for k in keys), key=lambda k: k[1])
+        if not keys:
             return
-        known = (i for ids in grouped["known"] for i in ids)
-        unique, dropped = keep_first_seen(new, known)
-        self.duplicates.inc(dropped)
-        if unique:
-            yield unique
+        seen = {i for ids in grouped["known"] for i in ids}
+        losers = []
+        for event_id, offset in keys:
+            if event_id in seen:
+                losers.append((event_id, offset))
+            else:
+                seen.add(event_id)
+        if losers:
+            self.duplicates.inc(len(losers))
+            yield losers
+
+
+def _as_set(lists: list[list[tuple[str, int]]]) -> frozenset:
+    return frozenset(k for keys in lists for k in keys)
 
 
 class DeduplicateEvents(beam.PTransform):
-    """Drop events whose id was stored before or repeats within the input,
-    whoever the user (the first in log order wins).
+    """Which copies of an event id to drop, whoever the user: every copy but
+    the first in log order, and every copy of an id stored before.
 
-    One shuffle by event-id shard brings every copy of an id together with
-    the ids already stored in that shard (``known_ids``: ``(id shard,
-    [event_id, ...])``), so an id reused under another user is a duplicate
-    before any feature counts it, and the derived tables agree with ``events``.
+    Only the keys (``event_id``, ``source_offset``) are shuffled, by id
+    shard, next to the ids already stored in that shard (``known_ids``:
+    ``(id shard, [event_id, ...])``); the result is one set, read as a side
+    input where the records meet by user (``ShardByUser``). So an id reused
+    under another user is a duplicate before any feature counts it, and the
+    derived tables agree with ``events``.
     """
 
     def __init__(self, known_ids, shards: int) -> None:
@@ -125,29 +148,38 @@ class DeduplicateEvents(beam.PTransform):
         self.shards = shards
 
     def expand(self, events):
-        keyed = events | "KeyByIdShard" >> beam.ParDo(ShardBatchFn(self.shards, "event_id"))
+        keys = events | "KeysByIdShard" >> beam.ParDo(_EventKeysFn(self.shards))
         return (
-            {"new": keyed, "known": self.known_ids}
+            {"new": keys, "known": self.known_ids}
             | "GroupByIdShard" >> beam.CoGroupByKey()
-            | "KeepFirstSeen" >> beam.ParDo(_KeepFirstSeenFn())
+            | "Losers" >> beam.ParDo(_LosersFn())
+            | "AllLosers" >> beam.combiners.ToList()
+            | "AsSet" >> beam.Map(_as_set)
         )
 
 
-def _records_and_history(element):
+def _first_copies(element, losers: frozenset):
     _, grouped = element
-    records = [rec for packed in grouped["new"] for rec in unpack(packed)]
+    records = [
+        rec
+        for packed in grouped["new"]
+        for rec in unpack(packed)
+        if (rec["event_id"], rec["source_offset"]) not in losers
+    ]
     if records:
         yield records, [row for rows in grouped["history"] for row in rows]
 
 
 class ShardByUser(beam.PTransform):
-    """The shuffle by user: per user shard, the (unique) new events and the
-    stored histories of those users (``history``: ``(user shard, [user_features
-    row, ...])``). Output: ``(records, history rows)`` per shard."""
+    """The shuffle by user: per user shard, the new events that are first
+    copies (``losers``: ``DeduplicateEvents``'s set, a singleton) and the
+    stored histories of those users (``history``: ``(user shard,
+    [user_features row, ...])``). Output: ``(records, history rows)`` per shard."""
 
-    def __init__(self, history, shards: int) -> None:
+    def __init__(self, history, losers, shards: int) -> None:
         super().__init__()
         self.history = history
+        self.losers = losers
         self.shards = shards
 
     def expand(self, events):
@@ -155,7 +187,7 @@ class ShardByUser(beam.PTransform):
         return (
             {"new": keyed, "history": self.history}
             | "GroupByUserShard" >> beam.CoGroupByKey()
-            | "RecordsAndHistory" >> beam.FlatMap(_records_and_history)
+            | "FirstCopies" >> beam.FlatMap(_first_copies, beam.pvalue.AsSingleton(self.losers))
         )
 
 

@@ -90,13 +90,9 @@ def test_dedup_and_enrichment_use_the_warehouse_snapshot():
     with batch_pipeline() as p:
         known = p | "Known" >> beam.Create([(shard_of("old", 4), ["old"])])
         history = p | "History" >> beam.Create([(shard_of("u1", 4), [history_row])])
-        enriched = (
-            p
-            | beam.Create([new[:2], new[2:]])
-            | DeduplicateEvents(known, shards=4)
-            | ShardByUser(history, shards=4)
-            | EnrichWithHistory()
-        )
+        events = p | beam.Create([new[:2], new[2:]])
+        losers = events | DeduplicateEvents(known, shards=4)
+        enriched = events | ShardByUser(history, losers, shards=4) | EnrichWithHistory()
         assert_that(
             enriched.events
             | "Summary" >> beam.FlatMap(lambda b: [(r["event_id"], r["user_event_number"]) for r in b]),
