@@ -2,7 +2,9 @@
 
     dataflow process --engine spark --input events.jsonl --warehouse warehouse.duckdb
 
-or, against an existing log, ``process_log_spark(log_dir, warehouse)``. A
+or, against an existing log, ``process_log_spark(log_dir, warehouse)``; and
+``replay_archive_spark`` over archive files (a batch replay, as Glue and
+Synapse run it, committed as a replay: ``pipeline_code.local.replay``). A
 run is one micro-batch: everything past the warehouse's checkpoint, read in
 ``chunk_bytes`` ranges on the executors (as Beam's ``ReadEventLog`` does),
 run through ``process_micro_batch`` and committed with the checkpoint in one
@@ -99,6 +101,57 @@ def process_log_spark(
             log_id=log.log_id,
             from_offset=from_offset,
             to_offset=to_offset,
+            events_read=result.events_read,
+            events_stored=result.events_stored,
+            duplicates_skipped=result.duplicates_skipped,
+            dead_lettered=result.dead_lettered,
+            started_at=started,
+            seconds=time.time() - started,
+        )
+        check_run(warehouse, summary)
+        return summary
+
+
+def replay_archive_spark(
+    warehouse: str | Path,
+    paths: list[str],
+    kind: str,
+    start_us: int,
+    end_us: int,
+    settings: ProcessingSettings | None = None,
+    spark=None,
+) -> RunSummary:
+    """Reprocess the archive files (``pipeline_code.spark.archive``'s kinds)
+    whose records arrived in ``[start_us, end_us)``, as one batch committed
+    as a replay (no checkpoint moves; ``_dataflow_replays``)."""
+    from pipeline_code.spark.archive import archive_raws
+
+    settings = settings or ProcessingSettings()
+    spark = spark or spark_session()
+    started = time.time()
+    run_id = uuid.uuid4().hex
+    with run_staging(warehouse, run_id) as staging:
+        with Warehouse(warehouse) as wh:
+            generation = wh.generation()
+        raws = archive_raws(spark, paths, kind, start_us, end_us).persist()
+        try:
+            run = {
+                "run_id": run_id,
+                "started_at": started,
+                "events_read": raws.count(),
+                "generation": generation,
+                "kind": "archive",
+                "detail": f"spark {kind} {start_us}..{end_us}",
+            }
+            sink = LocalWarehouseSink(str(warehouse), str(staging), "archive", 0, 0, run)
+            result: BatchResult = process_micro_batch(raws, DuckDBLookup(str(warehouse)), sink, settings)
+        finally:
+            raws.unpersist()
+        summary = RunSummary(
+            run_id=run_id,
+            log_id="archive",
+            from_offset=0,
+            to_offset=0,
             events_read=result.events_read,
             events_stored=result.events_stored,
             duplicates_skipped=result.duplicates_skipped,
