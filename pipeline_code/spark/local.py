@@ -70,6 +70,23 @@ class _ReadRange:
         return [tuple(raw) for raw in EventLog(self.log_dir).read_range(*byte_range)]
 
 
+def _summary(
+    run_id: str, log_id: str, start: int, end: int, result: BatchResult, started: float
+) -> RunSummary:
+    return RunSummary(
+        run_id=run_id,
+        log_id=log_id,
+        from_offset=start,
+        to_offset=end,
+        events_read=result.events_read,
+        events_stored=result.events_stored,
+        duplicates_skipped=result.duplicates_skipped,
+        dead_lettered=result.dead_lettered,
+        started_at=started,
+        seconds=time.time() - started,
+    )
+
+
 def process_log_spark(
     log_dir: str | Path,
     warehouse: str | Path,
@@ -96,18 +113,7 @@ def process_log_spark(
         }
         sink = LocalWarehouseSink(str(warehouse), str(staging), log.log_id, from_offset, to_offset, run)
         result: BatchResult = process_micro_batch(raws, DuckDBLookup(str(warehouse)), sink, settings)
-        summary = RunSummary(
-            run_id=run_id,
-            log_id=log.log_id,
-            from_offset=from_offset,
-            to_offset=to_offset,
-            events_read=result.events_read,
-            events_stored=result.events_stored,
-            duplicates_skipped=result.duplicates_skipped,
-            dead_lettered=result.dead_lettered,
-            started_at=started,
-            seconds=time.time() - started,
-        )
+        summary = _summary(run_id, log.log_id, from_offset, to_offset, result, started)
         check_run(warehouse, summary)
         return summary
 
@@ -147,17 +153,6 @@ def replay_archive_spark(
             result: BatchResult = process_micro_batch(raws, DuckDBLookup(str(warehouse)), sink, settings)
         finally:
             raws.unpersist()
-        summary = RunSummary(
-            run_id=run_id,
-            log_id="archive",
-            from_offset=0,
-            to_offset=0,
-            events_read=result.events_read,
-            events_stored=result.events_stored,
-            duplicates_skipped=result.duplicates_skipped,
-            dead_lettered=result.dead_lettered,
-            started_at=started,
-            seconds=time.time() - started,
-        )
+        summary = _summary(run_id, "archive", 0, 0, result, started)
         check_run(warehouse, summary)
         return summary
