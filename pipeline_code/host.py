@@ -152,7 +152,7 @@ STATE_KINDS: tuple[str, ...] = ("sqlite", "dynamodb", "firestore", "tables")
 def user_state(kind: StateKind, target: str) -> str:
     """``KIND:TARGET``: ``sqlite:<file>`` (local), ``dynamodb:<table name>``,
     ``firestore:projects/P/databases/D/<collection>``,
-    ``tables:https://<account>.table.cosmos.azure.com/<table>``."""
+    ``tables:https://<account>.table.core.windows.net/<table>``."""
     if kind not in STATE_KINDS:
         raise ValueError(f"user-state kind {kind!r} must be one of {', '.join(STATE_KINDS)}")
     return f"{kind}:{target}"
@@ -189,7 +189,7 @@ def tables_target(target: str) -> tuple[str, str]:
     endpoint, _, table = target.rstrip("/").rpartition("/")
     if not endpoint.startswith(("https://", "http://")) or not table.isalnum():
         raise ValueError(
-            f"{ENV_USER_STATE} tables:{target!r} must be tables:https://ACCOUNT.table.cosmos.azure.com/TABLE"
+            f"{ENV_USER_STATE} tables:{target!r} must be tables:https://ACCOUNT.table.core.windows.net/TABLE"
         )
     return endpoint, table
 

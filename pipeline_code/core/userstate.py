@@ -129,14 +129,6 @@ def recent_items(state: Activity | None) -> list[str]:
     return [item for _, item in engaged[-MAX_RECENT_ITEMS:]]
 
 
-def counts(state: Activity) -> dict[str, int]:
-    """Events in the window per event name."""
-    out: dict[str, int] = {}
-    for t in state.touches:
-        out[t.name] = out.get(t.name, 0) + 1
-    return out
-
-
 def encode_touches(touches: Iterable[Touch]) -> bytes:
     """The window as compact JSON (one array per touch): what every store keeps."""
     return _encoder.encode(tuple(touches))
@@ -144,11 +136,3 @@ def encode_touches(touches: Iterable[Touch]) -> bytes:
 
 def decode_touches(data: bytes | str) -> tuple[Touch, ...]:
     return _touches.decode(data)
-
-
-def by_user(touches: Iterable[tuple[str, Touch]]) -> dict[str, list[Touch]]:
-    """``(user_key, touch)`` pairs grouped per user, in arrival order."""
-    out: dict[str, list[Touch]] = {}
-    for user_key, t in touches:
-        out.setdefault(user_key, []).append(t)
-    return out

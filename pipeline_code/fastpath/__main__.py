@@ -17,13 +17,12 @@ from pipeline_code import host
 
 def main() -> int:
     from pipeline_code.fastpath.pubsub_push import PushApp
-    from pipeline_code.userstate import DEFAULT_TTL_DAYS, open_store
+    from pipeline_code.userstate import store_from_env
     from pipeline_code.web.server import make_server
 
     logging.basicConfig(level=os.environ.get(host.ENV_LOG_LEVEL, "INFO"), format="%(levelname)s %(message)s")
     try:
-        ttl = int(os.environ.get(host.ENV_USER_STATE_TTL_DAYS, DEFAULT_TTL_DAYS))
-        store = open_store(os.environ.get(host.ENV_USER_STATE), ttl_days=ttl)
+        store = store_from_env(os.environ)
         port = int(os.environ.get("PORT", "8080"))
     except ValueError as exc:
         print(f"fast path: {exc}", file=sys.stderr)

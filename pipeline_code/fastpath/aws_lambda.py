@@ -62,9 +62,8 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """The Lambda entry point; the store is opened once per instance."""
     global _fast
     if _fast is None:
-        from pipeline_code.userstate import DEFAULT_TTL_DAYS, open_store
+        from pipeline_code.userstate import store_from_env
 
         logging.getLogger().setLevel(os.environ.get(host.ENV_LOG_LEVEL, "INFO"))
-        ttl = int(os.environ.get(host.ENV_USER_STATE_TTL_DAYS, DEFAULT_TTL_DAYS))
-        _fast = FastPath(open_store(os.environ.get(host.ENV_USER_STATE), ttl_days=ttl))
+        _fast = FastPath(store_from_env(os.environ))
     return apply(_fast, event)

@@ -5,7 +5,7 @@ The Functions image serves it when ``DATAFLOW_APP=fresh``
 ``EVENTHUB_NAME``, the fast path's own consumer group in
 ``EVENTHUB_CONSUMER_GROUP``, the namespace by identity in
 ``EVENTHUB__fullyQualifiedNamespace`` (no connection string), and
-``USER_STATE=tables:https://ACCOUNT.table.cosmos.azure.com/TABLE``.
+``USER_STATE=tables:https://ACCOUNT.table.core.windows.net/TABLE``.
 
 The trigger delivers batches (``cardinality=many``) per partition and
 checkpoints after each; a batch whose writes failed raises, so the retry
@@ -65,10 +65,9 @@ def apply(fast: FastPath, events: list[func.EventHubEvent]) -> None:
 def build(fast: FastPath | None = None) -> func.FunctionApp:
     """The Function App: one Event Hubs trigger over the store in ``USER_STATE``."""
     if fast is None:
-        from pipeline_code.userstate import DEFAULT_TTL_DAYS, open_store
+        from pipeline_code.userstate import store_from_env
 
-        ttl = int(os.environ.get(host.ENV_USER_STATE_TTL_DAYS, DEFAULT_TTL_DAYS))
-        fast = FastPath(open_store(os.environ.get(host.ENV_USER_STATE), ttl_days=ttl))
+        fast = FastPath(store_from_env(os.environ))
     app = func.FunctionApp()
 
     @app.function_name("fresh")

@@ -19,7 +19,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from pipeline_code.core.parse import RawEvent, now_us, parse_event
-from pipeline_code.core.ports import StateConflict, UserState, apply_touches
+from pipeline_code.core.ports import UserState, apply_touches
 from pipeline_code.core.userstate import Touch, touch_of
 
 log = logging.getLogger("dataflow.fresh")
@@ -88,14 +88,17 @@ class FastPath:
         for user_key, pairs in touches.items():
             try:
                 outcome.users_written += apply_touches(self.store, {user_key: [t for _, t in pairs]}, now)
-            except (StateConflict, Exception) as exc:  # any store failure: redeliver this user's events
+            except Exception as exc:  # any store failure (a StateConflict too): redeliver this user's events
                 log.error("user state write failed for %d events of one user: %r", len(pairs), exc)
                 outcome.failed.extend(i for i, _ in pairs)
                 continue
             outcome.applied += len(pairs)
         done = now_us()
-        for raw in raws:
-            self.lag.observe(max(0, done - raw.received_at_us) / 1e6)
+        failed = set(outcome.failed)
+        for pairs in touches.values():
+            for index, _ in pairs:
+                if index not in failed:
+                    self.lag.observe(max(0, done - raws[index].received_at_us) / 1e6)
         for name, n in zip(
             OUTCOMES,
             (outcome.applied, outcome.skipped, len(outcome.rejected), len(outcome.failed)),

@@ -13,7 +13,6 @@ log's durable end, as processing's does not.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 
 from pipeline_code.fastpath.handler import FastPath
@@ -75,5 +74,3 @@ class LogFastPath:
         while not stop.is_set():
             if self.step() == 0:
                 stop.wait(poll_seconds)
-            else:
-                time.sleep(0)

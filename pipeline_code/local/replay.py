@@ -41,6 +41,7 @@ from pipeline_code.beam.pipeline import build_graph, local_runner
 from pipeline_code.core.parse import RawEvent
 from pipeline_code.core.ports import RunSummary, to_us
 from pipeline_code.host import ProcessingSettings
+from pipeline_code.streams import eventlog
 from pipeline_code.streams.eventlog import EventLog
 from pipeline_code.warehouses.duckdb import (
     LocalWarehouseSink,
@@ -53,17 +54,6 @@ from pipeline_code.warehouses.duckdb import (
 
 BATCH = 2000
 """Records per input batch of a replay that is not read from the log."""
-
-ARCHIVE_SCHEMA = {
-    "type": "record",
-    "name": "ArchivedEvent",
-    "namespace": "dataflow",
-    "fields": [
-        {"name": "offset", "type": "long"},
-        {"name": "received_at", "type": {"type": "long", "logicalType": "timestamp-micros"}},
-        {"name": "payload", "type": "bytes"},
-    ],
-}
 
 
 class ReplayError(Exception):
@@ -119,7 +109,7 @@ def archive_range(log: EventLog, start_us: int, end_us: int, out: Path) -> int:
     by arrival hour under ``out``; returns how many records were written."""
     import fastavro
 
-    schema = fastavro.parse_schema(ARCHIVE_SCHEMA)
+    schema = fastavro.parse_schema(eventlog.ARCHIVE_SCHEMA)
     written = 0
     hour_batch: list[dict] = []
     current: tuple[int, int, int, int] | None = None
@@ -145,7 +135,7 @@ def archive_range(log: EventLog, start_us: int, end_us: int, out: Path) -> int:
         if hour != current:
             flush()
             current = hour
-        hour_batch.append({"offset": raw.offset, "received_at": raw.received_at_us, "payload": raw.payload})
+        hour_batch.append(eventlog.archive_record(raw))
         written += 1
         if len(hour_batch) >= 100_000:
             flush()
@@ -164,10 +154,9 @@ def read_archive(directory: Path, start_us: int, end_us: int) -> Iterator[RawEve
             continue
         with open(path, "rb") as f:
             for rec in fastavro.reader(f):
-                at = rec["received_at"]
-                at_us = _us(at) if isinstance(at, dt.datetime) else int(at)
-                if start_us <= at_us < end_us:
-                    yield RawEvent(rec["offset"], at_us, rec["payload"])
+                raw = eventlog.archive_to_raw(rec)
+                if start_us <= raw.received_at_us < end_us:
+                    yield raw
 
 
 def _run(

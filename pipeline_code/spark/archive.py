@@ -20,13 +20,12 @@ all three archives are laid out.
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import io
 from collections.abc import Iterator
 from typing import Literal
 
 from pipeline_code.core.parse import RawEvent
-from pipeline_code.streams import eventhubs, firehose, pubsub
+from pipeline_code.streams import eventhubs, eventlog, firehose, pubsub
 
 Kind = Literal["local", "pubsub", "firehose", "capture"]
 KINDS = ("local", "pubsub", "firehose", "capture")
@@ -52,9 +51,7 @@ def _avro(body: bytes) -> Iterator[dict]:
 def decode(path: str, body: bytes, kind: Kind) -> Iterator[RawEvent]:
     """One archive file -> its records."""
     if kind == "firehose":
-        for line in gzip.decompress(body).splitlines():
-            if line.strip():
-                yield firehose.archive_to_raw(line)
+        yield from firehose.archive_object_to_raw(body)
     elif kind == "pubsub":
         for rec in _avro(body):
             yield pubsub.archive_to_raw(rec)
@@ -65,13 +62,8 @@ def decode(path: str, body: bytes, kind: Kind) -> Iterator[RawEvent]:
             if rec.get("Body") is not None:
                 yield RawEvent(*eventhubs.to_raw({**rec, "partition": partition}))
     else:
-        from pipeline_code.core.ports import to_us
-
         for rec in _avro(body):
-            at = rec["received_at"]
-            yield RawEvent(
-                rec["offset"], to_us(at) if isinstance(at, dt.datetime) else int(at), rec["payload"]
-            )
+            yield eventlog.archive_to_raw(rec)
 
 
 class _Decode:

@@ -15,6 +15,10 @@ append cuts it off.
 Consumers keep their own checkpoint (an offset). The local warehouse stores
 it in the same transaction as the rows it loaded, so a restart neither loses
 nor re-adds events.
+
+The log's archive format (``dataflow archive``): Avro records of
+``ARCHIVE_SCHEMA`` (offset, arrival time, payload); ``archive_record`` and
+``archive_to_raw`` convert one way and back.
 """
 
 from __future__ import annotations
@@ -27,6 +31,34 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from pipeline_code.core.parse import RawEvent, now_us
+
+ARCHIVE_SCHEMA = {
+    "type": "record",
+    "name": "ArchivedEvent",
+    "namespace": "dataflow",
+    "fields": [
+        {"name": "offset", "type": "long"},
+        {"name": "received_at", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+        {"name": "payload", "type": "bytes"},
+    ],
+}
+
+
+def archive_record(raw: RawEvent) -> dict:
+    """A log record as an ``ARCHIVE_SCHEMA`` record."""
+    return {"offset": raw.offset, "received_at": raw.received_at_us, "payload": raw.payload}
+
+
+def archive_to_raw(record: dict) -> RawEvent:
+    """An ``ARCHIVE_SCHEMA`` record (the arrival as Avro readers give it: a
+    datetime, or microseconds) -> ``RawEvent``."""
+    at = record["received_at"]
+    if not isinstance(at, int):
+        from pipeline_code.core.ports import to_us
+
+        at = to_us(at)
+    return RawEvent(record["offset"], at, record["payload"])
+
 
 SEGMENT_BYTES = 64 * 1024 * 1024
 _META = "log.json"

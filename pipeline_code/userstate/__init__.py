@@ -6,16 +6,19 @@ the API reads it, one read per request:
 - ``local``: SQLite beside the local warehouse (``LocalUserState``);
 - ``dynamodb``: a DynamoDB table on AWS (``DynamoUserState``);
 - ``firestore``: a Firestore collection on GCP (``FirestoreUserState``);
-- ``tables``: Cosmos DB for Table (or Table storage) on Azure (``TableUserState``).
+- ``tables``: Table storage on Azure (``TableUserState``).
 
 Each writes conditionally (a version, an ETag, an update time) so that two
 function instances merging into one user never lose a touch, and stamps an
 expiry from the TTL. Cloud SDKs are imported on use: an image installs only
 its own cloud's. ``open_store`` builds one from ``USER_STATE``
-(``pipeline_code.host.parse_user_state``).
+(``pipeline_code.host.parse_user_state``); ``store_from_env`` from a
+process's environment, as every fast-path adapter starts.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from pipeline_code import host
 from pipeline_code.core.ports import UserState
@@ -45,6 +48,19 @@ def open_store(value: str | None, ttl_days: int = DEFAULT_TTL_DAYS, timeout: flo
     from pipeline_code.userstate.local import LocalUserState
 
     return LocalUserState(target, ttl_days=ttl_days, timeout=timeout)
+
+
+def store_from_env(env: Mapping[str, str]) -> UserState:
+    """The store in ``USER_STATE``, with the TTL in ``USER_STATE_TTL_DAYS``
+    (default 30); ``ValueError`` names the variable and the value."""
+    raw = env.get(host.ENV_USER_STATE_TTL_DAYS, str(DEFAULT_TTL_DAYS))
+    try:
+        ttl = int(raw)
+    except ValueError:
+        raise ValueError(
+            f"{host.ENV_USER_STATE_TTL_DAYS} must be a whole number of days, got {raw!r}"
+        ) from None
+    return open_store(env.get(host.ENV_USER_STATE), ttl_days=ttl)
 
 
 def expires_at_s(updated_at_us: int, ttl_days: int) -> int:

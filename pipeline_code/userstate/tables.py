@@ -47,7 +47,8 @@ def _int(value: Any) -> int:
 
 
 class TableUserState:
-    """``UserState`` on a table (``USER_STATE=tables:https://ACCOUNT.table.cosmos.azure.com/TABLE``)."""
+    """``UserState`` on a table (``USER_STATE=tables:https://ACCOUNT.table.core.windows.net/TABLE``;
+    a Cosmos DB for Table endpoint works too)."""
 
     def __init__(self, client: Any, ttl_days: int = DEFAULT_TTL_DAYS) -> None:
         self.client = client

@@ -87,3 +87,10 @@ def test_the_entry_point_opens_the_store_from_the_environment(tmp_path, monkeypa
     monkeypatch.setattr(aws_lambda, "_fast", None)
     assert aws_lambda.handler(kinesis_event([line()]), None) == {"batchItemFailures": []}
     assert LocalUserState(tmp_path / "s.sqlite").get("u-1") is not None
+
+
+def test_a_bad_ttl_in_the_environment_names_the_variable(tmp_path) -> None:
+    from pipeline_code.userstate import store_from_env
+
+    with pytest.raises(ValueError, match="USER_STATE_TTL_DAYS must be a whole number of days, got 'a week'"):
+        store_from_env({"USER_STATE": f"sqlite:{tmp_path / 's.sqlite'}", "USER_STATE_TTL_DAYS": "a week"})
