@@ -166,13 +166,13 @@ def cmd_process(args: argparse.Namespace) -> None:
     _print_summary(_process(args.input, args.warehouse, args.log_dir, settings, args.engine))
 
 
-def _train(warehouse: Path, model_dir: Path, settings: TrainSettings) -> TrainResult:
+def _train(warehouse: Path, model_dir: Path, settings: TrainSettings, tolerance: float = 0.02) -> TrainResult:
     from pipeline_code.ml.train import TrainingError, train
 
     try:
         with _progress() as progress:
-            progress.add_task("evaluating on the holdout, training, writing the model", total=None)
-            return train(warehouse, model_dir, settings)
+            progress.add_task("evaluating on the holdout against production, training", total=None)
+            return train(warehouse, model_dir, settings, tolerance=tolerance)
     except TrainingError as exc:
         raise UserError(str(exc)) from exc
 
@@ -183,10 +183,12 @@ def _print_training(r: TrainResult) -> None:
     )
     for col in ("recommender", "precision@10", "recall@10", "NDCG@10", "coverage"):
         t.add_column(col, justify="left" if col == "recommender" else "right")
+    labels = {"popularity": "popularity (baseline)", "blend": "blend (candidate)"}
+    if r.decision is not None and r.decision.production_version:
+        how = " refit" if r.decision.production_scored_as == "refit" else ""
+        labels["production"] = f"production {r.decision.production_version}{how}"
     for name, m in r.metrics.items():
-        label = (
-            f"{name} (baseline)" if name == "popularity" else f"{name} (served)" if name == "blend" else name
-        )
+        label = labels.get(name, name)
         t.add_row(label, f"{m.precision:.4f}", f"{m.recall:.4f}", f"{m.ndcg:.4f}", f"{m.coverage:.1%}")
     out.print(t)
     out.print(
@@ -194,6 +196,9 @@ def _print_training(r: TrainResult) -> None:
         f"{r.seconds:.1f}s; NDCG@10 {r.lift('ndcg'):.2f}x the popularity baseline"
     )
     out.print(f"  directory {r.directory}\n  SageMaker archive {r.archive}")
+    if r.decision is not None:
+        verdict = "[green]promoted[/]" if r.promoted else "[yellow]refused[/], not served"
+        out.print(f"gate: {verdict}: {r.decision.reason}", highlight=False)
 
 
 def _sample_recommendations(model_dir: Path, users: int = 3) -> None:
@@ -224,7 +229,68 @@ def cmd_train(args: argparse.Namespace) -> None:
         )
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    _print_training(_train(args.warehouse, args.model_dir, settings))
+    _print_training(_train(args.warehouse, args.model_dir, settings, args.tolerance))
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    """List the model versions with their metrics and decisions; promote; roll back."""
+    from pipeline_code.ml.registry import Registry, RegistryError
+
+    registry = Registry(args.model_dir)
+    try:
+        if args.action == "promote":
+            if not args.version:
+                raise UserError("dataflow models promote: name the VERSION to serve (see `dataflow models`)")
+            entry = registry.promote(
+                args.version, f"promoted by hand{': ' + args.reason if args.reason else ''}"
+            )
+        elif args.action == "rollback":
+            entry = registry.rollback()
+        else:
+            entry = None
+    except RegistryError as exc:
+        raise UserError(str(exc)) from exc
+    if entry is not None:
+        _mark_serving(args.warehouse, entry["version"])
+        out.print(
+            f"serving {entry['version']} (was {entry['previous']}); running servers swap within seconds"
+        )
+        return
+    served = registry.served()
+    t = Table(title=f"model versions in {registry.root}")
+    for col in ("version", "trained", "NDCG@10", "baseline", "production then", "decision", "reason"):
+        t.add_column(col, justify="right" if col in ("NDCG@10", "baseline", "production then") else "left")
+    for v in registry.versions():
+        gate = v.gate
+        prod = gate.get("production_ndcg")
+        name = f"[bold]{v.version}[/] (serving)" if v.version == served else v.version
+        t.add_row(
+            name,
+            v.trained_at[:16],
+            f"{v.ndcg():.4f}" if v.ndcg() is not None else "",
+            f"{v.ndcg('popularity'):.4f}" if v.ndcg("popularity") is not None else "",
+            f"{prod:.4f}" if prod is not None else "",
+            gate.get("decision", ""),
+            gate.get("reason", ""),
+        )
+    out.print(t)
+    if served is None:
+        out.print("no version is served yet: `dataflow train`, or `dataflow models promote VERSION`")
+
+
+def _mark_serving(warehouse: Path, version: str) -> None:
+    """Keep ``model_versions.serving`` in step with a hand promotion or rollback."""
+    import time
+
+    from pipeline_code.warehouses.duckdb import Warehouse, WarehouseError
+
+    if not warehouse.exists():
+        return
+    try:
+        with Warehouse(warehouse) as wh:
+            wh.mark_serving(version, int(time.time() * 1_000_000))
+    except WarehouseError as exc:
+        err.print(f"warning: model_versions in {warehouse} not updated: {exc}")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -245,6 +311,7 @@ def cmd_api(args: argparse.Namespace) -> None:
     """Run the recommendation API in front of the model (in-process or over HTTP)."""
     from pipeline_code.ml.model import ModelError, Recommender, find_model
     from pipeline_code.serving.api import HttpEndpoint, LocalEndpoint, RecommendationApi
+    from pipeline_code.serving.watch import ModelWatcher
     from pipeline_code.userstate.local import LocalUserState, path_beside
     from pipeline_code.web.server import make_server
 
@@ -256,6 +323,9 @@ def cmd_api(args: argparse.Namespace) -> None:
         except (FileNotFoundError, ModelError) as exc:
             raise UserError(str(exc)) from exc
         endpoint = LocalEndpoint(model)
+        if (args.model_dir / "LATEST").is_file():
+            # Promotions and rollbacks in the registry are served without a restart.
+            ModelWatcher(args.model_dir, lambda m: setattr(endpoint, "model", m), model.version).start()
     state_path = args.user_state or path_beside(args.warehouse)
     store = LocalUserState(state_path) if state_path.exists() else None
     out.print(
@@ -438,7 +508,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
     _print_summary(_process([data], warehouse, None, ProcessingSettings()))
     _report(warehouse)
     _print_training(_train(warehouse, models, TrainSettings()))
-    _sample_recommendations(models)
+    if (models / "LATEST").exists():
+        _sample_recommendations(models)
     out.print(f"warehouse: {warehouse}  (try: duckdb {warehouse} 'from sessions limit 5')")
     out.print(f"serve it:  dataflow serve --model-dir {models}   and   dataflow api --model-dir {models}")
 
@@ -547,7 +618,28 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--holdout-days", type=float, default=7.0, help="newest days held out for evaluation (default 7)"
     )
+    t.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.02,
+        help="share of production's NDCG@10 a candidate may lose and still be promoted (default 0.02)",
+    )
     t.set_defaults(func=cmd_train)
+
+    m = sub.add_parser("models", help="list model versions and gate decisions; promote or roll back")
+    m.add_argument("action", nargs="?", choices=["list", "promote", "rollback"], default="list")
+    m.add_argument("version", nargs="?", help="the version to promote")
+    m.add_argument("--reason", default="", help="why, recorded with a hand promotion")
+    m.add_argument(
+        "--model-dir", type=Path, default=default_models, help="where models are (default %(default)s)"
+    )
+    m.add_argument(
+        "--warehouse",
+        type=Path,
+        default=default_wh,
+        help="whose model_versions to keep in step (default %(default)s)",
+    )
+    m.set_defaults(func=cmd_models)
 
     s = sub.add_parser("serve", help="run the model server (Vertex AI / SageMaker / Azure ML contract)")
     s.add_argument(

@@ -45,6 +45,9 @@ class Table:
     merge: Merge
     partition_by: str | None = None  # a DATE or TIMESTAMP column
     cluster_by: tuple[str, ...] = field(default_factory=tuple)
+    # Who writes it: the processing job (every pipeline table) or the
+    # training job (its decisions); each identity is granted only its own.
+    writer: Literal["processing", "training"] = "processing"
 
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
@@ -236,6 +239,30 @@ ITEM_COOCCURRENCE = Table(
     cluster_by=("item_id",),
 )
 
+MODEL_VERSIONS = Table(
+    "model_versions",
+    "Every trained model version, the gate's decision on it and whether it serves.",
+    (
+        _c("model_version", "STRING", "REQUIRED"),
+        _c("trained_at", "TIMESTAMP", "REQUIRED"),
+        _c("decision", "STRING", "REQUIRED", "The gate's: promoted or refused."),
+        _c("reason", "STRING", "REQUIRED", "Why, with the numbers compared."),
+        _c("candidate_ndcg", "FLOAT64", "REQUIRED", "NDCG@k of the candidate on the holdout."),
+        _c("baseline_ndcg", "FLOAT64", "REQUIRED", "NDCG@k of popularity on the same holdout."),
+        _c("production_version", "STRING", description="The version serving when it was trained."),
+        _c("production_ndcg", "FLOAT64", description="NDCG@k of that version on the same holdout."),
+        _c("tolerance", "FLOAT64", "REQUIRED", "Share of production's NDCG a candidate may lose."),
+        _c("holdout_cutoff", "TIMESTAMP", "REQUIRED"),
+        _c("interactions", "INT64", "REQUIRED", "Interactions it was trained on."),
+        _c("artifact", "STRING", "REQUIRED", "Where the version's files are."),
+        _c("serving", "BOOL", "REQUIRED", "Whether it is the version served now."),
+        _c("updated_at", "TIMESTAMP", "REQUIRED", "When the row last changed (a promotion, a rollback)."),
+    ),
+    key=("model_version",),
+    merge="replace",
+    writer="training",
+)
+
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (
@@ -247,8 +274,15 @@ TABLES: dict[str, Table] = {
         ITEM_FEATURES,
         ITEM_POPULARITY,
         ITEM_COOCCURRENCE,
+        MODEL_VERSIONS,
     )
 }
+
+
+def written_by(writer: str) -> list[str]:
+    """The names of the tables ``writer`` ("processing" or "training") writes."""
+    return [name for name, t in TABLES.items() if t.writer == writer]
+
 
 _ARROW = {
     "STRING": pa.string(),

@@ -101,3 +101,27 @@ def trained(tmp_path_factory):
     process_files([data], warehouse)
     result = train(warehouse, root / "models")
     return warehouse, root / "models", result
+
+
+@pytest.fixture(scope="session")
+def growing(tmp_path_factory):
+    """A store whose warehouse grows: the first two thirds of 20k events are
+    processed and trained on, then the rest, and training runs again. Returns
+    ``(warehouse, models, first result, second result)``."""
+    from pipeline_code.local.run import process_files
+    from pipeline_code.ml.train import train
+    from pipeline_code.synth import StoreSpec, write
+
+    root = tmp_path_factory.mktemp("growing")
+    with open(root / "all.jsonl", "wb") as f:
+        write(StoreSpec(events=20_000), f)
+    lines = (root / "all.jsonl").read_bytes().splitlines(keepends=True)
+    cut = len(lines) * 2 // 3
+    (root / "older.jsonl").write_bytes(b"".join(lines[:cut]))
+    (root / "newer.jsonl").write_bytes(b"".join(lines[cut:]))
+    warehouse, models = root / "warehouse.duckdb", root / "models"
+    process_files([root / "older.jsonl"], warehouse)
+    first = train(warehouse, models)
+    process_files([root / "newer.jsonl"], warehouse)
+    second = train(warehouse, models)
+    return warehouse, models, first, second

@@ -21,7 +21,7 @@ import pulumi_aws as aws
 
 from components.aws.security import grant, service_role, statement
 from components.spec import WarehouseSpec
-from pipeline_code.tables import TABLES
+from pipeline_code.tables import TABLES, written_by
 from pipeline_code.warehouses import redshift
 
 TYPE = "data-flow:aws:Warehouse"
@@ -210,9 +210,16 @@ class Warehouse(pulumi.ComponentResource):
         )
 
     def grant_write(self, grantee: str, role: aws.iam.Role) -> list[pulumi.Resource]:
-        """Let ``role`` query and merge into the tables through the Data API
-        (as the database user ``IAMR:<role name>``, which gets DML on the
-        chain's tables, not DDL)."""
+        """Let ``role`` query and merge into the pipeline's tables through the
+        Data API (as the database user ``IAMR:<role name>``, which gets DML on
+        those tables, not DDL)."""
+        return self._grant_dml(grantee, role, "processing")
+
+    def grant_record_models(self, grantee: str, role: aws.iam.Role) -> list[pulumi.Resource]:
+        """Let ``role`` write ``model_versions`` (the training job's decisions), nothing else."""
+        return self._grant_dml(grantee, role, "training")
+
+    def _grant_dml(self, grantee: str, role: aws.iam.Role, writer: str) -> list[pulumi.Resource]:
         policy = self._data_api(
             f"write-{grantee}",
             role,
@@ -221,7 +228,12 @@ class Warehouse(pulumi.ComponentResource):
         user = role.name.apply(lambda n: f'"IAMR:{n}"')
         return [
             policy,
-            *self._db_user(grantee, user, f"SELECT, INSERT, UPDATE, DELETE ON {_tables(True)}", True),
+            *self._db_user(
+                grantee,
+                user,
+                f"SELECT, INSERT, UPDATE, DELETE ON {_tables(writer == 'processing', writer)}",
+                True,
+            ),
         ]
 
     def _data_api(self, key: str, role: aws.iam.Role, run: list[str]) -> aws.iam.RolePolicy:
@@ -274,5 +286,6 @@ class Warehouse(pulumi.ComponentResource):
         return [policy, *self._db_user(grantee, user, f"SELECT ON {_tables(False)}", False)]
 
 
-def _tables(with_batches: bool) -> str:
-    return ", ".join([*TABLES, *([redshift.BATCHES] if with_batches else [])])
+def _tables(with_batches: bool, writer: str | None = None) -> str:
+    names = list(TABLES) if writer is None else written_by(writer)
+    return ", ".join([*names, *([redshift.BATCHES] if with_batches else [])])

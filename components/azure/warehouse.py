@@ -22,6 +22,7 @@ from pulumi_azure_native import synapse
 from components.azure.security import Lake, assign, private_endpoint
 from components.azure.synapse_sql import SynapseSqlGrant
 from components.spec import WarehouseSpec
+from pipeline_code.tables import written_by
 
 TYPE = "data-flow:azure:Warehouse"
 FILESYSTEM = "warehouse"
@@ -177,13 +178,26 @@ class Warehouse(pulumi.ComponentResource):
         ``db_datawriter``; never the schema)."""
         return self._grant(grantee, principal_name, ["db_datareader", "db_datawriter"], "write")
 
-    def _grant(self, grantee: str, user: pulumi.Input[str], roles: list[str], verb: str) -> SynapseSqlGrant:
+    def grant_record_models(self, grantee: str, principal_name: pulumi.Input[str]) -> SynapseSqlGrant:
+        """Let ``principal_name`` write ``model_versions`` (the training job's
+        decisions): DML on that table, no role."""
+        return self._grant(grantee, principal_name, [], "record-models", written_by("training"))
+
+    def _grant(
+        self,
+        grantee: str,
+        user: pulumi.Input[str],
+        roles: list[str],
+        verb: str,
+        tables: list[str] | None = None,
+    ) -> SynapseSqlGrant:
         return SynapseSqlGrant(
             f"{self.name}-{verb}-{grantee}",
             server=self.sql_endpoint,
             database=self.sql_pool.name,
             user=user,
             roles=roles,
+            tables=tables,
             # The pool must exist and the admin group be set before a user can be made.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.sql_pool, self.admin]),
         )

@@ -19,7 +19,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.spec import DeadLetterSpec, WarehouseSpec
-from pipeline_code.tables import TABLES, Table
+from pipeline_code.tables import TABLES, Table, written_by
 from pipeline_code.warehouses import bigquery as bq
 
 TYPE = "data-flow:gcp:Warehouse"
@@ -170,8 +170,18 @@ class Warehouse(pulumi.ComponentResource):
         )
 
     def grant_write(self, grantee: str, member: pulumi.Input[str]) -> list[gcp.bigquery.IamMember]:
-        """Let ``member`` insert into every physical table (what the job writes)."""
-        return [t.grant_write(grantee, member) for t in self.tables.values()]
+        """Let ``member`` insert into the pipeline's physical tables (what the job writes)."""
+        return self._grant_tables(grantee, member, "processing")
+
+    def grant_record_models(self, grantee: str, member: pulumi.Input[str]) -> list[gcp.bigquery.IamMember]:
+        """Let ``member`` append to ``model_versions`` (the training job's decisions), nothing else."""
+        return self._grant_tables(grantee, member, "training")
+
+    def _grant_tables(
+        self, grantee: str, member: pulumi.Input[str], writer: str
+    ) -> list[gcp.bigquery.IamMember]:
+        mine = {bq.physical_name(TABLES[n]) for n in written_by(writer)}
+        return [t.grant_write(grantee, member) for name, t in self.tables.items() if name in mine]
 
     def grant_read(self, grantee: str, member: pulumi.Input[str]) -> list[gcp.bigquery.IamMember]:
         """Let ``member`` read every table and view."""

@@ -91,13 +91,21 @@ def split_by_time(data: Interactions, holdout_days: float) -> tuple[Interactions
     if holdout_days <= 0:
         raise ValueError(f"holdout_days must be positive, got {holdout_days}")
     cutoff = data.last_us - int(holdout_days * US_PER_DAY)
-    before = data.ts < cutoff
-    if not before.any() or before.all():
+    split = split_at(data, cutoff)
+    if split is None:
         span = (data.last_us - data.first_us) / US_PER_DAY
         raise TrainingDataError(
             f"holdout_days={holdout_days} leaves an empty side: the data spans {span:.1f} days"
         )
-    return data.where(before), data.where(~before), cutoff
+    return (*split, cutoff)
+
+
+def split_at(data: Interactions, cutoff_us: int) -> tuple[Interactions, Interactions] | None:
+    """``(before, from cutoff on)``, or None when either side is empty."""
+    before = data.ts < cutoff_us
+    if not before.any() or before.all():
+        return None
+    return data.where(before), data.where(~before)
 
 
 @dataclass(frozen=True)

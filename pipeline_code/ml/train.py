@@ -8,10 +8,18 @@ Steps, all in one run:
 2. hold out the newest ``holdout_days``, fit on the rest, and score four
    recommenders on the holdout: popularity (the baseline), item-to-item,
    ALS, and the blend that is served;
-3. fit again on everything and write ``MODEL_DIR/<version>/`` (what GCS or
-   Blob storage take as a directory), ``MODEL_DIR/<version>.tar.gz`` (the
-   SageMaker ``model.tar.gz`` layout: the files at the archive's root) and
-   ``MODEL_DIR/LATEST`` (the version ``dataflow serve`` picks).
+3. score the model in production (``MODEL_DIR/LATEST``) on the same
+   holdout: the artefact itself when the holdout is newer than its training
+   data (the cutoff moves up to where that data ends when it must), else
+   its settings refit on the same training part, since an artefact that saw
+   the holdout cannot be judged on it;
+4. fit again on everything and write ``MODEL_DIR/<version>/`` (what GCS or
+   Blob storage take as a directory) and ``MODEL_DIR/<version>.tar.gz`` (the
+   SageMaker ``model.tar.gz`` layout: the files at the archive's root), with
+   the gate's decision (``ml.registry.decide``) in its metadata and a row in
+   the warehouse's ``model_versions``;
+5. promote it (``MODEL_DIR/LATEST``, which the servers watch) only when the
+   gate says so. A refused candidate stays on disk, unserved.
 
 ALS is ``implicit``'s conjugate-gradient ALS (Hu, Koren & Volinsky 2008);
 item-to-item is session co-occurrence normalised by cosine with shrinkage.
@@ -19,6 +27,7 @@ item-to-item is session co-occurrence normalised by cosine with shrinkage.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import os
@@ -39,10 +48,12 @@ from pipeline_code.ml.data import (
     TrainingDataError,
     build_matrices,
     read_interactions,
+    split_at,
     split_by_time,
 )
 from pipeline_code.ml.evaluate import Metrics, evaluate, holdout_targets
-from pipeline_code.ml.model import LATEST_FILE, MAX_RECENT, Blend, Recommender, confidence
+from pipeline_code.ml.model import MAX_RECENT, Blend, ModelError, Recommender, confidence
+from pipeline_code.ml.registry import DEFAULT_TOLERANCE, Decision, Registry, RegistryError, decide
 
 
 class TrainingError(Exception):
@@ -85,6 +96,12 @@ class TrainResult:
     users: int
     items: int
     seconds: float
+    decision: Decision | None = None
+    model_metadata: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision is None or self.decision.promoted
 
     def lift(self, metric: str = "ndcg") -> float:
         """The served blend's metric over the popularity baseline's."""
@@ -196,25 +213,80 @@ def fit(data: Interactions, s: TrainSettings, item_ids: np.ndarray | None = None
     )
 
 
-def compare_on_holdout(data: Interactions, s: TrainSettings) -> tuple[dict[str, Metrics], int]:
-    """Fit on the older data and score each recommender on the newest."""
-    train_part, test_part, cutoff = split_by_time(data, s.holdout_days)
-    catalogue = np.unique(data.item.astype(str))
-    model = fit(train_part, s, catalogue)
-    targets = holdout_targets(model, test_part)
-    variants = {
+VARIANTS = ("popularity", "item-to-item", "als", "blend")
+
+
+def _variants(s: TrainSettings) -> dict[str, Blend]:
+    return {
         "popularity": Blend(als=0.0, item_to_item=0.0, popularity=1.0),
         "item-to-item": Blend(als=0.0, item_to_item=1.0, popularity=s.blend.popularity),
         "als": Blend(als=1.0, item_to_item=0.0, popularity=s.blend.popularity),
         "blend": s.blend,
     }
+
+
+def trained_until_us(model: Recommender) -> int | None:
+    """When the newest interaction a model was trained on happened."""
+    to = (model.metadata.get("training_window") or {}).get("to")
+    if not to:
+        return None
+    return int(dt.datetime.fromisoformat(to.replace("Z", "+00:00")).timestamp() * 1_000_000)
+
+
+def settings_of(model: Recommender) -> TrainSettings:
+    """The settings a model was trained with (its metadata), to refit it."""
+    known = set(TrainSettings.__dataclass_fields__) - {"blend"}
+    saved = {k: v for k, v in (model.metadata.get("settings") or {}).items() if k in known}
+    return TrainSettings(**saved, blend=model.blend)
+
+
+def _holdout(
+    data: Interactions, s: TrainSettings, production: Recommender | None
+) -> tuple[Interactions, Interactions, int, str | None]:
+    """The split every recommender is scored on, and how production is scored.
+
+    The holdout is the newest ``holdout_days``. When production's training
+    data reaches into it, the cutoff moves to where that data ends, so the
+    artefact meets only interactions it has not seen; when nothing is left
+    after that, production's settings are refit on the training part instead.
+    """
+    train_part, test_part, cutoff = split_by_time(data, s.holdout_days)
+    if production is None:
+        return train_part, test_part, cutoff, None
+    until = trained_until_us(production)
+    if until is not None and until < cutoff:
+        return train_part, test_part, cutoff, "artifact"
+    if until is not None:
+        later = split_at(data, until + 1)
+        if later is not None and any(later[1].weight > 0):
+            return (*later, until + 1, "artifact")
+    return train_part, test_part, cutoff, "refit"
+
+
+def compare_on_holdout(
+    data: Interactions, s: TrainSettings, production: Recommender | None = None
+) -> tuple[dict[str, Metrics], int, str | None]:
+    """Fit on the older data and score each recommender on the newest; with
+    ``production``, score it too (as ``"production"``) on the same holdout.
+    Returns the metrics, the cutoff and how production was scored."""
+    train_part, test_part, cutoff, scored_as = _holdout(data, s, production)
+    catalogue = np.unique(data.item.astype(str))
+    model = fit(train_part, s, catalogue)
+    targets = holdout_targets(model, test_part)
     metrics = {}
-    for name, blend in variants.items():
+    for name, blend in _variants(s).items():
         variant = model.with_blend(blend)
         metrics[name] = evaluate(
             lambda user, v=variant: v.recommend(user, k=s.k), targets, model.n_items, s.k
         )
-    return metrics, cutoff
+    if production is not None:
+        scored = (
+            production if scored_as == "artifact" else fit(train_part, settings_of(production), catalogue)
+        )
+        metrics["production"] = evaluate(
+            lambda user: scored.recommend(user, k=s.k), targets, model.n_items, s.k
+        )
+    return metrics, cutoff, scored_as
 
 
 def _iso(us: int) -> str:
@@ -237,12 +309,67 @@ def _archive(directory: Path, archive: Path) -> None:
     os.replace(tmp, archive)
 
 
+def _production(registry: Registry) -> Recommender | None:
+    version = registry.served()
+    if version is None:
+        return None
+    try:
+        return Recommender.load(registry.root / version)
+    except ModelError as exc:
+        raise TrainingError(
+            f"the production model {version} cannot be loaded to compare against ({exc}); "
+            "promote a good version with `dataflow models promote VERSION`"
+        ) from exc
+
+
+def model_version_row(meta: dict, decision: Decision, artifact: str, serving: bool, at: dt.datetime) -> dict:
+    """The candidate's ``model_versions`` row (core values: timestamps in us)."""
+
+    def us(iso: str) -> int:
+        return int(dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1_000_000)
+
+    return {
+        "model_version": meta["model_version"],
+        "trained_at": us(meta["trained_at"]),
+        "decision": decision.decision,
+        "reason": decision.reason,
+        "candidate_ndcg": decision.candidate_ndcg,
+        "baseline_ndcg": decision.baseline_ndcg,
+        "production_version": decision.production_version,
+        "production_ndcg": decision.production_ndcg,
+        "tolerance": decision.tolerance,
+        "holdout_cutoff": us(meta["holdout"]["cutoff"]),
+        "interactions": meta["data"]["interactions"],
+        "artifact": artifact,
+        "serving": serving,
+        "updated_at": int(at.timestamp() * 1_000_000),
+    }
+
+
+def record_model_version(warehouse: Path, row: dict, served: str | None) -> None:
+    """Write the version's row and mark which version serves."""
+    from pipeline_code.warehouses.duckdb import Warehouse, WarehouseError
+
+    try:
+        with Warehouse(warehouse) as wh:
+            wh.record_model_version(row, served)
+    except WarehouseError as exc:
+        raise TrainingError(f"the decision could not be recorded, nothing was promoted: {exc}") from exc
+
+
 def train(
-    warehouse: Path, model_dir: Path, s: TrainSettings | None = None, now: dt.datetime | None = None
+    warehouse: Path,
+    model_dir: Path,
+    s: TrainSettings | None = None,
+    now: dt.datetime | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
 ) -> TrainResult:
-    """Evaluate on a holdout, fit on everything, write the model. See module doc."""
+    """Evaluate on a holdout against production, fit on everything, write
+    the model, promote it if the gate passes. See module doc."""
     s = s or TrainSettings()
     started = time.perf_counter()
+    if not 0 <= tolerance < 1:
+        raise TrainingError(f"tolerance must be in [0, 1), got {tolerance}")
     if not warehouse.exists():
         raise TrainingError(f"warehouse {warehouse} does not exist: run `dataflow process` first")
     try:
@@ -261,10 +388,49 @@ def train(
         ).fetchall()
     finally:
         con.close()
+    registry = Registry(model_dir)
+    result = train_on(data, registry, s, now, tolerance, {log_id: offset for log_id, offset in checkpoints})
+    record_model_version(
+        warehouse,
+        model_version_row(
+            result.model_metadata,
+            result.decision,  # type: ignore[arg-type]
+            str(result.directory),
+            result.promoted,
+            now or dt.datetime.now(dt.UTC),
+        ),
+        result.version if result.promoted else registry.served(),
+    )
+    if result.promoted:
+        registry.promote(result.version, result.decision.reason)  # type: ignore[union-attr]
+    return dataclasses.replace(result, seconds=time.perf_counter() - started)
+
+
+def train_on(
+    data: Interactions,
+    registry: Registry,
+    s: TrainSettings,
+    now: dt.datetime | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    checkpoints: dict[str, int] | None = None,
+) -> TrainResult:
+    """Score against ``registry``'s production model, fit, write the
+    version with the gate's decision; promoting is the caller's (the local
+    chain records the decision first, a cloud job hands it to the rollout)."""
+    started = time.perf_counter()
+    production = _production(registry)
     try:
-        metrics, cutoff = compare_on_holdout(data, s)
+        metrics, cutoff, scored_as = compare_on_holdout(data, s, production)
     except (ValueError, ArithmeticError) as exc:
         raise TrainingError(str(exc)) from exc
+    decision = decide(
+        metrics["blend"].ndcg,
+        metrics["popularity"].ndcg,
+        tolerance,
+        metrics["production"].ndcg if production is not None else None,
+        production.version if production is not None else None,
+        scored_as,
+    )
     model = fit(data, s)
     now = now or dt.datetime.now(dt.UTC)
     version = _version(model, now)
@@ -275,21 +441,19 @@ def train(
         "training_window": {"from": _iso(data.first_us), "to": _iso(data.last_us)},
         "holdout": {"cutoff": _iso(cutoff), "days": s.holdout_days, "k": s.k},
         "metrics": {name: m.as_dict() for name, m in metrics.items()},
+        "gate": {**decision.as_dict(), "decided_at": now.isoformat().replace("+00:00", "Z")},
         "data": {"interactions": len(data), "users": len(model.user_ids), "items": model.n_items},
         "settings": {k: v for k, v in asdict(s).items() if k != "blend"},
         # Where the event log stood: events after these offsets are fresher
         # than the model, and the API folds them in without retraining.
-        "event_log_checkpoints": {log_id: offset for log_id, offset in checkpoints},
+        "event_log_checkpoints": checkpoints or {},
     }
     try:
-        directory = model.save(model_dir / version)
-        archive = model_dir / f"{version}.tar.gz"
+        directory = model.save(registry.root / version)
+        archive = registry.root / f"{version}.tar.gz"
         _archive(directory, archive)
-        latest = model_dir / LATEST_FILE
-        (model_dir / f".{LATEST_FILE}.tmp").write_text(version + "\n")
-        os.replace(model_dir / f".{LATEST_FILE}.tmp", latest)
     except OSError as exc:
-        raise TrainingError(f"cannot write the model under {model_dir}: {exc.strerror}") from exc
+        raise TrainingError(f"cannot write the model under {registry.root}: {exc.strerror}") from exc
     return TrainResult(
         version=version,
         directory=directory,
@@ -300,4 +464,13 @@ def train(
         users=len(model.user_ids),
         items=model.n_items,
         seconds=time.perf_counter() - started,
+        decision=decision,
+        model_metadata=model.metadata,
     )
+
+
+def promote(registry: Registry, result: TrainResult) -> None:
+    """Serve ``result``'s version if its gate passed (``RegistryError`` otherwise)."""
+    if not result.promoted:
+        raise RegistryError(f"version {result.version} was refused: {result.decision.reason}")  # type: ignore[union-attr]
+    registry.promote(result.version, result.decision.reason)  # type: ignore[union-attr]

@@ -12,6 +12,10 @@ Routes, and which platform calls them:
 - ``POST /invocations`` and ``$AIP_PREDICT_ROUTE``: scoring, all three;
 - ``GET /metrics``: Prometheus text exposition.
 
+Given a registry directory to ``follow`` (one with ``LATEST``), the server
+swaps in each newly promoted version without a restart
+(``pipeline_code.serving.watch``); readiness stays 200 through the swap.
+
 Request: ``{"instances": [{"user_id": "u1", "recent_items": ["sku-1"], "k": 10,
 "exclude": ["sku-2"]}], "parameters": {"k": 10, "include_seen": false}}``;
 answer: ``{"predictions": [{"items": [{"item_id": ..., "score": ...}],
@@ -33,11 +37,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Annotated
 
 import msgspec
 
 from pipeline_code.ml.model import Recommender
+from pipeline_code.serving.watch import ModelWatcher
 from pipeline_code.web.http import (
     BodyTooLarge,
     ClientGone,
@@ -138,8 +144,13 @@ class ModelServer(RoutedApp):
         predict_routes: tuple[str, ...] = ("/invocations",),
         health_routes: tuple[str, ...] = ("/ping",),
         on_load_failure: Callable[[Exception], None] | None = None,
+        follow: Path | None = None,
+        follow_interval_s: float = 1.0,
     ) -> None:
         self._load = load
+        self.follow = follow
+        self.follow_interval_s = follow_interval_s
+        self.watcher: ModelWatcher | None = None
         self.predict_routes = frozenset(predict_routes)
         self.health_routes = frozenset(health_routes)
         self._on_load_failure = on_load_failure
@@ -166,9 +177,15 @@ class ModelServer(RoutedApp):
             if self._on_load_failure is not None:
                 self._on_load_failure(exc)
             return
+        self.swap(model)
+        log.info("model %s loaded in %.2fs", model.version, time.perf_counter() - started)
+        if self.follow is not None:
+            self.watcher = ModelWatcher(self.follow, self.swap, model.version, self.follow_interval_s).start()
+
+    def swap(self, model: Recommender) -> None:
+        """Serve ``model`` from the next request on; requests in flight keep theirs."""
         self.model = model
         self.metrics.set_model(model.version)
-        log.info("model %s loaded in %.2fs", model.version, time.perf_counter() - started)
 
     def wait_loaded(self, timeout: float) -> bool:
         if self._loader is not None:

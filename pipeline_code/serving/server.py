@@ -4,7 +4,9 @@ Where the model comes from, first match wins: ``--model-dir``, then
 ``$MODEL_DIR``, ``/opt/ml/model`` (SageMaker unpacks model.tar.gz there),
 ``$AZUREML_MODEL_DIR`` (Azure ML mounts the registered model there). The
 port is ``$AIP_HTTP_PORT`` (Vertex AI), else ``$PORT``, else 8080
-(SageMaker's and the default Azure ML custom-container port).
+(SageMaker's and the default Azure ML custom-container port). When the
+model comes from a directory of versions with ``LATEST``, a promotion or
+rollback there is served within ``$MODEL_POLL_SECONDS`` (1), no restart.
 
 SIGTERM drains: readiness turns 503 so load balancers stop routing, the
 listening socket closes, requests in flight finish (up to 30 s), then the
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import uvicorn
 
-from pipeline_code.ml.model import Recommender, find_model
+from pipeline_code.ml.model import LATEST_FILE, Recommender, find_model
 from pipeline_code.serving.model_server import ModelServer
 from pipeline_code.web.server import make_server
 
@@ -147,13 +149,25 @@ def serve_model(
     def load() -> Recommender:
         return Recommender.load(resolve_model_dir(model_dir, env))
 
+    # Follow the registry the model comes from (a directory with LATEST):
+    # promotions and rollbacks swap in without a restart.
+    existing = [p for p in model_dir_candidates(model_dir, env) if p.exists()]
+    follow = existing[0] if existing and (existing[0] / LATEST_FILE).is_file() else None
+
     def on_load_failure(exc: Exception) -> None:
         # A container that cannot load its model should stop, so the
         # platform reports the failure instead of waiting on /ping forever.
         failed.append(exc)
         servers[0].should_exit = True
 
-    app = ModelServer(load, predict_routes, health_routes, on_load_failure)
+    app = ModelServer(
+        load,
+        predict_routes,
+        health_routes,
+        on_load_failure,
+        follow,
+        float(env.get("MODEL_POLL_SECONDS", 1.0)),
+    )
     server = make_server(app, host, bound_port, lambda: setattr(app, "draining", True), log_level)
     servers.append(server)
     log.warning("model server listening on %s:%d", host, bound_port)

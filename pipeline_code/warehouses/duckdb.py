@@ -236,6 +236,32 @@ class Warehouse:
             return 0
         return self.con.execute(f"SELECT count(*) FROM read_parquet({_files(staged[table])})").fetchone()[0]
 
+    def record_model_version(self, row: dict[str, Any], served: str | None) -> None:
+        """Write one ``model_versions`` row (a core row: timestamps in
+        microseconds) and mark ``served`` as the one serving version."""
+        incoming = pa.Table.from_pylist([row], schema=arrow_schema(TABLES["model_versions"]))
+        self.con.register("incoming_model_version", incoming)
+        try:
+            self.con.execute("BEGIN")
+            self.con.execute("DELETE FROM model_versions WHERE model_version = ?", [row["model_version"]])
+            self.con.execute("INSERT INTO model_versions BY NAME SELECT * FROM incoming_model_version")
+            self.mark_serving(served, row["updated_at"])
+            self.con.execute("COMMIT")
+        except duckdb.Error as exc:
+            self.con.execute("ROLLBACK")
+            raise WarehouseError(f"warehouse {self.path}: model_versions not written: {exc}") from exc
+        finally:
+            self.con.unregister("incoming_model_version")
+
+    def mark_serving(self, served: str | None, at_us: int) -> None:
+        """Flip ``serving`` so that only ``served`` has it (a promotion, a rollback)."""
+        self.con.execute(
+            "UPDATE model_versions SET serving = (model_version IS NOT DISTINCT FROM ?), "
+            "updated_at = to_timestamp(?::BIGINT / 1e6) "
+            "WHERE serving <> (model_version IS NOT DISTINCT FROM ?)",
+            [served, at_us, served],
+        )
+
     def replay(
         self,
         staged: dict[str, list[str]],

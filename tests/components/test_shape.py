@@ -18,7 +18,7 @@ CLOUDS = ("gcp", "aws", "azure")
 
 VERBS = {
     "Ingest": {"grant_publish", "grant_consume", "grant_read_dead_letters"},
-    "Warehouse": {"grant_read", "grant_write"},
+    "Warehouse": {"grant_read", "grant_write", "grant_record_models"},
     "Model": {"grant_invoke"},
     "Serve": {"grant_invoke"},
     "UserState": {"grant_read", "grant_write"},

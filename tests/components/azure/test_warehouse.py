@@ -42,6 +42,8 @@ def test_the_statements_are_t_sql_and_a_name_cannot_break_out_of_its_brackets():
     statements = [
         *grant_statements("bob]; DROP TABLE events; --", ROLES_BOTH),
         *revoke_statements("x", ["db_datareader"]),
+        *grant_statements("trainer", [], ["model_versions"]),
+        *revoke_statements("trainer", [], ["model_versions"]),
     ]
     for sql in statements:
         assert sqlglot.parse(sql, read="tsql", error_level=sqlglot.ErrorLevel.RAISE)
@@ -54,6 +56,10 @@ def test_the_statements_are_t_sql_and_a_name_cannot_break_out_of_its_brackets():
     )
     with pytest.raises(ValueError, match="roles must be among"):
         grant_statements("x", ["db_owner"])
+    # A table writer gets DML on its table and no role.
+    assert grant_statements("trainer", [], ["model_versions"])[1:] == [
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON dbo.[model_versions] TO [trainer]"
+    ]
 
 
 ROLES_BOTH = ["db_datareader", "db_datawriter"]
@@ -65,6 +71,9 @@ def test_the_provider_checks_its_inputs_and_replaces_on_any_change():
     assert provider.check({}, good).failures == []
     bad = provider.check({}, {**good, "user": "", "roles": ["db_owner"]}).failures
     assert {f.property for f in bad} == {"user", "roles"}
+    neither = provider.check({}, {**good, "roles": []}).failures
+    assert [f.reason for f in neither] == ["roles or tables are required (got [])"]
+    assert provider.check({}, {**good, "roles": [], "tables": ["model_versions"]}).failures == []
     assert provider.diff("id", good, good).changes is False
     changed = provider.diff("id", good, {**good, "roles": ROLES_BOTH})
     assert changed.changes and changed.replaces == ["roles"] and changed.delete_before_replace

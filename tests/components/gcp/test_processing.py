@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline_code.tables import TABLES
+from pipeline_code.tables import TABLES, written_by
 from pipeline_code.warehouses import bigquery
 from tests.components.configs import gcp_config
 from tests.components.gcp.helpers import build, members_of
@@ -30,8 +30,10 @@ def test_the_job_reads_the_ingest_subscription_and_writes_the_warehouse(default)
         raise AssertionError(r.name)
 
     granted = {(r.type.rsplit(":", 1)[1], target(r), r.inputs["role"]) for r in members_of(rec, worker)}
-    physical = {bigquery.physical_name(t) for t in TABLES.values()}
+    physical = {bigquery.physical_name(TABLES[t]) for t in written_by("processing")}
     assert {("IamMember", t, "roles/bigquery.dataEditor") for t in physical} <= granted
+    # The training job's table is not the pipeline's to write.
+    assert ("IamMember", "model_versions_changes", "roles/bigquery.dataEditor") not in granted
     sub_name = sub.id.rsplit("/", 1)[1]
     assert ("SubscriptionIAMMember", sub_name, "roles/pubsub.subscriber") in granted
     assert ("RepositoryIamMember", "data-flow", "roles/artifactregistry.reader") in granted
