@@ -12,6 +12,7 @@ range; with no cutoff they equal the stored tables, which the tests assert.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -57,15 +58,46 @@ def _weight_case() -> str:
     return f"CASE event_name {whens} END"
 
 
-def read_interactions(con: duckdb.DuckDBPyConnection) -> Interactions:
-    """Every human interaction with an item, oldest first."""
+EXPORT_COLUMNS = ("user_key", "item_id", "event_name", "event_timestamp", "session_key", "source_offset")
+"""The training export: one row per human event and item (``export_sql``)."""
+
+
+def _human_filter() -> str:
     names = ", ".join(f"'{n}'" for n in sorted(INTERACTION_WEIGHTS))
+    return f"NOT is_bot AND event_name IN ({names})"
+
+
+def export_sql(dialect: str) -> str:
+    """The ``SELECT`` that flattens ``events`` into the training export, in
+    ``dialect`` (``duckdb``, ``bigquery``, ``redshift``, ``tsql``). Each cloud's
+    scheduled export wraps it (EXPORT DATA, UNLOAD, CETAS) to Parquet; the
+    training job reads those files with ``read_exported``."""
+    cols = "e.user_key, it.item_id, e.event_name, e.event_timestamp, e.session_key, e.source_offset"
+    where = _human_filter().replace("is_bot", "e.is_bot").replace("event_name IN", "e.event_name IN")
+    if dialect == "duckdb":
+        source = "(SELECT *, unnest(items) AS it FROM events) AS e"
+        cols = cols.replace("it.item_id", "e.it.item_id AS item_id")
+    elif dialect == "bigquery":
+        source = "events AS e CROSS JOIN UNNEST(e.items) AS it"
+    elif dialect == "redshift":
+        # PartiQL: iterating the SUPER array of items.
+        source = "events AS e, e.items AS it"
+        cols = cols.replace("it.item_id", "it.item_id::VARCHAR AS item_id")
+    elif dialect == "tsql":
+        # Synapse keeps repeated records as JSON text.
+        source = "events AS e CROSS APPLY OPENJSON(e.items) WITH (item_id NVARCHAR(256) '$.item_id') AS it"
+    else:
+        raise ValueError(f"dialect must be duckdb, bigquery, redshift or tsql, got {dialect!r}")
+    return f"SELECT {cols} FROM {source} WHERE {where}"
+
+
+def _interactions(con: duckdb.DuckDBPyConnection, source: str) -> Interactions:
     co = ", ".join(f"'{n}'" for n in sorted(COOCCURRENCE_EVENTS))
     cols = con.execute(
         f"""
-        SELECT user_key, it.item_id AS item_id, {_weight_case()} AS weight,
+        SELECT user_key, item_id, {_weight_case()} AS weight,
                epoch_us(event_timestamp) AS ts, session_key, event_name IN ({co}) AS cooccurs
-        FROM (SELECT *, unnest(items) AS it FROM events WHERE NOT is_bot AND event_name IN ({names}))
+        FROM {source}
         ORDER BY ts, source_offset, item_id
         """
     ).fetchnumpy()
@@ -80,6 +112,32 @@ def read_interactions(con: duckdb.DuckDBPyConnection) -> Interactions:
     if len(data) == 0:
         raise TrainingDataError("the warehouse has no item interactions yet: run `dataflow process` first")
     return data
+
+
+def read_interactions(con: duckdb.DuckDBPyConnection) -> Interactions:
+    """Every human interaction with an item, oldest first."""
+    return _interactions(con, f"({export_sql('duckdb')})")
+
+
+def read_exported(directory: str) -> Interactions:
+    """The training export's Parquet files under ``directory`` (any depth), as
+    a cloud's scheduled export writes them."""
+    files = sorted(str(p) for p in Path(directory).rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise TrainingDataError(f"no exported training files under {directory}")
+    con = duckdb.connect()
+    try:
+        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        got = con.execute(f"SELECT * FROM read_parquet([{listed}]) LIMIT 0").description
+        missing = set(EXPORT_COLUMNS) - {c[0] for c in got}
+        if missing:
+            raise TrainingDataError(f"the export under {directory} lacks columns {sorted(missing)}")
+        return _interactions(con, f"read_parquet([{listed}])")
+    except duckdb.Error as exc:
+        reason = str(exc).splitlines()[0]
+        raise TrainingDataError(f"the export under {directory} cannot be read: {reason}") from exc
+    finally:
+        con.close()
 
 
 def split_by_time(data: Interactions, holdout_days: float) -> tuple[Interactions, Interactions, int]:

@@ -1,0 +1,124 @@
+"""The training job under each platform's contract, over a scheduled export's Parquet."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import duckdb
+import numpy as np
+import pytest
+import sqlglot
+
+from pipeline_code.ml import job
+from pipeline_code.ml.data import (
+    EXPORT_COLUMNS,
+    TrainingDataError,
+    export_sql,
+    read_exported,
+    read_interactions,
+)
+from pipeline_code.ml.model import Recommender
+
+
+@pytest.fixture(scope="module")
+def export(growing, tmp_path_factory):
+    """The warehouse's training export as Parquet files, the way a scheduled
+    EXPORT DATA / UNLOAD / CETAS leaves them (several parts, a subfolder)."""
+    warehouse = growing[0]
+    out = tmp_path_factory.mktemp("export") / "training"
+    (out / "run=1").mkdir(parents=True)
+    con = duckdb.connect(str(warehouse), read_only=True)
+    sql = export_sql("duckdb")
+    con.execute(f"COPY ({sql} AND e.source_offset % 2 = 0) TO '{out}/part-0.parquet' (FORMAT parquet)")
+    con.execute(f"COPY ({sql} AND e.source_offset % 2 = 1) TO '{out}/run=1/part-1.parquet' (FORMAT parquet)")
+    return out
+
+
+def test_the_export_holds_exactly_what_training_reads_from_the_warehouse(growing, export):
+    direct = read_interactions(duckdb.connect(str(growing[0]), read_only=True))
+    exported = read_exported(str(export))
+    for field in ("user", "item", "weight", "ts", "session", "cooccurs"):
+        assert np.array_equal(getattr(direct, field), getattr(exported, field)), field
+
+
+@pytest.mark.parametrize(
+    ("dialect", "read"), [("bigquery", "bigquery"), ("redshift", "redshift"), ("tsql", "tsql")]
+)
+def test_each_clouds_export_query_parses_in_its_dialect(dialect, read):
+    sql = export_sql(dialect)
+    tree = sqlglot.parse_one(sql, read=read)
+    assert [c.alias_or_name for c in tree.expressions] == list(EXPORT_COLUMNS)
+
+
+def _check_version(out, decision_dir=None):
+    decision = json.loads((out / job.DECISION_FILE).read_text())
+    model = Recommender.load(out)
+    assert model.version == decision["model_version"]
+    assert model.metadata["gate"]["decision"] == decision["decision"]
+    if decision_dir is not None:
+        assert json.loads((decision_dir / job.DECISION_FILE).read_text()) == decision
+    return decision
+
+
+def test_sagemaker_channels_hyperparameters_and_model_dir(growing, export, tmp_path):
+    first = growing[2]
+    ml = tmp_path / "opt" / "ml"
+    shutil.copytree(export, ml / "input" / "data" / "training")
+    shutil.copytree(first.directory, ml / "input" / "data" / "production")
+    (ml / "input" / "config").mkdir(parents=True)
+    # SageMaker writes every hyperparameter as a string.
+    (ml / "input" / "config" / "hyperparameters.json").write_text(
+        json.dumps({"factors": "32", "iterations": "15", "tolerance": "0.05"})
+    )
+    (ml / "output").mkdir()
+    assert job.main(["train"], env={}, sagemaker=ml) == 0
+    decision = _check_version(ml / "model", ml / "output" / "data")
+    assert decision["production_version"] == first.version and decision["tolerance"] == 0.05
+    assert decision["production_scored_as"] == "artifact" and decision["decision"] == "promoted"
+
+
+def test_a_sagemaker_failure_is_written_where_sagemaker_reads_the_reason(tmp_path):
+    ml = tmp_path / "opt" / "ml"
+    (ml / "input" / "data" / "training").mkdir(parents=True)
+    (ml / "output").mkdir()
+    assert job.main(["train"], env={}, sagemaker=ml) == 1
+    failure = (ml / "output" / "failure").read_text()
+    assert failure.startswith("training failed: no exported training files under")
+
+
+def test_vertex_custom_job_arguments_and_aip_model_dir(export, growing, tmp_path, monkeypatch):
+    monkeypatch.setattr(job, "_gcs_path", lambda uri: tmp_path / "gcs" / uri.removeprefix("gs://"))
+    env = {"AIP_MODEL_DIR": "gs://models-bucket/runs/7/model/"}
+    argv = ["--training-data", str(export), "--production", str(growing[1] / growing[3].version)]
+    assert job.main(argv, env=env, sagemaker=tmp_path / "none") == 0
+    decision = _check_version(tmp_path / "gcs" / "models-bucket" / "runs" / "7" / "model")
+    assert decision["production_version"] == growing[3].version
+
+
+def test_azure_ml_command_job_inputs_and_outputs_as_paths(export, tmp_path):
+    out = tmp_path / "outputs" / "model"
+    argv = ["--training-data", str(export), "--model-out", str(out), "--factors", "16"]
+    assert job.main(argv, env={}, sagemaker=tmp_path / "none") == 0
+    decision = _check_version(out)
+    # No production input: the first model, judged against the baseline only.
+    assert decision["production_version"] is None and decision["decision"] == "promoted"
+    assert Recommender.load(out).metadata["settings"]["factors"] == 16
+
+
+def test_bad_inputs_name_themselves(tmp_path, capsys):
+    assert job.main([], env={}, sagemaker=tmp_path) == 1
+    assert "no training data: pass --training-data" in capsys.readouterr().err
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x.parquet").write_bytes(b"not parquet")
+    assert job.main(["--training-data", str(tmp_path / "d"), "--model-out", str(tmp_path / "o")], env={}) == 1
+    assert "cannot be read" in capsys.readouterr().err
+    argv = ["--training-data", str(tmp_path / "d"), "--model-out", str(tmp_path / "o")]
+    (tmp_path / "ml" / "input" / "config").mkdir(parents=True)
+    (tmp_path / "ml" / "input" / "config" / "hyperparameters.json").write_text('{"factors": "many"}')
+    assert job.main(argv, env={}, sagemaker=tmp_path / "ml") == 1
+    assert "hyperparameter factors must be a number, got 'many'" in capsys.readouterr().err
+    (tmp_path / "e").mkdir()
+    duckdb.connect().execute(f"COPY (SELECT 1 AS a) TO '{tmp_path}/e/p.parquet'")
+    with pytest.raises(TrainingDataError, match="lacks columns"):
+        read_exported(str(tmp_path / "e"))
