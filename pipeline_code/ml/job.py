@@ -11,9 +11,12 @@ Parquet), scores the production model on the candidate's holdout, trains and
 writes the version with the gate's decision (``ml.train.train_on``): the
 version's files (``metadata.json``, ``model.npz``) at the root of the model
 output, and ``decision.json`` (the version, the decision, the numbers and the
-reason) beside them and in the platform's output folder. It deploys nothing:
-the rollout (``ml.rollout``) reads ``decision.json`` and acts only on a
-promotion.
+reason) beside them and in the platform's output folder. With
+``--registry`` it then publishes the version to the model registry
+(``ml.publish``) and, if promoted and ``ROLLOUT`` names a target, rolls it
+out with the platform's safe deployment (``ml.deploy``). ``--rollback``
+serves and rolls out the version that served before the current one,
+without training: the cloud's one rollback command.
 
 Where each input comes from, first match wins:
 
@@ -36,6 +39,7 @@ FailureReason.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -66,6 +70,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=None)
     p.add_argument("--holdout-days", dest="holdout_days", type=float, default=None)
     p.add_argument("--tolerance", type=float, default=None)
+    p.add_argument("--registry", default=None, help="publish here: s3://, gs:// (its /gcs mount) or a folder")
+    p.add_argument(
+        "--artifact-base", default=None, help="the registry as the platform names it (default --registry)"
+    )
+    p.add_argument(
+        "--rollback", action="store_true", help="serve and roll out the previous version; no training"
+    )
     # Vertex AI and Azure ML may pass their own flags; unknown ones are ignored.
     args, _ = p.parse_known_args(argv)
     return args
@@ -156,25 +167,76 @@ def run(args: argparse.Namespace, env: Mapping[str, str], sagemaker: Path = SAGE
     decision = {"model_version": result.version, **result.decision.as_dict()}  # type: ignore[union-attr]
     text = json.dumps(decision, indent=2, sort_keys=True) + "\n"
     (out / DECISION_FILE).write_text(text)
+    result = dataclasses.replace(result, directory=out)
     if where["output_data"] is not None:
         where["output_data"].mkdir(parents=True, exist_ok=True)
         (where["output_data"] / DECISION_FILE).write_text(text)
     return result
 
 
+def artifact_of(base: str, version: str, platform: str) -> str:
+    """Where the platform takes the version's files from: SageMaker the tarball, the others the folder."""
+    base = base if base.endswith("/") else base + "/"
+    return f"{base}{version}.tar.gz" if platform == "sagemaker" else f"{base}{version}/"
+
+
+def release(args: argparse.Namespace, env: Mapping[str, str], result: TrainResult | None) -> str:
+    """Publish the trained version to ``--registry`` and roll it out if promoted;
+    with ``--rollback``, serve and roll out the previous version instead."""
+    from pipeline_code.ml.deploy import deploy, target_from_env
+    from pipeline_code.ml.publish import previous_version, publish, serve, store_for
+
+    if not args.registry:
+        if args.rollback:
+            raise JobError("--rollback needs --registry, the registry to roll back")
+        return "not published (no --registry)"
+    store = store_for(args.registry)
+    rollout = target_from_env(env)
+    if args.rollback:
+        version = previous_version(store)
+        if version is None:
+            raise JobError(f"nothing to roll back to in {args.registry}")
+        entry = serve(store, version, "rollback", "rolled back by hand")
+        what = f"rolled back to {version} (was {entry['previous']})"
+    else:
+        assert result is not None and result.decision is not None
+        decision = json.loads((result.directory / DECISION_FILE).read_text())
+        if publish(store, result.directory, decision) is None:
+            return f"published {result.version}, refused: not rolled out"
+        version, what = result.version, f"published and promoted {result.version}"
+    if rollout is None:
+        return what + "; no ROLLOUT target"
+    platform, target, canary, bake = rollout
+    deploy(
+        platform,
+        target,
+        version,
+        artifact_of(args.artifact_base or args.registry, version, platform),
+        canary,
+        bake,
+    )
+    return what + f"; rolled out on {platform}"
+
+
 def main(
     argv: list[str] | None = None, env: Mapping[str, str] | None = None, sagemaker: Path = SAGEMAKER
 ) -> int:
+    from pipeline_code.ml.deploy import DeployError
+
     env = os.environ if env is None else env
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        result = run(parse_args(sys.argv[1:] if argv is None else argv), env, sagemaker)
-    except (JobError, TrainingError, TrainingDataError) as exc:
+        result = None if args.rollback else run(args, env, sagemaker)
+        released = release(args, env, result)
+    except (JobError, TrainingError, TrainingDataError, DeployError, ValueError) as exc:
         line = f"training failed: {exc}"
         print(line, file=sys.stderr)
         if (sagemaker / "output").is_dir():
             (sagemaker / "output" / "failure").write_text(line + "\n")
         return 1
-    print(f"model {result.version}: {result.decision.decision}: {result.decision.reason}")  # type: ignore[union-attr]
+    if result is not None:
+        print(f"model {result.version}: {result.decision.decision}: {result.decision.reason}")  # type: ignore[union-attr]
+    print(released)
     return 0
 
 

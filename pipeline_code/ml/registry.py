@@ -127,6 +127,21 @@ class Version:
         return None if value is None else float(value)
 
 
+def unwind(entries: list[dict[str, Any]]) -> list[str]:
+    """The served versions a promotion log leaves, oldest first: a promotion
+    pushes, a rollback pops back to the version it names."""
+    stack: list[str] = []
+    for entry in entries:
+        if entry["action"] == "rollback":
+            if stack:
+                stack.pop()
+            if not stack or stack[-1] != entry["version"]:
+                stack.append(entry["version"])
+        else:
+            stack.append(entry["version"])
+    return stack
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
 
@@ -187,15 +202,7 @@ class Registry:
     def stack(self) -> list[str]:
         """The versions that served, in order, as rollbacks unwind them: a
         promotion pushes, a rollback pops. Its top is ``served()``."""
-        stack: list[str] = []
-        for entry in self.history():
-            if entry["action"] == "rollback":
-                if stack:
-                    stack.pop()
-                if not stack or stack[-1] != entry["version"]:
-                    stack.append(entry["version"])
-            else:
-                stack.append(entry["version"])
+        stack = unwind(self.history())
         served = self.served()
         if served and (not stack or stack[-1] != served):
             stack.append(served)  # LATEST written before this log existed, or by hand

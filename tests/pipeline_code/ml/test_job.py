@@ -122,3 +122,96 @@ def test_bad_inputs_name_themselves(tmp_path, capsys):
     duckdb.connect().execute(f"COPY (SELECT 1 AS a) TO '{tmp_path}/e/p.parquet'")
     with pytest.raises(TrainingDataError, match="lacks columns"):
         read_exported(str(tmp_path / "e"))
+
+
+def _registry_lines(store):
+    from pipeline_code.ml.publish import served
+
+    return served(store), sorted({k.split("/")[0] for k in store.keys("")})
+
+
+def test_the_job_publishes_to_a_registry_and_rolls_back(growing, export, tmp_path, capsys):
+    from pipeline_code.ml.publish import FolderStore
+
+    registry = tmp_path / "registry"
+    first = ["--training-data", str(export), "--model-out", str(tmp_path / "o1"), "--registry", str(registry)]
+    assert job.main(first, env={}, sagemaker=tmp_path / "none") == 0
+    store = FolderStore(registry)
+    v1 = (registry / "LATEST").read_text().strip()
+    assert (registry / "production" / "metadata.json").exists() and (registry / f"{v1}.tar.gz").exists()
+    # The next job compares against what the registry serves.
+    again = [
+        "--training-data",
+        str(export),
+        "--registry",
+        str(registry),
+        "--production",
+        str(registry / "production"),
+    ]
+    second = [*again, "--model-out", str(tmp_path / "o2"), "--factors", "1", "--iterations", "1"]
+    assert job.main(second, env={}, sagemaker=tmp_path / "none") == 0
+    assert "refused: not rolled out" in capsys.readouterr().out
+    assert _registry_lines(store)[0] == v1  # a refused candidate is kept, not served
+    third = [*again, "--model-out", str(tmp_path / "o3"), "--tolerance", "0.5"]
+    assert job.main(third, env={}, sagemaker=tmp_path / "none") == 0
+    v3 = (registry / "LATEST").read_text().strip()
+    assert (
+        v3 != v1
+        and json.loads((registry / "production" / "metadata.json").read_text())["model_version"] == v3
+    )
+    assert job.main(["--rollback", "--registry", str(registry)], env={}) == 0
+    assert f"rolled back to {v1} (was {v3}); no ROLLOUT target" in capsys.readouterr().out
+    assert json.loads((registry / "production" / "metadata.json").read_text())["model_version"] == v1
+    assert job.main(["--rollback", "--registry", str(registry)], env={}) == 1
+    assert "nothing to roll back to" in capsys.readouterr().err
+
+
+@pytest.mark.standin
+def test_the_registry_on_s3_is_the_same_layout(growing, tmp_path):
+    import boto3
+
+    from pipeline_code.ml.publish import S3Store, previous_version, publish, serve
+    from tests.pipeline_code.userstate import standins
+
+    server = standins.moto_server()
+    url = next(server)
+    try:
+        s3 = boto3.client("s3", endpoint_url=url, region_name="eu-west-1")
+        s3.create_bucket(Bucket="models", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        store = S3Store("s3://models/registry/", client=s3)
+        _, _, first, second = growing
+        for result in (first, second):
+            meta = json.loads((result.directory / "metadata.json").read_text())
+            assert publish(store, result.directory, {"model_version": result.version, **meta["gate"]})
+        assert (
+            s3.get_object(Bucket="models", Key="registry/LATEST")["Body"].read().decode().strip()
+            == second.version
+        )
+        assert previous_version(store) == first.version
+        serve(store, first.version, "rollback", "test")
+        body = s3.get_object(Bucket="models", Key="registry/production/metadata.json")["Body"].read()
+        assert json.loads(body)["model_version"] == first.version
+        import io
+        import tarfile
+
+        tar = s3.get_object(Bucket="models", Key=f"registry/{first.version}.tar.gz")["Body"].read()
+        with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+            assert sorted(t.getnames()) == ["metadata.json", "model.npz"]
+    finally:
+        server.close()
+
+
+def test_a_bad_rollout_target_names_the_field():
+    from pipeline_code.ml.deploy import DeployError, target_from_env
+
+    assert target_from_env({}) is None
+    with pytest.raises(DeployError, match="platform must be one of"):
+        target_from_env({"ROLLOUT": '{"platform": "heroku"}'})
+    with pytest.raises(DeployError, match=r"unknown fields \['endpont'\]"):
+        target_from_env({"ROLLOUT": '{"platform": "sagemaker", "endpont": "x"}'})
+    platform, target, canary, bake = target_from_env(
+        {"ROLLOUT": json.dumps({"platform": "azureml", "endpoint": "e", "location": "westeurope",
+                                "environment_id": "env", "model_name": "m", "workspace_id": "w",
+                                "instance_type": "Standard_DS2_v2", "instance_count": 1, "bake_seconds": 60})}
+    )  # fmt: skip
+    assert (platform, target.endpoint, canary, bake) == ("azureml", "e", 10, 60)
