@@ -35,6 +35,7 @@ from pipeline_code.host import ProcessingSettings
 PROJECT = "data-flow"
 Cloud = Literal["gcp", "aws", "azure"]
 Size = Literal["small", "medium", "large"]
+_CRON = r"^(\d{1,2}) (\d{1,2}) ([\d*/,-]+) ([\d*/,-]+) ([\d*/,-]+)$"
 
 _LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
@@ -118,6 +119,17 @@ class ModelSpec(_Section):
     max_replicas: Annotated[int, msgspec.Meta(ge=1, le=100)] = 2
     private: bool = False
     """Serve the endpoint on a private network only (needs a network in the cloud section)."""
+    retrain: Annotated[str, msgspec.Meta(pattern=_CRON)] | None = "0 3 * * *"
+    """When the model retrains: a five-field cron in UTC (minute and hour numbers; the export of
+    the training data runs 30 minutes before). Null: only on demand."""
+    tolerance: Annotated[float, msgspec.Meta(ge=0, lt=1)] = 0.02
+    """Share of production's NDCG@10 a candidate may lose and still be promoted."""
+    canary_percent: Annotated[int, msgspec.Meta(ge=1, le=99)] = 10
+    """Share of traffic (SageMaker: capacity) a promoted version gets first."""
+    bake_minutes: Annotated[int, msgspec.Meta(ge=1, le=180)] = 10
+    """How long the canary runs before all traffic moves (and alarms can still roll back)."""
+    training_size: Size = "small"
+    """Training machine size; each cloud maps it to an instance type."""
 
 
 class ServeSpec(_Section):
@@ -186,6 +198,10 @@ class AlertSpec(_Section):
     """Alert when the stream function fails more often than this in five minutes."""
     archive_delay_seconds: Annotated[int, msgspec.Meta(ge=300)] = 1800
     """Alert when an event has waited longer than this to reach the raw archive."""
+    model_refusals_in_a_row: Annotated[int, msgspec.Meta(ge=1)] = 3
+    """Alert when the gate refuses this many candidates in a row (the data or the code drifted)."""
+    model_max_age_days: Annotated[int, msgspec.Meta(ge=1)] = 7
+    """Alert when the model served was promoted longer ago than this."""
     email: str | None = None
     """Where alerts go. Without it, alerts only show in the console."""
 
@@ -202,6 +218,8 @@ class GcpSettings(_Section):
     """The one model-server image (``pipeline_code/serving/Dockerfile``)."""
     api_image: str
     """The recommendation API image (the same image, ``api`` entrypoint)."""
+    training_image: str
+    """The training job's image in Artifact Registry (``pipeline_code/ml/Dockerfile``)."""
     model_artifact_uri: str
     """``gs://`` folder holding a trained model version (``dataflow train`` output)."""
     subnetwork: str | None = None
@@ -234,6 +252,8 @@ class AwsSettings(_Section):
     """The one model-server image in ECR (``pipeline_code/serving/Dockerfile``)."""
     api_image: str
     """The API as a Lambda image in ECR (serving Dockerfile; handler ``pipeline_code.serving.aws_lambda``)."""
+    training_image: str
+    """The training job's image in ECR (``pipeline_code/ml/Dockerfile``)."""
     model_artifact_uri: str
     """``s3://`` URI of a ``model.tar.gz`` holding a trained model version."""
     kinesis_shards: Annotated[int, msgspec.Meta(ge=1, le=500)] | None = None
@@ -256,6 +276,8 @@ class AzureSettings(_Section):
     """The one model-server image in ACR (``REGISTRY.azurecr.io/REPO:TAG``)."""
     api_image: str
     """The API's Functions image in ACR (``pipeline_code/serving/azure/Dockerfile``)."""
+    training_image: str
+    """The training job's image in ACR (``pipeline_code/ml/Dockerfile``)."""
     model_artifact_uri: str
     """``azureml://`` or ``https://ACCOUNT.blob.core.windows.net/...`` folder of a trained model version."""
     private_endpoint_subnet_id: str
@@ -302,6 +324,39 @@ class ChainSpec(_Section):
 
 class SpecError(ValueError):
     """Invalid config; the message names the key and the value."""
+
+
+def retrain_times(spec: ModelSpec) -> tuple[str, str] | None:
+    """``model.retrain`` as two five-field crons (UTC): the export of the
+    training data, 30 minutes before, and the training job. None: on demand."""
+    if spec.retrain is None:
+        return None
+    minute, hour, *rest = spec.retrain.split()
+    before = (int(hour) * 60 + int(minute) - 30) % (24 * 60)
+    # An export on the day before cannot be said with a day-of-month or weekday field.
+    if before > int(hour) * 60 + int(minute) and (rest[0] != "*" or rest[2] != "*"):
+        raise SpecError(
+            f"{PROJECT}:model.retrain {spec.retrain!r}: training before 00:30 on given days leaves "
+            "no room for the export 30 minutes earlier; train at 00:30 or later"
+        )
+    return " ".join([str(before % 60), str(before // 60), *rest]), spec.retrain
+
+
+def eventbridge_cron(cron: str) -> str:
+    """A five-field cron -> EventBridge Scheduler's ``cron(M H DoM Mon DoW Y)``:
+    one of the day fields must be ``?``, and weekdays count from 1 (Sunday)."""
+    minute, hour, dom, month, dow = cron.split()
+    if dow == "*":
+        dow = "?"
+    elif dom == "*":
+        dom = "?"
+        dow = re.sub(r"\d+", lambda m: str(int(m.group()) % 7 + 1), dow)
+    else:
+        raise SpecError(
+            f"{PROJECT}:model.retrain {cron!r} names both a day of the month and a weekday; "
+            "EventBridge takes one of them"
+        )
+    return f"cron({minute} {hour} {dom} {month} {dow} *)"
 
 
 SECTIONS = tuple(f for f in ChainSpec.__struct_fields__)
@@ -363,6 +418,11 @@ def _check(spec: ChainSpec) -> None:
             f"{PROJECT}:processing.min_workers ({spec.processing.min_workers}) is above "
             f"max_workers ({spec.processing.max_workers})"
         )
+    if spec.model.retrain is not None:
+        minute, hour = (int(v) for v in spec.model.retrain.split()[:2])
+        if minute > 59 or hour > 23:
+            raise SpecError(f"{PROJECT}:model.retrain {spec.model.retrain!r}: minute or hour out of range")
+        retrain_times(spec.model)
     if spec.model.min_replicas > spec.model.max_replicas:
         raise SpecError(
             f"{PROJECT}:model.min_replicas ({spec.model.min_replicas}) is above "
@@ -389,7 +449,7 @@ def _check_gcp(spec: ChainSpec) -> None:
         raise SpecError(f"gcp:project {gcp.project!r} is not a GCP project id")
     if not re.fullmatch(r"[a-z]+-[a-z]+\d", gcp.region):
         raise SpecError(f"gcp:region {gcp.region!r} is not a GCP region such as 'europe-west1'")
-    for field in ("pipeline_image", "model_server_image", "api_image"):
+    for field in ("pipeline_image", "model_server_image", "api_image", "training_image"):
         value = getattr(gcp, field)
         if not re.fullmatch(r"[a-z0-9-]+-docker\.pkg\.dev/[^/]+/[^/]+/[^:@\s]+[:@][^\s]+", value):
             raise SpecError(
@@ -431,7 +491,7 @@ def _check_aws(spec: ChainSpec) -> None:
     for subnet in aws.subnet_ids:
         if not re.fullmatch(r"subnet-[0-9a-f]{8,17}", subnet):
             raise SpecError(f"{PROJECT}:aws.subnet_ids entry {subnet!r} is not a subnet id (subnet-...)")
-    for field in ("model_server_image", "api_image"):
+    for field in ("model_server_image", "api_image", "training_image"):
         value = getattr(aws, field)
         if not _ECR_IMAGE.fullmatch(value):
             raise SpecError(
@@ -467,7 +527,7 @@ def _check_azure(spec: ChainSpec) -> None:
         raise SpecError(f"{PROJECT}:azure is required when {PROJECT}:cloud is 'azure' (got None)")
     if not re.fullmatch(r"[a-z]+[a-z0-9]*", az.location):
         raise SpecError(f"azure-native:location {az.location!r} is not an Azure region such as 'westeurope'")
-    for field in ("model_server_image", "api_image"):
+    for field in ("model_server_image", "api_image", "training_image"):
         value = getattr(az, field)
         if not _ACR_IMAGE.fullmatch(value):
             raise SpecError(

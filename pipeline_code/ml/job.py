@@ -164,7 +164,11 @@ def run(args: argparse.Namespace, env: Mapping[str, str], sagemaker: Path = SAGE
         out.mkdir(parents=True, exist_ok=True)
         for path in result.directory.iterdir():
             shutil.copy2(path, out / path.name)
-    decision = {"model_version": result.version, **result.decision.as_dict()}  # type: ignore[union-attr]
+    decision = {
+        "model_version": result.version,
+        **result.decision.as_dict(),  # type: ignore[union-attr]
+        "decided_at": result.model_metadata["gate"]["decided_at"],
+    }
     text = json.dumps(decision, indent=2, sort_keys=True) + "\n"
     (out / DECISION_FILE).write_text(text)
     result = dataclasses.replace(result, directory=out)
@@ -183,8 +187,8 @@ def artifact_of(base: str, version: str, platform: str) -> str:
 def release(args: argparse.Namespace, env: Mapping[str, str], result: TrainResult | None) -> str:
     """Publish the trained version to ``--registry`` and roll it out if promoted;
     with ``--rollback``, serve and roll out the previous version instead."""
-    from pipeline_code.ml.deploy import deploy, target_from_env
-    from pipeline_code.ml.publish import previous_version, publish, serve, store_for
+    from pipeline_code.ml.deploy import target_from_env
+    from pipeline_code.ml.publish import store_for
 
     if not args.registry:
         if args.rollback:
@@ -192,6 +196,35 @@ def release(args: argparse.Namespace, env: Mapping[str, str], result: TrainResul
         return "not published (no --registry)"
     store = store_for(args.registry)
     rollout = target_from_env(env)
+    try:
+        return _release(args, env, result, store, rollout)
+    finally:
+        if not args.rollback:
+            emit_health(store, env)
+
+
+def emit_health(store, env: Mapping[str, str]) -> None:
+    """One JSON line for log-based alerts (Cloud Logging, Log Analytics), and
+    CloudWatch metrics when ``TRAINING_METRICS=cloudwatch`` (SageMaker)."""
+    from pipeline_code.host import CLOUDWATCH_NAMESPACE
+    from pipeline_code.ml.publish import health
+
+    values = health(store)
+    print(json.dumps({"dataflow_training": values}, sort_keys=True))
+    if env.get("TRAINING_METRICS") == "cloudwatch":
+        import boto3
+
+        dims = [{"Name": "Registry", "Value": env.get("TRAINING_NAME", "dataflow")}]
+        boto3.client("cloudwatch").put_metric_data(
+            Namespace=CLOUDWATCH_NAMESPACE,
+            MetricData=[{"MetricName": k, "Dimensions": dims, "Value": v} for k, v in sorted(values.items())],
+        )
+
+
+def _release(args, env, result, store, rollout) -> str:
+    from pipeline_code.ml.deploy import deploy
+    from pipeline_code.ml.publish import previous_version, publish, serve
+
     if args.rollback:
         version = previous_version(store)
         if version is None:

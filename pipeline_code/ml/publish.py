@@ -175,3 +175,20 @@ def previous_version(store: Store) -> str | None:
     lines = (store.get(PROMOTIONS_FILE) or b"").decode().splitlines()
     stack = unwind([json.loads(line) for line in lines if line.strip()])
     return stack[-2] if len(stack) >= 2 else None
+
+
+def health(store: Store, now: dt.datetime | None = None) -> dict[str, float]:
+    """What the slow path's alerts watch, from the registry itself: the gate's
+    refusals since the last promotion, and the served version's age in days."""
+    decisions = [json.loads(store.get(k) or b"{}") for k in store.keys("") if k.endswith("/decision.json")]
+    refusals = 0
+    for decision in sorted(decisions, key=lambda d: d.get("decided_at", ""), reverse=True):
+        if decision.get("decision") == "promoted":
+            break
+        refusals += 1
+    age = -1.0
+    lines = [line for line in (store.get(PROMOTIONS_FILE) or b"").decode().splitlines() if line.strip()]
+    if lines:
+        at = dt.datetime.fromisoformat(json.loads(lines[-1])["at"].replace("Z", "+00:00"))
+        age = ((now or dt.datetime.now(dt.UTC)) - at).total_seconds() / 86_400
+    return {"ModelsTrained": 1.0, "RefusalsInARow": float(refusals), "ServedModelAgeDays": round(age, 3)}

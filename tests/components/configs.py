@@ -12,6 +12,7 @@ GCP = {
     "pipeline_image": "europe-west1-docker.pkg.dev/shop-analytics-dev/data-flow/pipeline:1.0.0",
     "model_server_image": "europe-west1-docker.pkg.dev/shop-analytics-dev/data-flow/model-server:1.0.0",
     "api_image": "europe-west1-docker.pkg.dev/shop-analytics-dev/data-flow/model-server:1.0.0",
+    "training_image": "europe-west1-docker.pkg.dev/shop-analytics-dev/data-flow/trainer:1.0.0",
     "model_artifact_uri": "gs://shop-models/recommender/20261124",
 }
 
@@ -22,6 +23,7 @@ AWS = {
     "subnet_ids": ["subnet-0a1b2c3d4e5f60711", "subnet-0a1b2c3d4e5f60722", "subnet-0a1b2c3d4e5f60733"],
     "model_server_image": "210987654321.dkr.ecr.eu-west-1.amazonaws.com/data-flow/model-server:1.0.0",
     "api_image": "210987654321.dkr.ecr.eu-west-1.amazonaws.com/data-flow/model-server:1.0.0",
+    "training_image": "210987654321.dkr.ecr.eu-west-1.amazonaws.com/data-flow/trainer:1.0.0",
     "model_artifact_uri": "s3://shop-models/recommender/20261124/model.tar.gz",
 }
 
@@ -34,6 +36,7 @@ AZURE = {
     "location": "westeurope",
     "model_server_image": "dataflowacr.azurecr.io/data-flow/model-server:1.0.0",
     "api_image": "dataflowacr.azurecr.io/data-flow/api-functions:1.0.0",
+    "training_image": "dataflowacr.azurecr.io/data-flow/trainer:1.0.0",
     "model_artifact_uri": "https://shopmodels.blob.core.windows.net/models/recommender/20261124",
     "private_endpoint_subnet_id": SUBNET + "private-endpoints",
     "function_subnet_id": SUBNET + "functions",

@@ -136,6 +136,7 @@ def test_the_job_publishes_to_a_registry_and_rolls_back(growing, export, tmp_pat
     registry = tmp_path / "registry"
     first = ["--training-data", str(export), "--model-out", str(tmp_path / "o1"), "--registry", str(registry)]
     assert job.main(first, env={}, sagemaker=tmp_path / "none") == 0
+    assert '"RefusalsInARow": 0.0' in capsys.readouterr().out
     store = FolderStore(registry)
     v1 = (registry / "LATEST").read_text().strip()
     assert (registry / "production" / "metadata.json").exists() and (registry / f"{v1}.tar.gz").exists()
@@ -150,10 +151,21 @@ def test_the_job_publishes_to_a_registry_and_rolls_back(growing, export, tmp_pat
     ]
     second = [*again, "--model-out", str(tmp_path / "o2"), "--factors", "1", "--iterations", "1"]
     assert job.main(second, env={}, sagemaker=tmp_path / "none") == 0
-    assert "refused: not rolled out" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "refused: not rolled out" in printed
+    # What the alerts watch: one refusal since the last promotion, a model promoted moments ago.
+    health = json.loads(next(x for x in printed.splitlines() if "dataflow_training" in x))[
+        "dataflow_training"
+    ]
+    assert (
+        health["RefusalsInARow"] == 1
+        and health["ModelsTrained"] == 1
+        and 0 <= health["ServedModelAgeDays"] < 0.01
+    )
     assert _registry_lines(store)[0] == v1  # a refused candidate is kept, not served
     third = [*again, "--model-out", str(tmp_path / "o3"), "--tolerance", "0.5"]
     assert job.main(third, env={}, sagemaker=tmp_path / "none") == 0
+    assert '"RefusalsInARow": 0.0' in capsys.readouterr().out
     v3 = (registry / "LATEST").read_text().strip()
     assert (
         v3 != v1
