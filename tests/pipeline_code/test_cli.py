@@ -41,8 +41,9 @@ def test_demo_runs_the_whole_chain(tmp_path, capsys):
     out = capsys.readouterr().out
     for heading in ("warehouse tables", "dead letters by stage", "top items", "item_cooccurrence"):
         assert heading in out
-    for heading in ("popularity (baseline)", "blend (served)", "NDCG@10", "sample recommendations"):
+    for heading in ("popularity (baseline)", "blend (candidate)", "NDCG@10", "sample recommendations"):
         assert heading in out
+    assert "gate: promoted: no production model yet" in out
     assert (tmp_path / "models" / "LATEST").exists()
 
 
