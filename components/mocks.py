@@ -53,6 +53,8 @@ class _Monitor(pulumi.runtime.mocks.MockMonitor):
                 f"{parent_type} {parts[3]}" if parent_type and parent_type != "pulumi:pulumi:Stack" else None
             )
             self.recorder.options[(request.type, request.name)] = (parent, bool(request.protect))
+            if request.ignoreChanges:
+                self.recorder.ignored[(request.type, request.name)] = list(request.ignoreChanges)
         return super().RegisterResource(request)
 
 
@@ -60,6 +62,8 @@ class _Monitor(pulumi.runtime.mocks.MockMonitor):
 class Recorder(pulumi.runtime.Mocks):
     resources: list[Declared] = field(default_factory=list)
     options: dict[tuple[str, str], tuple[str | None, bool]] = field(default_factory=dict)
+    # ignore_changes by (type, name): properties a later update leaves alone.
+    ignored: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     # Outputs of other stacks, by fully qualified name, for StackReference.
     stack_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -187,6 +191,9 @@ def _azure_state(t: str, name: str, inputs: dict, state: dict) -> tuple[str, dic
             "principalId": f"principal-{name}",
             "tenantId": AZURE_TENANT,
         }
+    if kind == "UserAssignedIdentity":
+        # What Entra ID assigns a user-assigned identity.
+        state |= {"principalId": f"principal-{name}", "clientId": f"client-{name}", "tenantId": AZURE_TENANT}
     if kind == "Workspace" and "synapse" in t:
         state["connectivityEndpoints"] = {
             "sql": f"{name}.sql.azuresynapse.net",

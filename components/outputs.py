@@ -2,7 +2,7 @@
 
 Every chain's ``outputs()`` returns a ``ChainOutputs``: typed attributes
 for code (``chain.outputs().api_url``) and a read-only mapping for the
-stack's exports and ``pulumi.StackReference`` readers (the same nine keys
+stack's exports and ``pulumi.StackReference`` readers (the same ten keys
 on every cloud; ``OUTPUTS`` says what each means per cloud).
 """
 
@@ -23,12 +23,13 @@ OUTPUTS = {
     "collector_url": "Where trackers send (Segment's API); empty when collector.enabled is false.",
     "user_state_location": "The online user state, as USER_STATE: firestore:..., dynamodb:... or tables:...",
     "archive_location": "The raw archive, by arrival hour: gs://, s3:// or abfss:// folder.",
+    "model_registry_location": "Every trained version, LATEST and the promotion log: gs://, s3:// or abfss://.",
 }
 
 
 @dataclass(frozen=True)
 class ChainOutputs(Mapping[str, pulumi.Output]):
-    """The nine outputs of a chain, on any cloud (see ``OUTPUTS``)."""
+    """The ten outputs of a chain, on any cloud (see ``OUTPUTS``)."""
 
     ingest_endpoint: pulumi.Output[str]
     dead_letter_location: pulumi.Output[str]
@@ -39,6 +40,7 @@ class ChainOutputs(Mapping[str, pulumi.Output]):
     collector_url: pulumi.Output[str]
     user_state_location: pulumi.Output[str]
     archive_location: pulumi.Output[str]
+    model_registry_location: pulumi.Output[str]
 
     def __getitem__(self, key: str) -> pulumi.Output:
         if key not in OUTPUTS:

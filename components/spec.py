@@ -35,6 +35,7 @@ from pipeline_code.host import ProcessingSettings
 PROJECT = "data-flow"
 Cloud = Literal["gcp", "aws", "azure"]
 Size = Literal["small", "medium", "large"]
+DEFAULT_RETRAIN = "0 3 * * *"
 _CRON = r"^(\d{1,2}) (\d{1,2}) ([\d*/,-]+) ([\d*/,-]+) ([\d*/,-]+)$"
 
 _LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
@@ -119,7 +120,7 @@ class ModelSpec(_Section):
     max_replicas: Annotated[int, msgspec.Meta(ge=1, le=100)] = 2
     private: bool = False
     """Serve the endpoint on a private network only (needs a network in the cloud section)."""
-    retrain: Annotated[str, msgspec.Meta(pattern=_CRON)] | None = "0 3 * * *"
+    retrain: Annotated[str, msgspec.Meta(pattern=_CRON)] | None = DEFAULT_RETRAIN
     """When the model retrains: a five-field cron in UTC (minute and hour numbers; the export of
     the training data runs 30 minutes before). Null: only on demand."""
     tolerance: Annotated[float, msgspec.Meta(ge=0, lt=1)] = 0.02

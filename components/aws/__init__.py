@@ -15,6 +15,7 @@ from components.aws.model import Model
 from components.aws.monitoring import Monitoring
 from components.aws.processing import Processing
 from components.aws.serve import Serve
+from components.aws.training import Training
 from components.aws.warehouse import Warehouse
 
 Chain = AwsChain
@@ -30,6 +31,7 @@ __all__ = [
     "Monitoring",
     "Processing",
     "Serve",
+    "Training",
     "UserState",
     "Warehouse",
 ]

@@ -4,6 +4,7 @@
         -> Redshift Serverless (Warehouse) -> SageMaker (Model) -> Lambda (Serve), watched by Monitoring
     Kinesis -> Lambda (FastPath) -> DynamoDB (UserState) -> read by Serve
     Kinesis -> Firehose -> S3 (Archive)
+    Redshift -> UNLOAD -> SageMaker training (Training) -> gated blue/green rollout to the endpoint
 
 Each link is its own component and can be used alone; this one wires them:
 the job reads the stream Ingest created and merges into the tables
@@ -29,6 +30,7 @@ from components.aws.model import Model
 from components.aws.monitoring import Monitoring
 from components.aws.processing import Processing
 from components.aws.serve import Serve
+from components.aws.training import Training
 from components.aws.warehouse import Warehouse
 from components.outputs import ChainOutputs
 from components.spec import ChainSpec, SpecError
@@ -172,6 +174,18 @@ class AwsChain(pulumi.ComponentResource):
             security_group_id=self.warehouse.client_security_group.id,
             opts=child,
         )
+        self.training = Training(
+            f"{name}-train",
+            region=a.region,
+            model_spec=spec.model,
+            alerts=spec.alerts,
+            warehouse=self.warehouse,
+            model=self.model,
+            image=a.training_image,
+            kms_key_arn=key_arn,
+            tags=tags,
+            opts=child,
+        )
         self.user_state = UserState(f"{name}-state", kms_key_arn=key_arn, tags=tags, opts=child)
         self.fast_path = FastPath(
             f"{name}-fast",
@@ -215,6 +229,7 @@ class AwsChain(pulumi.ComponentResource):
             fast_path=self.fast_path,
             user_state=self.user_state,
             archive=self.archive,
+            training=self.training,
             kms_key_arn=key_arn,
             tags=tags,
             opts=child,
@@ -235,4 +250,5 @@ class AwsChain(pulumi.ComponentResource):
             collector_url=self.collector.url if self.collector else pulumi.Output.from_input(""),
             user_state_location=self.user_state.location,
             archive_location=self.archive.location,
+            model_registry_location=self.training.location,
         )

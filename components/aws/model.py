@@ -122,6 +122,13 @@ class Model(pulumi.ComponentResource):
             ],
             self,
         )
+        self.image = image
+        self.instance_type = INSTANCE_TYPES[model.size]
+        self.instance_count = model.min_replicas
+        self.subnet_ids: list[str] = list(subnet_ids or []) if model.private else []
+        self.security_group_ids: list[pulumi.Input[str]] = (
+            [security_group_id] if model.private and security_group_id is not None else []
+        )
         vpc = None
         if model.private:
             if not subnet_ids or security_group_id is None:
@@ -163,7 +170,9 @@ class Model(pulumi.ComponentResource):
             name=endpoint_name,
             endpoint_config_name=self.config.name,
             tags=tags,
-            opts=child,
+            # The training job's rollouts move the endpoint to new configurations
+            # (blue/green); a later `pulumi up` must not move it back.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["endpointConfigName"]),
         )
         resource_id = self.endpoint.name.apply(lambda n: f"endpoint/{n}/variant/{VARIANT}")
         target = aws.appautoscaling.Target(

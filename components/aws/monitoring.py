@@ -33,6 +33,7 @@ from components.aws.fastpath import FastPath, UserState
 from components.aws.ingest import Ingest
 from components.aws.model import Model
 from components.aws.processing import Processing
+from components.aws.training import Training
 from components.spec import AlertSpec
 from pipeline_code.host import CLOUDWATCH_NAMESPACE
 
@@ -53,6 +54,7 @@ class Monitoring(pulumi.ComponentResource):
         fast_path: The fast path's function (watched through ``alert_targets``).
         user_state: The fast path's store (watched through ``alert_targets``).
         archive: The raw archive (watched through ``alert_targets``).
+        training: The slow path (watched through ``alert_targets``: the job's health metrics).
         kms_key_arn: KMS key that encrypts every store, log group and environment of the link (the
             chain's own key, or ``aws.kms_key_arn``).
         tags: Tags on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
@@ -74,6 +76,7 @@ class Monitoring(pulumi.ComponentResource):
         fast_path: FastPath,
         user_state: UserState,
         archive: Archive,
+        training: Training,
         kms_key_arn: pulumi.Input[str],
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
@@ -308,6 +311,46 @@ class Monitoring(pulumi.ComponentResource):
                 ],
             ),
         }
+        registry = {"Registry": training.alert_targets["registry"]}
+
+        def health(key: str, description: str, metric: str, threshold: float, **kwargs):
+            return alarm(
+                key,
+                description,
+                namespace=CLOUDWATCH_NAMESPACE,
+                metric_name=metric,
+                dimensions=registry,
+                statistic="Maximum",
+                period=86_400,
+                evaluation_periods=1,
+                threshold=threshold,
+                **kwargs,
+            )
+
+        self.alarms["model-refused"] = health(
+            "model-refused",
+            f"The gate refused {alerts.model_refusals_in_a_row} candidates in a row",
+            "RefusalsInARow",
+            alerts.model_refusals_in_a_row,
+            comparison_operator="GreaterThanOrEqualToThreshold",
+        )
+        self.alarms["model-age"] = health(
+            "model-age",
+            f"The model served was promoted more than {alerts.model_max_age_days} days ago",
+            "ServedModelAgeDays",
+            alerts.model_max_age_days,
+            comparison_operator="GreaterThanThreshold",
+        )
+        if training.alert_targets.get("scheduled"):
+            # A failed or missed run publishes nothing: missing data is the alarm.
+            self.alarms["training-failed"] = health(
+                "training-failed",
+                "No training run finished in the last day (failed, or never started)",
+                "ModelsTrained",
+                1,
+                comparison_operator="LessThanThreshold",
+                treat_missing_data="breaching",
+            )
         self.dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard",
             dashboard_name=f"{name}-chain",

@@ -15,6 +15,7 @@ from components.azure.model import Model
 from components.azure.monitoring import Monitoring
 from components.azure.processing import Processing
 from components.azure.serve import Serve
+from components.azure.training import Training
 from components.azure.warehouse import Warehouse
 
 Chain = AzureChain
@@ -30,6 +31,7 @@ __all__ = [
     "Monitoring",
     "Processing",
     "Serve",
+    "Training",
     "UserState",
     "Warehouse",
 ]

@@ -29,6 +29,7 @@ from components.azure.monitoring import Monitoring
 from components.azure.processing import Processing
 from components.azure.security import Lake
 from components.azure.serve import Serve
+from components.azure.training import Training
 from components.azure.warehouse import FILESYSTEM, Warehouse
 from components.outputs import ChainOutputs
 from components.spec import ChainSpec, SpecError
@@ -142,6 +143,19 @@ class AzureChain(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
+        self.training = Training(
+            f"{name}-train",
+            resource_group=rg,
+            location=az.location,
+            subscription_id=subscription,
+            model_spec=spec.model,
+            alerts=spec.alerts,
+            warehouse=self.warehouse,
+            model=self.model,
+            image=az.training_image,
+            tags=tags,
+            opts=child,
+        )
         self.user_state = UserState(
             f"{name}-state",
             resource_group=rg,
@@ -212,6 +226,7 @@ class AzureChain(pulumi.ComponentResource):
             fast_path=self.fast_path,
             user_state=self.user_state,
             archive=self.archive,
+            training=self.training,
             tags=tags,
             opts=child,
         )
@@ -231,4 +246,5 @@ class AzureChain(pulumi.ComponentResource):
             collector_url=self.collector.url if self.collector else pulumi.Output.from_input(""),
             user_state_location=self.user_state.location,
             archive_location=self.archive.location,
+            model_registry_location=self.training.location,
         )

@@ -132,6 +132,9 @@ class Model(pulumi.ComponentResource):
             parent=self,
         )
         ws = {"resource_group_name": resource_group, "workspace_name": self.workspace.name}
+        self.instance_type = INSTANCE_TYPES[model.size]
+        self.instance_count = model.min_replicas
+        self.public = public
         self.environment = machinelearningservices.EnvironmentVersion(
             f"{name}-environment",
             name="dataflow-model-server",

@@ -31,6 +31,7 @@ from components.azure.ingest import Ingest
 from components.azure.model import Model
 from components.azure.processing import Processing
 from components.azure.serve import Serve
+from components.azure.training import Training
 from components.azure.warehouse import Warehouse
 from components.spec import AlertSpec
 
@@ -71,6 +72,7 @@ class Monitoring(pulumi.ComponentResource):
         fast_path: The fast path's function (watched through ``alert_targets``).
         user_state: The fast path's store (watched through ``alert_targets``).
         archive: The raw archive (watched through ``alert_targets``).
+        training: The slow path (its factory's runs and Azure ML's run events are watched).
         tags: Tags on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
         opts: Pulumi resource options (parent, provider, aliases). Default: none.
     """
@@ -93,6 +95,7 @@ class Monitoring(pulumi.ComponentResource):
         fast_path: FastPath,
         user_state: UserState,
         archive: Archive,
+        training: Training,
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -108,6 +111,7 @@ class Monitoring(pulumi.ComponentResource):
             "synapse": warehouse.alert_targets["workspace"],
             "factory": processing.alert_targets["factory"],
             "ml": model.alert_targets["workspace"],
+            "training-export": training.alert_targets["factory"],
             "api": serve.alert_targets["app"],
             "fast-path": fast_path.alert_targets["app"],
         }
@@ -342,6 +346,56 @@ class Monitoring(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
+        # The slow path: Azure ML's run events in Log Analytics (the workspace's diagnostics).
+        runs = f'AmlRunStatusChangedEvent | where ExperimentName == "{training.alert_targets["experiment"]}"'
+        queries = {
+            "training-failed": (
+                "A training run failed",
+                f'{runs} | where Status == "Failed"',
+                "PT1H",
+                "PT1H",
+            ),
+        }
+        if training.alert_targets.get("scheduled"):
+            queries["training-missing"] = (
+                "No training run completed in the last 26 hours",
+                f'{runs} | where Status == "Completed" | summarize n = count() | where n == 0',
+                "PT1H",
+                "P1D",
+            )
+        self.training_alerts = [
+            monitor.ScheduledQueryRule(
+                f"{name}-{key}",
+                resource_group_name=resource_group,
+                location=fast_path.location,
+                description=description,
+                severity=2,
+                enabled=True,
+                kind="LogAlert",
+                scopes=[log_workspace_id],
+                evaluation_frequency=every,
+                window_size=window,
+                criteria={
+                    "all_of": [
+                        {
+                            "query": query,
+                            "time_aggregation": "Count",
+                            "operator": "GreaterThan",
+                            "threshold": 0,
+                            "failing_periods": {
+                                "number_of_evaluation_periods": 1,
+                                "min_failing_periods_to_alert": 1,
+                            },
+                        }
+                    ]
+                },
+                actions={"action_groups": [self.action_group.id]},
+                auto_mitigate=False,
+                tags=tags,
+                opts=child,
+            )
+            for key, (description, query, every, window) in queries.items()
+        ]
         self.diagnostics = [
             monitor.DiagnosticSetting(
                 f"{name}-diag-{key}",

@@ -15,6 +15,7 @@ from components.gcp.model import Model
 from components.gcp.monitoring import Monitoring
 from components.gcp.processing import Processing
 from components.gcp.serve import Serve
+from components.gcp.training import Training
 from components.gcp.warehouse import Warehouse
 
 Chain = GcpChain
@@ -30,6 +31,7 @@ __all__ = [
     "Monitoring",
     "Processing",
     "Serve",
+    "Training",
     "UserState",
     "Warehouse",
 ]

@@ -25,6 +25,7 @@ from components.gcp.model import Model
 from components.gcp.monitoring import Monitoring
 from components.gcp.processing import Processing
 from components.gcp.serve import Serve
+from components.gcp.training import Training
 from components.gcp.warehouse import Warehouse
 from components.outputs import ChainOutputs
 from components.spec import ChainSpec, SpecError
@@ -111,6 +112,19 @@ class GcpChain(pulumi.ComponentResource):
             kms_key_name=g.kms_key_name,
             opts=child,
         )
+        self.training = Training(
+            f"{name}-train",
+            project=g.project,
+            region=g.region,
+            model_spec=spec.model,
+            alerts=spec.alerts,
+            warehouse=self.warehouse,
+            model=self.model,
+            image=g.training_image,
+            labels=labels,
+            kms_key_name=g.kms_key_name,
+            opts=child,
+        )
         self.user_state = UserState(
             f"{name}-state",
             project=g.project,
@@ -166,6 +180,7 @@ class GcpChain(pulumi.ComponentResource):
             fast_path=self.fast_path,
             user_state=self.user_state,
             archive=self.archive,
+            training=self.training,
             labels=labels,
             opts=child,
         )
@@ -183,4 +198,5 @@ class GcpChain(pulumi.ComponentResource):
             collector_url=self.collector.url if self.collector else pulumi.Output.from_input(""),
             user_state_location=self.user_state.location,
             archive_location=self.archive.location,
+            model_registry_location=self.training.location,
         )

@@ -109,6 +109,9 @@ class Model(pulumi.ComponentResource):
             member=server,
             opts=child,
         )
+        self.image = image
+        self.machine_type = MACHINE_TYPES[model.size]
+        self.min_replicas, self.max_replicas = model.min_replicas, model.max_replicas
         self.deployment = VertexDeployment(
             f"{name}-deployment",
             project=project,
@@ -125,6 +128,8 @@ class Model(pulumi.ComponentResource):
             kms_key_name=kms_key_name,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.reads_model]),
         )
+        # The registered model whose versions the training job's rollouts add.
+        self.model_id = self.deployment.model_name.apply(lambda n: (n or "").rsplit("/", 1)[-1])
         # What to watch: Monitoring takes the link and reads these (the Vertex endpoint's id).
         self.alert_targets: dict[str, pulumi.Input[str]] = {
             "endpoint": self.endpoint.name,

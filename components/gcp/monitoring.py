@@ -28,6 +28,7 @@ from components.gcp.fastpath import FastPath, UserState
 from components.gcp.ingest import Ingest
 from components.gcp.model import Model
 from components.gcp.processing import Processing
+from components.gcp.training import Training
 from components.spec import AlertSpec
 
 TYPE = "data-flow:gcp:Monitoring"
@@ -73,6 +74,7 @@ class Monitoring(pulumi.ComponentResource):
         model: The model link whose endpoint is called (and granted with ``grant_invoke``).
         fast_path: The fast path's service and subscription (watched through ``alert_targets``).
         user_state: The fast path's store (watched through ``alert_targets``).
+        training: The slow path (its custom job's log lines are matched).
         archive: The raw archive (watched through ``alert_targets``).
         labels: Labels on every child that takes them (the chain passes ``ChainSpec.house_labels()``).
         opts: Pulumi resource options (parent, provider, aliases). Default: none.
@@ -92,6 +94,7 @@ class Monitoring(pulumi.ComponentResource):
         fast_path: FastPath,
         user_state: UserState,
         archive: Archive,
+        training: Training,
         labels: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -268,6 +271,48 @@ class Monitoring(pulumi.ComponentResource):
             )
             for key, conditions in specs.items()
         }
+        # The slow path: the custom job's own lines, matched in Cloud Logging.
+        # Custom jobs log as resource type ml_job; the job's lines carry their own marker.
+        marker = training.alert_targets["marker"]
+        job_logs = 'resource.type="ml_job"'
+        refusals, age = alerts.model_refusals_in_a_row, alerts.model_max_age_days
+        matched = {
+            "model-refused": (
+                f"The gate refused {refusals} candidates in a row",
+                f"{job_logs} AND jsonPayload.{marker}.RefusalsInARow>={refusals}",
+            ),
+            "model-age": (
+                f"The model served was promoted more than {age} days ago",
+                f"{job_logs} AND jsonPayload.{marker}.ServedModelAgeDays>{age}",
+            ),
+            "training-failed": (
+                "A training run failed",
+                f'{job_logs} AND textPayload:"training failed:"',
+            ),
+        }
+        for key, (title, log_filter) in matched.items():
+            self.policies[key] = gcp.monitoring.AlertPolicy(
+                f"{name}-{key}",
+                project=project,
+                display_name=f"{name}: {key.replace('-', ' ')}",
+                combiner="OR",
+                conditions=[
+                    gcp.monitoring.AlertPolicyConditionArgs(
+                        display_name=title,
+                        condition_matched_log=gcp.monitoring.AlertPolicyConditionConditionMatchedLogArgs(
+                            filter=log_filter
+                        ),
+                    )
+                ],
+                alert_strategy=gcp.monitoring.AlertPolicyAlertStrategyArgs(
+                    notification_rate_limit=gcp.monitoring.AlertPolicyAlertStrategyNotificationRateLimitArgs(
+                        period="3600s"
+                    )
+                ),
+                notification_channels=channels,
+                user_labels=labels,
+                opts=child,
+            )
         tiles = [
             (c.display_name, c.condition_threshold.filter)  # type: ignore[union-attr]
             for conditions in specs.values()

@@ -17,6 +17,7 @@ environment needs only pulumi-policy.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -150,6 +151,51 @@ def _log_retention(props: Props, _protect: bool) -> str | None:
     if not props.get("kmsKeyId"):
         problems.append("no KMS key")
     return "; ".join(problems) or None
+
+
+def _aws_training_encrypted(props: Props, _protect: bool) -> str | None:
+    target = props.get("target") or {}
+    if not str(target.get("arn", "")).endswith(":sagemaker:createTrainingJob"):
+        return None
+    try:
+        body = json.loads(target.get("input") or "{}")
+    except ValueError:
+        return "the training request is not JSON"
+    missing = [
+        key
+        for key, value in (
+            ("OutputDataConfig.KmsKeyId", _get(body, "OutputDataConfig", "KmsKeyId")),
+            ("ResourceConfig.VolumeKmsKeyId", _get(body, "ResourceConfig", "VolumeKmsKeyId")),
+            ("EnableInterContainerTrafficEncryption", body.get("EnableInterContainerTrafficEncryption")),
+        )
+        if not value
+    ]
+    return _require(not missing, f"training jobs start without {', '.join(missing)}")
+
+
+def _gcp_training_identity(props: Props, _protect: bool) -> str | None:
+    uri = str(_get(props, "httpTarget", "uri") or "")
+    if not uri.endswith("/customJobs"):
+        return None
+    try:
+        body = json.loads(base64.b64decode(_get(props, "httpTarget", "body") or ""))
+    except ValueError:
+        return "the custom job's body is not base64 JSON"
+    account = _get(body, "jobSpec", "serviceAccount") or ""
+    return _require(
+        bool(account) and not account.endswith("-compute@developer.gserviceaccount.com"),
+        f"custom jobs run as {account or 'the default compute account'}, not their own account",
+    )
+
+
+def _azure_training_identity(props: Props, _protect: bool) -> str | None:
+    job = _get(props, "properties", "action", "jobDefinition") or {}
+    if not job:
+        return None
+    return _require(
+        _get(job, "identity", "identityType") == "Managed",
+        "scheduled jobs run as the user who scheduled them, not a managed identity",
+    )
 
 
 RULES: list[Rule] = [
@@ -417,6 +463,28 @@ RULES: list[Rule] = [
             "no connection (VPC) or no security configuration",
         ),
         "CKV_AWS_195",
+    ),
+    # The slow path's jobs.
+    Rule(
+        "aws-training-encrypted",
+        "Scheduled SageMaker training jobs encrypt their output, volumes and traffic with the chain's key.",
+        ("aws:scheduler/schedule:Schedule",),
+        _aws_training_encrypted,
+        None,
+    ),
+    Rule(
+        "gcp-training-own-identity",
+        "Scheduled Vertex AI custom jobs run as their own service account, not the default compute one.",
+        ("gcp:cloudscheduler/job:Job",),
+        _gcp_training_identity,
+        None,
+    ),
+    Rule(
+        "azure-training-managed-identity",
+        "Scheduled Azure ML jobs run as a managed identity.",
+        ("azure-native:machinelearningservices:Schedule",),
+        _azure_training_identity,
+        None,
     ),
     # Retention minimums.
     Rule(

@@ -70,7 +70,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=None)
     p.add_argument("--holdout-days", dest="holdout_days", type=float, default=None)
     p.add_argument("--tolerance", type=float, default=None)
-    p.add_argument("--registry", default=None, help="publish here: s3://, gs:// (its /gcs mount) or a folder")
+    p.add_argument(
+        "--registry", default=None, help="publish here ($REGISTRY): s3://, gs:// (its /gcs mount) or a folder"
+    )
     p.add_argument(
         "--artifact-base", default=None, help="the registry as the platform names it (default --registry)"
     )
@@ -190,6 +192,7 @@ def release(args: argparse.Namespace, env: Mapping[str, str], result: TrainResul
     from pipeline_code.ml.deploy import target_from_env
     from pipeline_code.ml.publish import store_for
 
+    args.registry = args.registry or env.get("REGISTRY")
     if not args.registry:
         if args.rollback:
             raise JobError("--rollback needs --registry, the registry to roll back")

@@ -21,6 +21,7 @@ OUTPUTS = (
     "collector_url",
     "user_state_location",
     "archive_location",
+    "model_registry_location",
 )
 
 

@@ -24,10 +24,11 @@ VERBS = {
     "UserState": {"grant_read", "grant_write"},
     "FastPath": set(),
     "Archive": {"grant_read"},
+    "Training": {"grant_read"},
 }
 
 # What each link offers Monitoring, per cloud.
-WATCHED = {"Ingest", "Processing", "Model", "FastPath", "UserState", "Archive"}
+WATCHED = {"Ingest", "Processing", "Model", "FastPath", "UserState", "Archive", "Training"}
 # Where Monitoring sends what it gathers is not a watched resource.
 DESTINATIONS = {"log_workspace_id"}
 

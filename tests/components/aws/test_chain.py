@@ -24,7 +24,8 @@ def test_every_link_is_created(default):
         ("kinesis/stream:Stream", 1),
         ("redshiftserverless/namespace:Namespace", 1),
         ("redshiftserverless/workgroup:Workgroup", 1),
-        ("redshiftdata/statement:Statement", len(TABLES) + 1 + 3),  # tables, batches, the job's user
+        # tables, batches, the job's user (user, grant, ...), the export's reader (user, grant)
+        ("redshiftdata/statement:Statement", len(TABLES) + 1 + 3 + 2),
         ("glue/connection:Connection", 1),
         ("glue/securityConfiguration:SecurityConfiguration", 1),
         ("glue/job:Job", 1),
@@ -39,7 +40,9 @@ def test_every_link_is_created(default):
         ("lambda/eventSourceMapping:EventSourceMapping", 1),
         ("kinesis/firehoseDeliveryStream:FirehoseDeliveryStream", 1),
         ("dynamodb/table:Table", 1),
-        ("cloudwatch/metricAlarm:MetricAlarm", 11),
+        # the chain's 11, the slow path's 3, and the 2 a rollout rolls back on
+        ("cloudwatch/metricAlarm:MetricAlarm", 16),
+        ("scheduler/schedule:Schedule", 2),
         ("cloudwatch/dashboard:Dashboard", 1),
         ("sns/topic:Topic", 1),
         ("kms/key:Key", 1),
@@ -50,7 +53,7 @@ def test_every_link_is_created(default):
 def test_no_policy_grants_wildcard_actions_or_unscoped_resources(default):
     rec, _ = default
     found = policies(rec)
-    assert len(found) == 14
+    assert len(found) == 19  # 14, and the slow path's: job, scheduler, export, registry reads x2
     for name, statements in found.items():
         for s in statements:
             assert s["Effect"] == "Allow", name
@@ -68,6 +71,7 @@ def test_no_policy_grants_wildcard_actions_or_unscoped_resources(default):
         "sagemaker.amazonaws.com",
         "lambda.amazonaws.com",
         "firehose.amazonaws.com",
+        "scheduler.amazonaws.com",
     }
 
 
@@ -89,6 +93,7 @@ def test_no_bucket_is_public_and_every_store_is_encrypted(default):
         "dataflow-process-code",
         "dataflow-ml-capture",
         "dataflow-archive-raw",
+        "dataflow-train-registry",
     }
     blocks = {
         r.inputs["bucket"]: r.inputs

@@ -95,8 +95,19 @@ OPTIONS = [
     (
         {"processing": {"retries": 5, "restart_minutes": 30}},
         lambda rec: (
-            at(rec, "datafactory:Pipeline", "activities")[0]["policy"]["retry"] == 5
-            and at(rec, "datafactory:Trigger", "properties", "recurrence", "interval") == 30
+            at(rec, "datafactory:Pipeline", "activities", name="dataflow-process-pipeline")[0]["policy"][
+                "retry"
+            ]
+            == 5
+            and at(
+                rec,
+                "datafactory:Trigger",
+                "properties",
+                "recurrence",
+                "interval",
+                name="dataflow-process-keep-running",
+            )
+            == 30
             and (
                 a := at(
                     rec,

@@ -67,7 +67,7 @@ def test_the_unknown_key_check_has_teeth():
 
 def test_the_deployed_pipeline_is_that_definition():
     rec, _ = build()
-    (deployed,) = rec.one("datafactory:Pipeline").inputs["activities"]
+    (deployed,) = rec.one("datafactory:Pipeline", "dataflow-process-pipeline").inputs["activities"]
     (raw,) = PIPELINE["properties"]["activities"]
     flat = {k: v for k, v in raw.items() if k != "typeProperties"} | raw["typeProperties"]
     assert deployed == flat

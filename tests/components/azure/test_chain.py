@@ -26,18 +26,20 @@ def test_every_link_is_created(default):
         ("synapse:Workspace", 1),
         ("synapse:SqlPool", 1),
         ("synapse:BigDataPool", 1),
-        ("datafactory:Factory", 1),
-        ("datafactory:Pipeline", 1),
-        ("datafactory:Trigger", 1),
-        ("dynamic:Resource", 3),  # the Spark job definition and the factory's two Synapse roles
+        ("datafactory:Factory", 2),  # processing's and the training export's
+        ("datafactory:Pipeline", 2),
+        ("datafactory:Trigger", 2),
+        ("machinelearningservices:Schedule", 1),
+        # the Spark job definition, the factory's two Synapse roles, the export's warehouse reader
+        ("dynamic:Resource", 4),
         ("machinelearningservices:Workspace", 1),
         ("machinelearningservices:OnlineEndpoint", 1),
         ("machinelearningservices:OnlineDeployment", 1),
         ("web:WebApp", 2),  # the API and the fast path
         ("monitor:MetricAlert", 10),
         ("storage:ManagementPolicy", 1),
-        ("monitor:ScheduledQueryRule", 1),
-        ("monitor:DiagnosticSetting", 6),
+        ("monitor:ScheduledQueryRule", 3),  # the fast path's lag, training failed or missing
+        ("monitor:DiagnosticSetting", 7),
         ("monitor:ActionGroup", 1),
     ]:
         assert len(rec.of_type(suffix)) == count, suffix
@@ -91,7 +93,7 @@ def test_nothing_is_public_by_default(default):
     endpoint = rec.one("machinelearningservices:OnlineEndpoint").inputs["properties"]
     assert endpoint == {"authMode": "AADToken", "publicNetworkAccess": "Disabled"}
     assert rec.one("keyvault:Vault").inputs["properties"]["publicNetworkAccess"] == "Disabled"
-    assert rec.one("datafactory:Factory").inputs["publicNetworkAccess"] == "Disabled"
+    assert {f.inputs["publicNetworkAccess"] for f in rec.of_type("datafactory:Factory")} == {"Disabled"}
     app = rec.one("web:WebApp", "dataflow-serve-app").inputs
     assert app["httpsOnly"] is True and app["siteConfig"]["ftpsState"] == "Disabled"
     assert app["virtualNetworkSubnetId"] == AZURE["function_subnet_id"]

@@ -81,7 +81,7 @@ def test_the_lag_alert_reads_the_line_the_function_logs(default):
     from pipeline_code.fastpath.azure_function import LAG_LINE
 
     rec, _ = default
-    rule = rec.one("monitor:ScheduledQueryRule").inputs
+    rule = rec.one("monitor:ScheduledQueryRule", "dataflow-monitoring-fast-path-lag").inputs
     condition = rule["criteria"]["allOf"][0]
     assert condition["metricMeasureColumn"] == "lag_s" and condition["threshold"] == 60
     assert rule["scopes"][0].endswith("/Component/dataflow-fast-insights")

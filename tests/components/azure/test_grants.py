@@ -40,7 +40,7 @@ def test_grant_publish_and_consume_are_the_data_roles_on_the_hub():
 def test_model_grant_invoke_is_the_one_action_role_on_the_endpoint():
     rec, _ = with_grants()
     score = rec.one("authorization:RoleAssignment", "dataflow-ml-score-batch").inputs
-    scorer = rec.one("authorization:RoleDefinition")
+    scorer = rec.one("authorization:RoleDefinition", "dataflow-ml-scorer")
     assert score["scope"].endswith("/OnlineEndpoint/dataflow-ml-endpoint")
     assert score["roleDefinitionId"] == scorer.id
     assert scorer.inputs["assignableScopes"] == [score["scope"]]

@@ -43,4 +43,4 @@ def test_alerts_watch_every_link_and_every_resource_logs(default):
     assert [c["metricName"] for c in stalled] == ["IncomingMessages", "CapturedMessages"]
     logged = {d.inputs["resourceUri"].rsplit("/", 2)[-2] for d in rec.of_type("monitor:DiagnosticSetting")}
     assert logged == {"Namespace", "Workspace", "Factory", "WebApp"}
-    assert len(rec.of_type("monitor:DiagnosticSetting")) == 6
+    assert len(rec.of_type("monitor:DiagnosticSetting")) == 7  # with the training export's factory

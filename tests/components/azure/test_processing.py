@@ -25,7 +25,7 @@ def test_capture_lands_where_the_spark_job_reads(default):
 
 def test_the_pipeline_runs_the_job_definition_on_the_pool(default):
     rec, _ = default
-    pipeline = rec.one("datafactory:Pipeline").inputs
+    pipeline = rec.one("datafactory:Pipeline", "dataflow-process-pipeline").inputs
     (activity,) = pipeline["activities"]
     assert activity["type"] == "SparkJob" and activity["sparkJob"]["referenceName"] == "dataflow-stream"
     assert (
@@ -33,9 +33,9 @@ def test_the_pipeline_runs_the_job_definition_on_the_pool(default):
         == rec.one("synapse:BigDataPool").inputs["bigDataPoolName"]
     )
     assert activity["policy"]["retry"] == 2 and pipeline["concurrency"] == 1
-    linked = rec.one("datafactory:LinkedService").inputs["properties"]
+    linked = rec.one("datafactory:LinkedService", "dataflow-process-synapse").inputs["properties"]
     assert linked["authentication"] == "MSI" and linked["type"] == "AzureSynapseArtifacts"
-    trigger = rec.one("datafactory:Trigger").inputs["properties"]
+    trigger = rec.one("datafactory:Trigger", "dataflow-process-keep-running").inputs["properties"]
     assert trigger["pipelines"][0]["pipelineReference"]["referenceName"] == pipeline["pipelineName"]
     pool = rec.one("synapse:BigDataPool").inputs
     assert pool["autoPause"] == {"enabled": True, "delayInMinutes": 15}

@@ -7,7 +7,7 @@ from tests.components.azure.helpers import assignments
 
 def test_the_api_may_score_that_endpoint_only(default):
     rec, _ = default
-    scorer = rec.one("authorization:RoleDefinition").inputs
+    scorer = rec.one("authorization:RoleDefinition", "dataflow-ml-scorer").inputs
     assert scorer["permissions"] == [
         {
             "actions": ["Microsoft.MachineLearningServices/workspaces/onlineEndpoints/score/action"],

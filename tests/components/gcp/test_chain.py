@@ -26,7 +26,7 @@ def test_every_link_is_created(default):
         ),  # the pipeline's, dead letters, the fast path's push, archive
         ("bigquery/dataset:Dataset", 1),
         ("bigquery/table:Table", len(TABLES) + sum(bigquery.is_change_log(t) for t in TABLES.values())),
-        ("storage/bucket:Bucket", 2),  # staging, archive
+        ("storage/bucket:Bucket", 3),  # staging, archive, model registry
         ("storage/bucketObject:BucketObject", 1),
         ("dataflow/flexTemplateJob:FlexTemplateJob", 1),
         ("vertex/aiEndpoint:AiEndpoint", 1),
@@ -34,9 +34,11 @@ def test_every_link_is_created(default):
         ("cloudrunv2/service:Service", 2),  # the API and the fast path
         ("firestore/database:Database", 1),
         ("firestore/field:Field", 1),
-        ("monitoring/alertPolicy:AlertPolicy", 9),
+        ("monitoring/alertPolicy:AlertPolicy", 12),  # 9, and the slow path's 3 log-match alerts
         ("monitoring/dashboard:Dashboard", 1),
-        ("serviceaccount/account:Account", 5),  # + the fast path's and its push identity
+        # + the fast path's and its push identity, the training job's and its scheduler's
+        ("serviceaccount/account:Account", 7),
+        ("cloudscheduler/job:Job", 2),
     ]:
         assert len(rec.of_type(suffix)) == count, suffix
 
@@ -86,6 +88,7 @@ def test_outputs_are_the_cross_cloud_contract():
                 "collector_url",
                 "user_state_location",
                 "archive_location",
+                "model_registry_location",
             }
             assert named["ingest_endpoint"] == "projects/shop-analytics-dev/topics/dataflow-ingest-events"
             assert named["api_url"].startswith("https://")

@@ -10,7 +10,10 @@ from tests.components.gcp.helpers import build
 def test_alerts_cover_every_link_without_email(default):
     rec, _ = default
     filters = " ".join(
-        c["conditionThreshold"]["filter"] for p in rec.of_type("AlertPolicy") for c in p.inputs["conditions"]
+        c["conditionThreshold"]["filter"]
+        for p in rec.of_type("AlertPolicy")
+        for c in p.inputs["conditions"]
+        if "conditionThreshold" in c
     )
     for metric in (
         "subscription/oldest_unacked_message_age",

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 KEY = "arn:aws:kms:eu-west-1:210987654321:key/k"
@@ -14,7 +15,37 @@ def iam(statements: list[dict]) -> dict:
     return {"policy": json.dumps({"Version": "2012-10-17", "Statement": statements})}
 
 
+def _training(encrypted: bool) -> dict:
+    body = {"OutputDataConfig": {"S3OutputPath": "s3://r/jobs/"}, "ResourceConfig": {"InstanceCount": 1}}
+    if encrypted:
+        body["OutputDataConfig"]["KmsKeyId"] = body["ResourceConfig"]["VolumeKmsKeyId"] = KEY
+        body["EnableInterContainerTrafficEncryption"] = True
+    return {
+        "target": {
+            "arn": "arn:aws:scheduler:::aws-sdk:sagemaker:createTrainingJob",
+            "input": json.dumps(body),
+        }
+    }
+
+
+def _custom_job(account: str) -> dict:
+    body = json.dumps({"jobSpec": {"serviceAccount": account, "workerPoolSpecs": []}}).encode()
+    return {"httpTarget": {"uri": "https://r-aiplatform.googleapis.com/v1/projects/p/locations/r/customJobs",
+                           "body": base64.b64encode(body).decode()}}  # fmt: skip
+
+
 FIXTURES: dict[str, tuple[str, object, object]] = {
+    "aws-training-encrypted": ("aws:scheduler/schedule:Schedule", _training(True), _training(False)),
+    "gcp-training-own-identity": (
+        "gcp:cloudscheduler/job:Job",
+        _custom_job("dataflow-train-job@p.iam.gserviceaccount.com"),
+        _custom_job("123-compute@developer.gserviceaccount.com"),
+    ),
+    "azure-training-managed-identity": (
+        "azure-native:machinelearningservices:Schedule",
+        {"properties": {"action": {"jobDefinition": {"identity": {"identityType": "Managed"}}}}},
+        {"properties": {"action": {"jobDefinition": {"identity": {"identityType": "UserIdentity"}}}}},
+    ),
     "aws-kinesis-kms": (
         "aws:kinesis/stream:Stream",
         {"encryptionType": "KMS", "kmsKeyId": KEY},

@@ -1,0 +1,65 @@
+"""The slow path on Azure: the export pipeline, the scheduled command job, the job's identity."""
+
+from __future__ import annotations
+
+import re
+
+import sqlglot
+from azure.mgmt.datafactory import models as adf
+
+from components.azure.training import DEPLOYER_ACTIONS, export_pipeline
+from pipeline_code.ml.data import export_sql
+from tests.components.azure.test_artifacts import unknown_keys
+
+PIPELINE = export_pipeline(sql_service="warehouse", parquet_dataset="training_export", sql_dataset="events")
+
+
+def test_the_export_pipeline_is_a_valid_data_factory_pipeline():
+    resource = adf.PipelineResource(PIPELINE)
+    assert resource.properties.concurrency == 1
+    delete, copy = PIPELINE["properties"]["activities"]
+    for cls, raw in ((adf.DeleteActivity, delete), (adf.CopyActivity, copy)):
+        # These SDK models flatten typeProperties: each key must land on an attribute.
+        model = cls(raw)
+        for key in raw["typeProperties"]:
+            assert getattr(model, re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()) is not None, (cls, key)
+        assert unknown_keys(cls, {k: v for k, v in raw.items() if k != "typeProperties"}) == []
+    assert adf.CopyActivity({**copy, "typeProperties": {"sorce": {}}}).source is None  # the check has teeth
+    activity = adf.CopyActivity(copy)
+    assert activity.depends_on[0].activity == "ClearLastExport"
+    assert copy["typeProperties"]["source"]["sqlReaderQuery"] == export_sql("tsql")
+    assert sqlglot.parse_one(export_sql("tsql"), read="tsql")
+
+
+def test_the_export_runs_daily_30_minutes_before_the_job(default):
+    rec, _ = default
+    trigger = rec.one("datafactory:Trigger", "dataflow-train-export-daily").inputs["properties"]
+    assert trigger["recurrence"]["schedule"] == {"minutes": [30], "hours": [2]}
+    schedule = rec.one("machinelearningservices:Schedule").inputs["properties"]
+    assert schedule["trigger"] == {"triggerType": "Cron", "expression": "0 3 * * *", "timeZone": "UTC"}
+    assert schedule["isEnabled"] is True
+
+
+def test_the_command_job_mounts_the_export_and_the_registry_as_its_own_identity(default):
+    rec, _ = default
+    job = rec.one("machinelearningservices:Schedule").inputs["properties"]["action"]["jobDefinition"]
+    assert job["identity"]["identityType"] == "Managed"
+    assert job["identity"]["clientId"] == "client-dataflow-train-job"
+    assert job["inputs"]["data"]["uri"] == "azureml://datastores/dataflow_registry/paths/training/latest/"
+    assert job["outputs"]["registry"]["mode"] == "ReadWriteMount"
+    assert "--registry ${{outputs.registry}}" in job["command"] and "${{inputs.data}}" in job["command"]
+    assert '"platform": "azureml"' in job["environmentVariables"]["ROLLOUT"]
+
+
+def test_the_jobs_identity_writes_the_registry_and_may_only_roll_out(default):
+    rec, _ = default
+    mine = [
+        a.inputs
+        for a in rec.of_type("authorization:RoleAssignment")
+        if a.inputs["principalId"] == "principal-dataflow-train-job"
+    ]
+    scopes = sorted(a["scope"].rsplit("/", 2)[-2] for a in mine)
+    assert scopes == ["BlobContainer", "Workspace"]
+    role = rec.one("authorization:RoleDefinition", "dataflow-train-deployer").inputs
+    assert role["permissions"][0]["actions"] == list(DEPLOYER_ACTIONS)
+    assert all(a.startswith("Microsoft.MachineLearningServices/workspaces/") for a in DEPLOYER_ACTIONS)
