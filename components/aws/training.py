@@ -19,7 +19,8 @@ Identities, each with exactly its grants:
 - the scheduler's role runs the export as a warehouse reader (``grant_read``)
   and starts training jobs named ``{name}-*``, passing only the job's role;
 - the job's role reads ``training/`` and ``models/``, writes ``models/`` and
-  ``jobs/``, and deploys to the one endpoint: new models and endpoint
+  ``jobs/``, records its decisions in ``model_versions`` (``grant_record_models``),
+  and deploys to the one endpoint: new models and endpoint
   configurations named ``dataflow-*``, ``UpdateEndpoint`` on that endpoint,
   passing only the endpoint's execution role;
 - the warehouse's COPY role may also write ``training/`` (UNLOAD runs as it).
@@ -208,6 +209,8 @@ class Training(pulumi.ComponentResource):
             ),
             # The endpoint's models read their files from the registry.
             self.grant_read("endpoint", model.role),
+            # Its decisions, in the warehouse's model_versions and nowhere else.
+            *warehouse.grant_record_models("training", self.role),
             # UNLOAD writes the export as the warehouse's COPY role.
             grant(
                 f"{name}-export-writes",
@@ -302,7 +305,9 @@ class Training(pulumi.ComponentResource):
                 sort_keys=True,
             )
         )
-        self.job_input = pulumi.Output.all(self.role.arn, bucket.bucket, kms_key_arn, rollout).apply(
+        self.job_input = pulumi.Output.all(
+            self.role.arn, bucket.bucket, kms_key_arn, rollout, warehouse.workgroup.workgroup_name
+        ).apply(
             lambda v: training_job_input(
                 name=name,
                 image=image,
@@ -316,6 +321,7 @@ class Training(pulumi.ComponentResource):
                     "TRAINING_METRICS": "cloudwatch",
                     "TRAINING_NAME": name,
                     "REGISTRY": f"s3://{v[1]}/models/",
+                    "WAREHOUSE": f"redshift:{v[4]}/{warehouse.database}",
                 },
             )
         )

@@ -20,7 +20,8 @@ Identities, each with exactly its grants:
   writing the bucket) and creates custom jobs as the job's account (a custom
   role with ``aiplatform.customJobs.create`` only, and ``actAs`` on that
   one account);
-- the job's account uses the bucket, pulls the training image, and deploys:
+- the job's account uses the bucket, pulls the training image, appends its
+  decisions to ``model_versions`` (``grant_record_models``), and deploys:
   a custom role with the model-upload and endpoint-deploy permissions only,
   and ``actAs`` on the endpoint's serving account.
 
@@ -75,6 +76,8 @@ def custom_job(
     machine_type: str,
     tolerance: float,
     rollout: str,
+    project: str,
+    dataset: str,
     kms_key_name: str | None,
 ) -> dict[str, Any]:
     """The CustomJob the schedule creates (REST JSON)."""
@@ -99,7 +102,10 @@ def custom_job(
                             "--tolerance",
                             str(tolerance),
                         ],
-                        "env": [{"name": "ROLLOUT", "value": rollout}],
+                        "env": [
+                            {"name": "ROLLOUT", "value": rollout},
+                            {"name": "WAREHOUSE", "value": f"bigquery:{project}.{dataset}"},
+                        ],
                     },
                 }
             ],
@@ -262,6 +268,8 @@ class Training(pulumi.ComponentResource):
                 scheduler,
             ),
         ]
+        # Its decisions, in the warehouse's model_versions and nowhere else.
+        self.grants += warehouse.grant_record_models("training", job)
         # The endpoint's serving account reads the versions the job rolls out.
         self.grants.append(self.grant_read("server", member(model.service_account)))
 
@@ -285,7 +293,9 @@ class Training(pulumi.ComponentResource):
                 sort_keys=True,
             )
         )
-        self.job_body = pulumi.Output.all(self.bucket.name, self.service_account.email, rollout).apply(
+        self.job_body = pulumi.Output.all(
+            self.bucket.name, self.service_account.email, rollout, warehouse.dataset.dataset_id
+        ).apply(
             lambda v: custom_job(
                 name=name,
                 image=image,
@@ -294,6 +304,8 @@ class Training(pulumi.ComponentResource):
                 machine_type=MACHINE_TYPES[model_spec.training_size],
                 tolerance=model_spec.tolerance,
                 rollout=v[2],
+                project=project,
+                dataset=v[3],
                 kms_key_name=kms_key_name,
             )
         )

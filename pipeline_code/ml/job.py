@@ -16,7 +16,9 @@ reason) beside them and in the platform's output folder. With
 (``ml.publish``) and, if promoted and ``ROLLOUT`` names a target, rolls it
 out with the platform's safe deployment (``ml.deploy``). ``--rollback``
 serves and rolls out the version that served before the current one,
-without training: the cloud's one rollback command.
+without training: the cloud's one rollback command. With ``WAREHOUSE``
+(``ml.record``) the decision and the served version are written to the
+warehouse's ``model_versions``.
 
 Where each input comes from, first match wins:
 
@@ -226,18 +228,36 @@ def emit_health(store, env: Mapping[str, str]) -> None:
 
 def _release(args, env, result, store, rollout) -> str:
     from pipeline_code.ml.deploy import deploy
-    from pipeline_code.ml.publish import previous_version, publish, serve
+    from pipeline_code.ml.publish import previous_version, publish, serve, served
+
+    before = served(store)
+
+    def recorded(version: str) -> None:
+        """The decision and who serves, in the warehouse's model_versions (``WAREHOUSE``)."""
+        if not env.get("WAREHOUSE"):
+            return
+        import datetime as dt
+
+        from pipeline_code.ml.record import record, rows_for
+
+        now = dt.datetime.now(dt.UTC)
+        record(
+            env["WAREHOUSE"], rows_for(store, version, before, served(store), now), int(now.timestamp() * 1e6)
+        )
 
     if args.rollback:
         version = previous_version(store)
         if version is None:
             raise JobError(f"nothing to roll back to in {args.registry}")
         entry = serve(store, version, "rollback", "rolled back by hand")
+        recorded(version)
         what = f"rolled back to {version} (was {entry['previous']})"
     else:
         assert result is not None and result.decision is not None
         decision = json.loads((result.directory / DECISION_FILE).read_text())
-        if publish(store, result.directory, decision) is None:
+        promoted = publish(store, result.directory, decision) is not None
+        recorded(result.version)
+        if not promoted:
             return f"published {result.version}, refused: not rolled out"
         version, what = result.version, f"published and promoted {result.version}"
     if rollout is None:
@@ -258,13 +278,14 @@ def main(
     argv: list[str] | None = None, env: Mapping[str, str] | None = None, sagemaker: Path = SAGEMAKER
 ) -> int:
     from pipeline_code.ml.deploy import DeployError
+    from pipeline_code.ml.record import RecordError
 
     env = os.environ if env is None else env
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         result = None if args.rollback else run(args, env, sagemaker)
         released = release(args, env, result)
-    except (JobError, TrainingError, TrainingDataError, DeployError, ValueError) as exc:
+    except (JobError, TrainingError, TrainingDataError, DeployError, RecordError, ValueError) as exc:
         line = f"training failed: {exc}"
         print(line, file=sys.stderr)
         if (sagemaker / "output").is_dir():

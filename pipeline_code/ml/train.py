@@ -322,8 +322,9 @@ def _production(registry: Registry) -> Recommender | None:
         ) from exc
 
 
-def model_version_row(meta: dict, decision: Decision, artifact: str, serving: bool, at: dt.datetime) -> dict:
-    """The candidate's ``model_versions`` row (core values: timestamps in us)."""
+def model_version_row(meta: dict, gate: dict, artifact: str, serving: bool, at: dt.datetime) -> dict:
+    """A version's ``model_versions`` row (core values: timestamps in us),
+    from its metadata and the gate's decision (``Decision.as_dict()``)."""
 
     def us(iso: str) -> int:
         return int(dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1_000_000)
@@ -331,13 +332,13 @@ def model_version_row(meta: dict, decision: Decision, artifact: str, serving: bo
     return {
         "model_version": meta["model_version"],
         "trained_at": us(meta["trained_at"]),
-        "decision": decision.decision,
-        "reason": decision.reason,
-        "candidate_ndcg": decision.candidate_ndcg,
-        "baseline_ndcg": decision.baseline_ndcg,
-        "production_version": decision.production_version,
-        "production_ndcg": decision.production_ndcg,
-        "tolerance": decision.tolerance,
+        "decision": gate["decision"],
+        "reason": gate["reason"],
+        "candidate_ndcg": gate["candidate_ndcg"],
+        "baseline_ndcg": gate["baseline_ndcg"],
+        "production_version": gate.get("production_version"),
+        "production_ndcg": gate.get("production_ndcg"),
+        "tolerance": gate["tolerance"],
         "holdout_cutoff": us(meta["holdout"]["cutoff"]),
         "interactions": meta["data"]["interactions"],
         "artifact": artifact,
@@ -394,7 +395,7 @@ def train(
         warehouse,
         model_version_row(
             result.model_metadata,
-            result.decision,  # type: ignore[arg-type]
+            result.decision.as_dict(),  # type: ignore[union-attr]
             str(result.directory),
             result.promoted,
             now or dt.datetime.now(dt.UTC),

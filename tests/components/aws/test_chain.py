@@ -24,8 +24,8 @@ def test_every_link_is_created(default):
         ("kinesis/stream:Stream", 1),
         ("redshiftserverless/namespace:Namespace", 1),
         ("redshiftserverless/workgroup:Workgroup", 1),
-        # tables, batches, the job's user (user, grant, ...), the export's reader (user, grant)
-        ("redshiftdata/statement:Statement", len(TABLES) + 1 + 3 + 2),
+        # tables, batches, the processing job's user (3), the export's reader (2), the trainer (3)
+        ("redshiftdata/statement:Statement", len(TABLES) + 1 + 3 + 2 + 3),
         ("glue/connection:Connection", 1),
         ("glue/securityConfiguration:SecurityConfiguration", 1),
         ("glue/job:Job", 1),
@@ -53,7 +53,8 @@ def test_every_link_is_created(default):
 def test_no_policy_grants_wildcard_actions_or_unscoped_resources(default):
     rec, _ = default
     found = policies(rec)
-    assert len(found) == 19  # 14, and the slow path's: job, scheduler, export, registry reads x2
+    # 14, and the slow path's: job, scheduler, export, registry reads x2, model_versions
+    assert len(found) == 20
     for name, statements in found.items():
         for s in statements:
             assert s["Effect"] == "Allow", name

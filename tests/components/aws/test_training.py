@@ -88,8 +88,10 @@ def test_the_jobs_role_reads_its_data_writes_the_registry_and_deploys_to_one_end
         f"{PREFIX}:endpoint-config/dataflow-*",
     }
     assert by_action["iam:PassRole"] == {f"arn:aws:iam::{AWS_ACCOUNT}:role/dataflow-ml-execution"}
-    # Nothing of the stream, the warehouse or the user state.
-    assert not [a for a in by_action if a.split(":")[0] in ("kinesis", "redshift-data", "dynamodb", "glue")]
+    # Nothing of the stream or the user state; of the warehouse, model_versions only.
+    assert not [a for a in by_action if a.split(":")[0] in ("kinesis", "dynamodb", "glue")]
+    grant = rec.one("redshiftdata/statement:Statement", "dataflow-warehouse-db-grant-training").inputs["sql"]
+    assert grant.startswith("GRANT SELECT, INSERT, UPDATE, DELETE ON model_versions TO")
 
 
 def test_the_scheduler_starts_only_its_jobs_and_passes_only_their_role(default):

@@ -55,6 +55,7 @@ def test_the_custom_job_is_what_vertex_ai_takes(default):
     platform, target, canary, bake = target_from_env(env)
     assert (platform, canary, bake) == ("vertex", 10, 600)
     assert target.service_account.startswith("dataflow-ml-server@")
+    assert env["WAREHOUSE"] == "bigquery:shop-analytics-dev.dataflow"
 
 
 def test_the_job_uses_its_bucket_pulls_its_image_and_deploys_nothing_else(default):
@@ -65,7 +66,10 @@ def test_the_job_uses_its_bucket_pulls_its_image_and_deploys_nothing_else(defaul
         ("RepositoryIamMember", "roles/artifactregistry.reader"),
         ("IAMMember", "projects/shop-analytics-dev/roles/dataflow_train_deployer"),
         ("IAMMember", "roles/iam.serviceAccountUser"),
+        ("IamMember", "roles/bigquery.dataEditor"),  # model_versions_changes only
     }
+    (table,) = [r.inputs["tableId"] for r in members_of(rec, "dataflow-train-job@") if "tableId" in r.inputs]
+    assert table == "model_versions_changes"
     deployer = rec.one("projects/iAMCustomRole:IAMCustomRole", "dataflow-train-deployer").inputs
     assert all(p.startswith(("aiplatform.endpoints.", "aiplatform.models.", "aiplatform.operations."))
                for p in deployer["permissions"])  # fmt: skip

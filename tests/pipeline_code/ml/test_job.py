@@ -227,3 +227,66 @@ def test_a_bad_rollout_target_names_the_field():
                                 "instance_type": "Standard_DS2_v2", "instance_count": 1, "bake_seconds": 60})}
     )  # fmt: skip
     assert (platform, target.endpoint, canary, bake) == ("azureml", "e", 10, 60)
+
+
+def test_the_training_image_needs_only_its_requirements():
+    """The image installs pipeline_code/ml/requirements.txt only: every
+    third-party module the job imports (at start, and for training) comes from it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = (
+        "import sys, pipeline_code.ml.job, pipeline_code.ml.deploy, pipeline_code.ml.publish; "
+        "import implicit.cpu.als, threadpoolctl, boto3, google.auth, azure.identity, httpx; "
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules} - set(sys.stdlib_module_names))))"
+    )
+    loaded = set(subprocess.check_output([sys.executable, "-c", probe], text=True).split())
+    loaded = {m for m in loaded if not m.startswith(("_", "pipeline_code")) and m != "cython_runtime"}
+    lines = Path("pipeline_code/ml/requirements.txt").read_text().splitlines()
+    named = {r.split(">=")[0].replace("-", "_") for r in lines if r and not r.startswith("#")}
+    named = {"google" if n == "google_auth" else "azure" if n == "azure_identity" else n for n in named}
+    # What those packages install with them.
+    brought = {"botocore", "jmespath", "s3transfer", "dateutil", "urllib3", "six", "charset_normalizer",
+               "idna", "certifi", "typing_extensions", "cachetools", "pyasn1", "pyasn1_modules", "rsa",
+               "msal", "msal_extensions", "jwt", "cryptography", "cffi", "anyio", "sniffio", "httpcore",
+               "h11", "tqdm", "portalocker", "isodate", "azure", "packaging"}  # fmt: skip
+    # What httpx imports only when it is installed (its CLI, zstd decoding).
+    optional = {"click", "rich", "pygments", "zstandard", "backports"}
+    assert loaded <= named | brought | optional, loaded - named - brought - optional
+
+
+def test_the_rows_a_cloud_job_records_are_the_local_ones_in_each_dialect(growing, tmp_path):
+    import datetime as dt
+
+    from pipeline_code.ml.publish import FolderStore, publish, served
+    from pipeline_code.ml.record import bigquery_rows, redshift_statements, rows_for
+    from pipeline_code.tables import TABLES
+    from pipeline_code.warehouses.bigquery import schema_fields
+
+    warehouse, _, first, second = growing
+    store = FolderStore(tmp_path / "registry")
+    for result in (first, second):
+        meta = json.loads((result.directory / "metadata.json").read_text())
+        before = served(store)
+        publish(store, result.directory, {"model_version": result.version, **meta["gate"]})
+    at = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
+    rows = rows_for(store, second.version, before, served(store), at)
+    assert [(r["model_version"], r["serving"]) for r in rows] == [
+        (second.version, True),
+        (first.version, False),
+    ]
+    # The same decision, reason and numbers `dataflow train` wrote locally.
+    local = dict(
+        duckdb.connect(str(warehouse), read_only=True)
+        .execute("SELECT model_version, reason FROM model_versions")
+        .fetchall()
+    )
+    assert rows[0]["reason"] == local[second.version] and rows[1]["reason"] == local[first.version]
+    for sql in redshift_statements(rows):
+        assert sqlglot.parse_one(sql, read="redshift")
+    insert = redshift_statements(rows)[1]
+    assert insert.startswith("INSERT INTO model_versions (model_version, trained_at") and "TRUE" in insert
+    fields = {f["name"] for f in schema_fields(TABLES["model_versions"])}
+    for row in bigquery_rows(rows, 1_764_460_800_000_000):
+        assert set(row["json"]) == fields and row["json"]["changed_at"].startswith("2025-11-30")
