@@ -290,3 +290,45 @@ SPILLED_BATCHES = "SpilledBatches"
 
 if __name__ == "__main__":
     print(" ".join(f"{k} {v}" for k, v in job_arguments(ProcessingSettings()).items()))
+
+
+def metrics_envelope(connection_string: str, job: str, counts: dict[str, float], at: str) -> tuple[str, list]:
+    """One micro-batch's counts as Application Insights metric telemetry:
+    ``(track URL, envelopes)`` for the ingestion endpoint's ``/v2/track``."""
+    parts = dict(p.split("=", 1) for p in connection_string.split(";") if "=" in p)
+    if "InstrumentationKey" not in parts:
+        raise ValueError("the Application Insights connection string has no InstrumentationKey")
+    ikey = parts["InstrumentationKey"]
+    endpoint = parts.get("IngestionEndpoint", "https://dc.services.visualstudio.com/").rstrip("/")
+    envelope = {
+        "name": f"Microsoft.ApplicationInsights.{ikey.replace('-', '')}.Metric",
+        "time": at,
+        "iKey": ikey,
+        "data": {
+            "baseType": "MetricData",
+            "baseData": {
+                "ver": 2,
+                "metrics": [
+                    {"name": name, "value": float(v), "count": 1} for name, v in sorted(counts.items())
+                ],
+                "properties": {"Job": job},
+            },
+        },
+    }
+    return f"{endpoint}/v2/track", [envelope]
+
+
+def post_metrics(connection_string: str, job: str, counts: dict[str, float]) -> None:
+    """Send ``counts`` to Application Insights' ingestion endpoint (Azure's jobs:
+    the Synapse stream, the training job); Monitoring alerts on them."""
+    import datetime as dt
+    import json
+    import urllib.request
+
+    at = dt.datetime.now(dt.UTC).isoformat()
+    url, body = metrics_envelope(connection_string, job, counts, at)
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()

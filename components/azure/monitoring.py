@@ -363,8 +363,23 @@ class Monitoring(pulumi.ComponentResource):
                 "PT1H",
                 "P1D",
             )
-        self.training_alerts = [
-            monitor.ScheduledQueryRule(
+        health = (
+            f'customMetrics | where tostring(customDimensions.Job) == "{training.alert_targets["registry"]}"'
+        )
+        insights_queries = {
+            "model-refused": (
+                f"The gate refused {alerts.model_refusals_in_a_row} candidates in a row",
+                f'{health} | where name == "RefusalsInARow" and value >= {alerts.model_refusals_in_a_row}',
+            ),
+            "model-age": (
+                f"The model served was promoted more than {alerts.model_max_age_days} days ago",
+                f'{health} | where name == "ServedModelAgeDays" and value > {alerts.model_max_age_days}',
+            ),
+        }
+
+        def log_alert(key: str, description: str, query: str, scope, every: str, window: str):
+            """An alert when ``query`` finds any row in ``window``."""
+            return monitor.ScheduledQueryRule(
                 f"{name}-{key}",
                 resource_group_name=resource_group,
                 location=fast_path.location,
@@ -372,7 +387,7 @@ class Monitoring(pulumi.ComponentResource):
                 severity=2,
                 enabled=True,
                 kind="LogAlert",
-                scopes=[log_workspace_id],
+                scopes=[scope],
                 evaluation_frequency=every,
                 window_size=window,
                 criteria={
@@ -394,7 +409,16 @@ class Monitoring(pulumi.ComponentResource):
                 tags=tags,
                 opts=child,
             )
-            for key, (description, query, every, window) in queries.items()
+
+        self.training_alerts = [
+            *(
+                log_alert(key, description, query, log_workspace_id, every, window)
+                for key, (description, query, every, window) in queries.items()
+            ),
+            *(
+                log_alert(key, description, query, training.alert_targets["insights"], "PT1H", "P1D")
+                for key, (description, query) in insights_queries.items()
+            ),
         ]
         self.diagnostics = [
             monitor.DiagnosticSetting(

@@ -149,6 +149,8 @@ def command_job(
     instance_type: str,
     tolerance: float,
     rollout: str,
+    insights_connection: pulumi.Input[str],
+    name: str,
 ) -> machinelearningservices.CommandJobArgs:
     """The command job the schedule creates. Typed arguments: the job
     definition, its inputs and outputs are unions, which plain dicts would
@@ -165,7 +167,13 @@ def command_job(
             f"--artifact-base {path}/models/ --model-out /tmp/model --tolerance {tolerance}"
         ),
         environment_id=environment_id,
-        environment_variables={"ROLLOUT": rollout},
+        environment_variables={
+            "ROLLOUT": rollout,
+            # The job's health (refusals in a row, the served model's age) for Monitoring's alerts.
+            "TRAINING_METRICS": "appinsights",
+            "TRAINING_NAME": name,
+            "APPLICATIONINSIGHTS_CONNECTION_STRING": insights_connection,
+        },
         inputs={
             "data": ml.UriFolderJobInputArgs(
                 job_input_type="uri_folder", uri=f"{path}/training/latest/", mode="ReadOnlyMount"
@@ -425,6 +433,8 @@ class Training(pulumi.ComponentResource):
             instance_type=INSTANCE_TYPES[model_spec.training_size],
             tolerance=model_spec.tolerance,
             rollout=rollout,
+            insights_connection=model.insights.connection_string,
+            name=name,
         )
         self.schedule = machinelearningservices.Schedule(
             f"{name}-schedule",
@@ -447,6 +457,8 @@ class Training(pulumi.ComponentResource):
         self.alert_targets: dict[str, pulumi.Input[str]] = {
             "factory": self.factory.id,
             "experiment": EXPERIMENT,
+            "insights": model.insights.id,
+            "registry": name,
             "scheduled": "yes" if times else "",
         }
         self.register_outputs({"location": self.location, "identity": self.identity.id})

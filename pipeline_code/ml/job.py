@@ -209,13 +209,20 @@ def release(args: argparse.Namespace, env: Mapping[str, str], result: TrainResul
 
 
 def emit_health(store, env: Mapping[str, str]) -> None:
-    """One JSON line for log-based alerts (Cloud Logging, Log Analytics), and
-    CloudWatch metrics when ``TRAINING_METRICS=cloudwatch`` (SageMaker)."""
+    """One JSON line for log-based alerts (Cloud Logging), and metrics where
+    ``TRAINING_METRICS`` says: ``cloudwatch`` (SageMaker), ``appinsights``
+    (Azure ML, to ``APPLICATIONINSIGHTS_CONNECTION_STRING``)."""
     from pipeline_code.host import CLOUDWATCH_NAMESPACE
     from pipeline_code.ml.publish import health
 
     values = health(store)
     print(json.dumps({"dataflow_training": values}, sort_keys=True))
+    if env.get("TRAINING_METRICS") == "appinsights" and env.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
+        from pipeline_code.host import post_metrics
+
+        post_metrics(
+            env["APPLICATIONINSIGHTS_CONNECTION_STRING"], env.get("TRAINING_NAME", "dataflow"), values
+        )
     if env.get("TRAINING_METRICS") == "cloudwatch":
         import boto3
 
@@ -258,7 +265,8 @@ def _release(args, env, result, store, rollout) -> str:
         promoted = publish(store, result.directory, decision) is not None
         recorded(result.version)
         if not promoted:
-            return f"published {result.version}, refused: not rolled out"
+            why = "already served" if decision["decision"] == "promoted" else "refused"
+            return f"published {result.version}, {why}: not rolled out"
         version, what = result.version, f"published and promoted {result.version}"
     if rollout is None:
         return what + "; no ROLLOUT target"

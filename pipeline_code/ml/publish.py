@@ -165,8 +165,8 @@ def publish(store: Store, version_dir: Path, decision: dict) -> dict | None:
         store.put(f"{version}/{name}", data)
     store.put(f"{version}.tar.gz", tarball(files))
     store.put(f"{version}/decision.json", (json.dumps(decision, indent=2, sort_keys=True) + "\n").encode())
-    if decision["decision"] != "promoted":
-        return None
+    if decision["decision"] != "promoted" or served(store) == version:
+        return None  # refused, or the very version already served (same data, settings and second)
     return serve(store, version, "promote", decision["reason"])
 
 

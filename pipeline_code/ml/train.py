@@ -402,7 +402,8 @@ def train(
         ),
         result.version if result.promoted else registry.served(),
     )
-    if result.promoted:
+    # The same data and settings within the same second give the version already served.
+    if result.promoted and result.version != registry.served():
         registry.promote(result.version, result.decision.reason)  # type: ignore[union-attr]
     return dataclasses.replace(result, seconds=time.perf_counter() - started)
 

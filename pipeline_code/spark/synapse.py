@@ -22,10 +22,9 @@ Spark's ABFS driver and pyarrow, to the SQL pool with an Entra ID token
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 
-from pipeline_code.host import ProcessingSettings, add_arguments, from_arguments
+from pipeline_code.host import ProcessingSettings, add_arguments, from_arguments, post_metrics
 from pipeline_code.spark.adapter import MicroBatchRunner
 from pipeline_code.streams.eventhubs import CAPTURE_SCHEMA, to_raw
 from pipeline_code.streams.records import spill_lines
@@ -81,47 +80,11 @@ def parse_args(argv: list[str]) -> JobArgs:
     )
 
 
-def metrics_envelope(connection_string: str, job: str, counts: dict[str, float], at: str) -> tuple[str, list]:
-    """One micro-batch's counts as Application Insights metric telemetry:
-    ``(track URL, envelopes)`` for the ingestion endpoint's ``/v2/track``."""
-    parts = dict(p.split("=", 1) for p in connection_string.split(";") if "=" in p)
-    if "InstrumentationKey" not in parts:
-        raise ValueError("--insights_connection has no InstrumentationKey")
-    ikey = parts["InstrumentationKey"]
-    endpoint = parts.get("IngestionEndpoint", "https://dc.services.visualstudio.com/").rstrip("/")
-    envelope = {
-        "name": f"Microsoft.ApplicationInsights.{ikey.replace('-', '')}.Metric",
-        "time": at,
-        "iKey": ikey,
-        "data": {
-            "baseType": "MetricData",
-            "baseData": {
-                "ver": 2,
-                "metrics": [
-                    {"name": name, "value": float(v), "count": 1} for name, v in sorted(counts.items())
-                ],
-                "properties": {"Job": job},
-            },
-        },
-    }
-    return f"{endpoint}/v2/track", [envelope]
-
-
 def publish_metrics(args: JobArgs, counts: dict[str, float]) -> None:
     """Send a batch's counts to Application Insights (the monitoring
     component alerts on ``DeadLettered`` and ``SpilledBatches``)."""
-    import datetime as dt
-    import urllib.request
-
-    if not args.insights_connection:
-        return
-    at = dt.datetime.now(dt.UTC).isoformat()
-    url, body = metrics_envelope(args.insights_connection, args.job_name, counts, at)
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        response.read()
+    if args.insights_connection:
+        post_metrics(args.insights_connection, args.job_name, counts)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -36,7 +36,8 @@ def at(rec, suffix: str, *path, name: str | None = None):
 def snake_keys(value, path: str = ""):
     if isinstance(value, dict):
         for key, item in value.items():
-            if "_" in key:
+            # Names we choose (environment variables, as upper case) are data, not schema.
+            if "_" in key and not key.isupper():
                 yield f"{path}.{key}"
             yield from snake_keys(item, f"{path}.{key}")
     elif isinstance(value, list):

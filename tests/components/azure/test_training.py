@@ -63,3 +63,15 @@ def test_the_jobs_identity_writes_the_registry_and_may_only_roll_out(default):
     role = rec.one("authorization:RoleDefinition", "dataflow-train-deployer").inputs
     assert role["permissions"][0]["actions"] == list(DEPLOYER_ACTIONS)
     assert all(a.startswith("Microsoft.MachineLearningServices/workspaces/") for a in DEPLOYER_ACTIONS)
+
+
+def test_the_jobs_health_reaches_the_alerts_through_application_insights(default):
+    rec, _ = default
+    job = rec.one("machinelearningservices:Schedule").inputs["properties"]["action"]["jobDefinition"]
+    env = job["environmentVariables"]
+    assert env["TRAINING_METRICS"] == "appinsights" and env["TRAINING_NAME"] == "dataflow-train"
+    assert env["APPLICATIONINSIGHTS_CONNECTION_STRING"].startswith("InstrumentationKey=")
+    refused = rec.one("monitor:ScheduledQueryRule", "dataflow-monitoring-model-refused").inputs
+    query = refused["criteria"]["allOf"][0]["query"]
+    assert 'customDimensions.Job) == "dataflow-train"' in query and "value >= 3" in query
+    assert refused["scopes"][0].endswith("/Component/dataflow-ml-insights")

@@ -163,7 +163,8 @@ def test_the_job_publishes_to_a_registry_and_rolls_back(growing, export, tmp_pat
         and 0 <= health["ServedModelAgeDays"] < 0.01
     )
     assert _registry_lines(store)[0] == v1  # a refused candidate is kept, not served
-    third = [*again, "--model-out", str(tmp_path / "o3"), "--tolerance", "0.5"]
+    # Other settings (a different version, whatever the second), promoted by a loose gate.
+    third = [*again, "--model-out", str(tmp_path / "o3"), "--tolerance", "0.5", "--factors", "16"]
     assert job.main(third, env={}, sagemaker=tmp_path / "none") == 0
     assert '"RefusalsInARow": 0.0' in capsys.readouterr().out
     v3 = (registry / "LATEST").read_text().strip()

@@ -59,7 +59,7 @@ def test_capture_records_reach_the_adapter_byte_for_byte(spark, tmp_path):
 
 
 def test_batch_counts_become_application_insights_metric_telemetry():
-    from pipeline_code.spark.synapse import metrics_envelope
+    from pipeline_code.host import metrics_envelope
 
     connection = (
         "InstrumentationKey=00000000-1111-2222-3333-444444444444;"
