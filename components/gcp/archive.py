@@ -19,6 +19,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.gcp.ingest import Ingest, seconds
+from components.gcp.storage import delete, move_to, private_bucket
 from components.spec import ArchiveSpec, DeadLetterSpec, StreamSpec
 from pipeline_code.streams.pubsub import ARCHIVE_HOUR_FORMAT
 
@@ -67,33 +68,18 @@ class Archive(pulumi.ComponentResource):
         super().__init__(TYPE, name, None, opts)
         self.name = name
         child = pulumi.ResourceOptions(parent=self)
-        rules = [
-            gcp.storage.BucketLifecycleRuleArgs(
-                action=gcp.storage.BucketLifecycleRuleActionArgs(
-                    type="SetStorageClass", storage_class="COLDLINE"
-                ),
-                condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=30),
-            )
-        ]
+        rules = [move_to("COLDLINE", 30)]
         if archive.retention_days is not None:
-            rules.append(
-                gcp.storage.BucketLifecycleRuleArgs(
-                    action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
-                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=archive.retention_days),
-                )
-            )
-        self.bucket = gcp.storage.Bucket(
+            rules.append(delete(archive.retention_days))
+        self.bucket = private_bucket(
+            self,
             f"{name}-raw",
             project=project,
-            location=region,
-            uniform_bucket_level_access=True,
-            public_access_prevention="enforced",
-            encryption=gcp.storage.BucketEncryptionArgs(default_kms_key_name=kms_key_name)
-            if kms_key_name
-            else None,
-            lifecycle_rules=rules,
+            region=region,
             labels=labels,
-            opts=child,
+            rules=rules,
+            versioned=False,
+            kms_key_name=kms_key_name,
         )
         agent = pulumi.Output.concat(
             "serviceAccount:service-", project_number, "@gcp-sa-pubsub.iam.gserviceaccount.com"

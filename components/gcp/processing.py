@@ -25,6 +25,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.gcp.ingest import Ingest
+from components.gcp.storage import delete, private_bucket
 from components.gcp.warehouse import Warehouse
 from components.spec import ProcessingSpec
 from pipeline_code.host import job_arguments
@@ -122,32 +123,16 @@ class Processing(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         image_repository(image)  # fail here, naming the image, not at launch
 
-        self.bucket = gcp.storage.Bucket(
+        # Staged and temp files are scratch; old template spec versions too.
+        self.bucket = private_bucket(
+            self,
             f"{name}-staging",
             project=project,
-            location=region,
-            uniform_bucket_level_access=True,
-            public_access_prevention="enforced",
-            versioning=gcp.storage.BucketVersioningArgs(enabled=True),
-            encryption=gcp.storage.BucketEncryptionArgs(default_kms_key_name=kms_key_name)
-            if kms_key_name
-            else None,
-            # Staged and temp files are scratch; old template spec versions too.
-            lifecycle_rules=[
-                gcp.storage.BucketLifecycleRuleArgs(
-                    action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
-                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=30, with_state="ARCHIVED"),
-                ),
-                gcp.storage.BucketLifecycleRuleArgs(
-                    action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
-                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(
-                        age=7, matches_prefixes=["temp/", "staging/"]
-                    ),
-                ),
-            ],
-            force_destroy=False,
+            region=region,
             labels=labels,
-            opts=child,
+            rules=[delete(30, archived=True), delete(7, prefixes=["temp/", "staging/"])],
+            versioned=True,
+            kms_key_name=kms_key_name,
         )
         self.template = gcp.storage.BucketObject(
             f"{name}-template",

@@ -41,6 +41,7 @@ import pulumi_gcp as gcp
 
 from components.gcp.model import MACHINE_TYPES, Model
 from components.gcp.processing import grant_image_pull, image_repository
+from components.gcp.storage import delete, private_bucket
 from components.gcp.warehouse import Warehouse
 from components.spec import DEFAULT_RETRAIN, AlertSpec, ModelSpec, retrain_times
 from pipeline_code.ml.data import export_sql
@@ -161,31 +162,15 @@ class Training(pulumi.ComponentResource):
         self.name = name
         child = pulumi.ResourceOptions(parent=self)
         image_repository(image)  # fail here, naming the image
-        self.bucket = gcp.storage.Bucket(
+        self.bucket = private_bucket(
+            self,
             f"{name}-registry",
             project=project,
-            location=region,
-            uniform_bucket_level_access=True,
-            public_access_prevention="enforced",
-            versioning=gcp.storage.BucketVersioningArgs(enabled=True),
-            encryption=gcp.storage.BucketEncryptionArgs(default_kms_key_name=kms_key_name)
-            if kms_key_name
-            else None,
-            lifecycle_rules=[
-                gcp.storage.BucketLifecycleRuleArgs(
-                    action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
-                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(
-                        age=30, matches_prefixes=["jobs/"]
-                    ),
-                ),
-                gcp.storage.BucketLifecycleRuleArgs(
-                    action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
-                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=30, with_state="ARCHIVED"),
-                ),
-            ],
-            force_destroy=False,
+            region=region,
             labels=labels,
-            opts=child,
+            rules=[delete(30, prefixes=["jobs/"]), delete(30, archived=True)],
+            versioned=True,
+            kms_key_name=kms_key_name,
         )
 
         def account(key: str, title: str) -> gcp.serviceaccount.Account:
