@@ -142,3 +142,19 @@ def apply_touches(store: UserState, touches: dict[str, list[Touch]], now_us: int
         else:
             raise StateConflict(f"user {user_key!r}: state changed under {attempts} attempts to write it")
     return written
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A batch committed as a replay (an archive range, or dead letters re-run).
+
+    Its dead letters are inserted only where no row has the same arrival and
+    bytes: on Kinesis and Event Hubs an offset alone can collide (arrival time and a hash),
+    and a range replayed twice must keep one row per input. A dead-letter
+    replay (``rerun_before_us``) first deletes the rows it re-ran: those
+    dead-lettered at or before its snapshot, of its ``stage`` and ``since``.
+    """
+
+    rerun_before_us: int | None = None
+    stage: str | None = None
+    since_us: int | None = None

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from pipeline_code.core.history import UserHistory
-from pipeline_code.core.ports import EPOCH, USER_FEATURES, history_row
+from pipeline_code.core.ports import EPOCH, USER_FEATURES, Replay, history_row
 from pipeline_code.tables import TABLES, Column, Table, arrow_schema
 
 BATCHES = "_dataflow_batches"
@@ -161,18 +161,52 @@ def merge_sql(table: Table, guard: str) -> list[str]:
     return [_add_merge(table, guard)]
 
 
-def merge_statements(batch_key: str, staged: dict[str, str], iam_role: str = "default") -> list[str]:
+def _timestamp(us: int) -> str:
+    at = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us)
+    return f"TIMESTAMPTZ '{at.isoformat()}'"
+
+
+def rerun_delete_sql(replay: Replay, guard: str) -> str:
+    """A dead-letter replay's first statement: remove the rows it re-ran."""
+    where = [f"dead_lettered_at <= {_timestamp(replay.rerun_before_us)}"]  # type: ignore[arg-type]
+    if replay.stage is not None:
+        where.append(f"failed_stage = {sql_string(replay.stage)}")
+    if replay.since_us is not None:
+        where.append(f"dead_lettered_at >= {_timestamp(replay.since_us)}")
+    return f"DELETE FROM dead_letters WHERE {' AND '.join(where)} AND {guard}"
+
+
+def insert_absent_dead_letters_sql(guard: str) -> str:
+    """A replay's dead letters: only those whose arrival and bytes are not stored."""
+    stage = _stage(TABLES["dead_letters"])
+    cols = ", ".join(TABLES["dead_letters"].column_names())
+    return (
+        f"INSERT INTO dead_letters ({cols}) SELECT {cols} FROM {stage} s WHERE {guard} AND NOT EXISTS "
+        "(SELECT 1 FROM dead_letters t WHERE t.source_offset = s.source_offset AND t.payload = s.payload)"
+    )
+
+
+def merge_statements(
+    batch_key: str, staged: dict[str, str], iam_role: str = "default", replay: Replay | None = None
+) -> list[str]:
     """One micro-batch's transaction: load each table's staged Parquet
-    prefix (``{table: s3://.../}``), merge, and record the batch."""
+    prefix (``{table: s3://.../}``), merge, and record the batch; with
+    ``replay``, its dead letters as ``Replay`` says."""
     unknown = set(staged) - set(TABLES)
     if unknown:
         raise ValueError(f"staged files for unknown tables: {sorted(unknown)}")
     guard = _guard(batch_key)
     statements: list[str] = []
+    if replay is not None and replay.rerun_before_us is not None:
+        # Even when every re-run input now passes (nothing staged for dead_letters).
+        statements.append(rerun_delete_sql(replay, guard))
     for name, table in TABLES.items():
         if name in staged:
             statements += _copy(table, staged[name], iam_role)
-            statements += merge_sql(table, guard)
+            if replay is not None and name == "dead_letters":
+                statements.append(insert_absent_dead_letters_sql(guard))
+            else:
+                statements += merge_sql(table, guard)
     statements.append(f"INSERT INTO {BATCHES} SELECT {sql_string(batch_key)}, GETDATE() WHERE {guard}")
     return statements
 
@@ -282,7 +316,9 @@ class RedshiftSink:
         copy_role_arn: str,
         batch_key: str,
         batch_prefix: str,
+        replay: Replay | None = None,
     ) -> None:
+        self.replay = replay
         self.region = region
         self.workgroup = workgroup
         self.database = database
@@ -308,7 +344,7 @@ class RedshiftSink:
         import boto3
 
         staged = {table: f"{self.prefix}/{table}/" for table in files}
-        statements = merge_statements(self.batch_key, staged, self.copy_role_arn)
+        statements = merge_statements(self.batch_key, staged, self.copy_role_arn, self.replay)
         client = boto3.client("redshift-data", region_name=self.region)
         batch = client.batch_execute_statement(
             WorkgroupName=self.workgroup, Database=self.database, Sqls=statements

@@ -18,6 +18,7 @@ Like ``pipeline_code.warehouses.redshift``, from the one table description:
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import struct
@@ -27,7 +28,7 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 
-from pipeline_code.core.ports import USER_FEATURES, history_row
+from pipeline_code.core.ports import USER_FEATURES, Replay, history_row
 from pipeline_code.tables import TABLES, Column, Table, arrow_schema
 
 SCHEMA = "dbo"
@@ -192,20 +193,56 @@ def _merge(table: Table, stage: str, guard: str) -> list[str]:
     return [_add_merge(table, stage, guard)]
 
 
-def batch_statements(batch_key: str, staged: dict[str, str]) -> tuple[list[str], list[str], list[str]]:
+def _datetime(us: int) -> str:
+    at = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=us)  # the pool stores UTC, naive
+    return f"CAST('{at.isoformat(sep=' ')}' AS DATETIME2)"
+
+
+def replay_statements(replay: Replay, stage: str | None, guard: str) -> list[str]:
+    """A replay's dead letters (see ``core.ports.Replay``): a re-run first
+    removes the rows it re-ran; staged dead letters go in only where no row
+    has the same arrival and bytes."""
+    target = _name("dead_letters")
+    out = []
+    if replay.rerun_before_us is not None:
+        where = [f"dead_lettered_at <= {_datetime(replay.rerun_before_us)}"]
+        if replay.stage is not None:
+            where.append(f"failed_stage = {sql_string(replay.stage)}")
+        if replay.since_us is not None:
+            where.append(f"dead_lettered_at >= {_datetime(replay.since_us)}")
+        out.append(f"DELETE FROM {target} WHERE {' AND '.join(where)} AND {guard}")
+    if stage is not None:
+        cols = ", ".join(TABLES["dead_letters"].column_names())
+        out.append(
+            f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage} AS s WHERE {guard} AND NOT EXISTS "
+            f"(SELECT 1 FROM {target} AS t WHERE t.source_offset = s.source_offset AND t.payload = s.payload)"
+        )
+    return out
+
+
+def batch_statements(
+    batch_key: str, staged: dict[str, str], replay: Replay | None = None
+) -> tuple[list[str], list[str], list[str]]:
     """``(load, transaction, cleanup)`` for one micro-batch; ``staged`` maps
-    tables to the staged files' location (``https://ACCOUNT.dfs.core.windows.net/.../*.parquet``)."""
+    tables to the staged files' location (``https://ACCOUNT.dfs.core.windows.net/.../*.parquet``);
+    with ``replay``, its dead letters as ``core.ports.Replay`` says."""
     unknown = set(staged) - set(TABLES)
     if unknown:
         raise ValueError(f"staged files for unknown tables: {sorted(unknown)}")
     guard = _guard(batch_key)
     load, merge, cleanup = [], [], []
+    if replay is not None:
+        # The re-run's delete comes first, even when nothing is staged for dead_letters.
+        merge += replay_statements(replay, None, guard)
     for name, table in TABLES.items():
         if name not in staged:
             continue
         stage = _stage(table, batch_key)
         load += _load(table, stage, staged[name])
-        merge += _merge(table, stage, guard)
+        if replay is not None and name == "dead_letters":
+            merge += replay_statements(Replay(), stage, guard)
+        else:
+            merge += _merge(table, stage, guard)
         cleanup.append(f"DROP TABLE {stage}")
     merge.append(
         f"INSERT INTO {_name(BATCHES)} SELECT {sql_string(batch_key)}, SYSUTCDATETIME() WHERE {guard}"
@@ -285,7 +322,16 @@ class SynapseSink:
     """Stages row batches as Parquet in the lake (pyarrow's Azure filesystem,
     managed identity), then loads and merges them in one transaction."""
 
-    def __init__(self, server: str, database: str, batch_key: str, prefix: str, token: str) -> None:
+    def __init__(
+        self,
+        server: str,
+        database: str,
+        batch_key: str,
+        prefix: str,
+        token: str,
+        replay: Replay | None = None,
+    ) -> None:
+        self.replay = replay
         self.server, self.database = server, database
         self.batch_key, self.prefix, self.token = batch_key, prefix, token
 
@@ -301,7 +347,7 @@ class SynapseSink:
 
     def commit(self, files: dict[str, list[str]]) -> dict[str, Any]:
         staged = {table: https_of(f"{self.prefix}/{table}/") + "*.parquet" for table in files}
-        load, merge, cleanup = batch_statements(self.batch_key, staged)
+        load, merge, cleanup = batch_statements(self.batch_key, staged, self.replay)
         con = connect(self.server, self.database, self.token)
         try:
             cur = con.cursor()

@@ -53,3 +53,27 @@ def test_synapse_ddl_follows_the_table_description():
     assert "DISTRIBUTION = HASH(user_key), HEAP" in events  # MAX columns: a heap
     assert "CLUSTERED COLUMNSTORE INDEX" in synapse.ddl(TABLES["item_popularity"])
     assert "is_bot BIT NOT NULL" in synapse.ddl(TABLES["sessions"])
+
+
+def test_a_replay_keeps_one_dead_letter_per_arrival_and_bytes_in_t_sql():
+    from pipeline_code.core.ports import Replay
+
+    staged = {"dead_letters": "https://lake1.dfs.core.windows.net/jobs/staging/9/dead_letters/*.parquet"}
+    rerun = Replay(rerun_before_us=1_764_460_800_000_000, stage="validate", since_us=1_764_374_400_000_000)
+    _, merge, _ = synapse.batch_statements("replay:9", staged, rerun)
+    for sql in merge:
+        for tree in sqlglot.parse(sql, read="tsql", error_level=sqlglot.ErrorLevel.RAISE):
+            assert type(tree).__name__ != "Command", sql[:80]
+    delete, insert, record = merge
+    assert delete.startswith(
+        "DELETE FROM dbo.dead_letters WHERE dead_lettered_at <= CAST('2025-11-30 00:00:00'"
+    )
+    assert "failed_stage = N'validate'" in delete and "dead_lettered_at >= CAST('2025-11-29" in delete
+    assert "t.source_offset = s.source_offset AND t.payload = s.payload" in insert
+    assert record.startswith("INSERT INTO dbo._dataflow_batches")
+    # Everything now passes: nothing staged, and the re-run rows still go.
+    _, merge, _ = synapse.batch_statements("replay:10", {}, rerun)
+    assert [s.split(" ", 2)[:2] for s in merge] == [["DELETE", "FROM"], ["INSERT", "INTO"]]
+    # A plain batch is untouched by all this.
+    _, plain, _ = synapse.batch_statements("job:9", staged)
+    assert plain[0].startswith("INSERT INTO dbo.dead_letters") and "t.payload" not in plain[0]
