@@ -311,7 +311,7 @@ def cmd_api(args: argparse.Namespace) -> None:
     """Run the recommendation API in front of the model (in-process or over HTTP)."""
     from pipeline_code.ml.model import ModelError, Recommender, find_model
     from pipeline_code.serving.api import HttpEndpoint, LocalEndpoint, RecommendationApi
-    from pipeline_code.serving.watch import ModelWatcher
+    from pipeline_code.serving.watch import ModelWatcher, poll_seconds
     from pipeline_code.userstate.local import LocalUserState, path_beside
     from pipeline_code.web.server import make_server
 
@@ -325,7 +325,14 @@ def cmd_api(args: argparse.Namespace) -> None:
         endpoint = LocalEndpoint(model)
         if (args.model_dir / "LATEST").is_file():
             # Promotions and rollbacks in the registry are served without a restart.
-            ModelWatcher(args.model_dir, lambda m: setattr(endpoint, "model", m), model.version).start()
+            try:
+                interval = poll_seconds(os.environ)
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
+            watcher = ModelWatcher(
+                args.model_dir, lambda m: setattr(endpoint, "model", m), model.version, interval
+            )
+            watcher.start()
     state_path = args.user_state or path_beside(args.warehouse)
     store = LocalUserState(state_path) if state_path.exists() else None
     out.print(

@@ -57,7 +57,7 @@ DEPLOYER_ACTIONS = (
 )
 
 
-def export_pipeline(*, sql_service: str, parquet_dataset: str, sql_dataset: str) -> dict[str, Any]:
+def export_pipeline(*, parquet_dataset: str, sql_dataset: str) -> dict[str, Any]:
     """The export as the Data Factory REST API takes it: clear the last
     export, then copy the query's rows to Parquet."""
     return {
@@ -367,9 +367,7 @@ class Training(pulumi.ComponentResource):
             **factory,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.blob_service]),
         )
-        self.definition = export_pipeline(
-            sql_service="warehouse", parquet_dataset="training_export", sql_dataset="events"
-        )
+        self.definition = export_pipeline(parquet_dataset="training_export", sql_dataset="events")
         props = self.definition["properties"]
         self.pipeline = datafactory.Pipeline(
             f"{name}-export-pipeline",
@@ -463,23 +461,20 @@ class Training(pulumi.ComponentResource):
         }
         self.register_outputs({"location": self.location, "identity": self.identity.id})
 
-    def _grant_write(self, grantee: str, principal_id: pulumi.Input[str]):
+    def _assign(self, verb: str, role: str, grantee: str, principal_id: pulumi.Input[str]):
         return assign(
-            f"{self.name}-write-{grantee}",
-            role="Storage Blob Data Contributor",
+            f"{self.name}-{verb}-{grantee}",
+            role=role,
             principal_id=principal_id,
             scope=self.container.id,
             subscription_id=self.subscription_id,
             parent=self,
         )
 
+    def _grant_write(self, grantee: str, principal_id: pulumi.Input[str]):
+        """The job and the export write the registry container, nothing else of the account."""
+        return self._assign("write", "Storage Blob Data Contributor", grantee, principal_id)
+
     def grant_read(self, grantee: str, principal_id: pulumi.Input[str]):
         """Let ``principal_id`` read the registry's model versions (a reviewer, a deployment)."""
-        return assign(
-            f"{self.name}-read-{grantee}",
-            role="Storage Blob Data Reader",
-            principal_id=principal_id,
-            scope=self.container.id,
-            subscription_id=self.subscription_id,
-            parent=self,
-        )
+        return self._assign("read", "Storage Blob Data Reader", grantee, principal_id)

@@ -45,6 +45,7 @@ from components.gcp.storage import delete, private_bucket
 from components.gcp.warehouse import Warehouse
 from components.spec import DEFAULT_RETRAIN, AlertSpec, ModelSpec, retrain_times
 from pipeline_code.ml.data import export_sql
+from pipeline_code.ml.publish import HEALTH_KEY
 
 TYPE = "data-flow:gcp:Training"
 DEPLOYER_PERMISSIONS = (
@@ -185,11 +186,14 @@ class Training(pulumi.ComponentResource):
         def member(a: gcp.serviceaccount.Account) -> pulumi.Output[str]:
             return a.email.apply(lambda e: f"serviceAccount:{e}")
 
+        def role_id(key: str) -> str:
+            return f"{name}_{key}".replace("-", "_")
+
         def custom_role(key: str, title: str, permissions: tuple[str, ...]) -> gcp.projects.IAMCustomRole:
             return gcp.projects.IAMCustomRole(
                 f"{name}-{key}",
                 project=project,
-                role_id=f"{name}_{key}".replace("-", "_"),
+                role_id=role_id(key),
                 title=title,
                 permissions=list(permissions),
                 opts=child,
@@ -211,14 +215,10 @@ class Training(pulumi.ComponentResource):
             )
 
         def project_member(
-            key: str, role: str | gcp.projects.IAMCustomRole, who: pulumi.Input[str]
+            key: str, role: str, who: pulumi.Input[str], after: pulumi.Resource | None = None
         ) -> gcp.projects.IAMMember:
-            opts = child
-            if isinstance(role, gcp.projects.IAMCustomRole):
-                # The custom role's full name is known before it exists; bind it after.
-                role_id = f"{name}_{'deployer' if role is self.deployer else 'launcher'}".replace("-", "_")
-                opts = pulumi.ResourceOptions(parent=self, depends_on=[role])
-                role = f"projects/{project}/roles/{role_id}"
+            # A custom role's full name is known before it exists: bind it by name, after it.
+            opts = pulumi.ResourceOptions(parent=self, depends_on=[after]) if after else child
             return gcp.projects.IAMMember(f"{name}-{key}", project=project, role=role, member=who, opts=opts)
 
         def act_as(
@@ -235,7 +235,9 @@ class Training(pulumi.ComponentResource):
         self.grants: list[pulumi.Resource] = [
             bucket_member("job-uses-registry", job),
             grant_image_pull(self, f"{name}-job-pulls-image", image, job),
-            project_member("job-deploys", self.deployer, job),
+            project_member(
+                "job-deploys", f"projects/{project}/roles/{role_id('deployer')}", job, after=self.deployer
+            ),
             act_as(
                 "job-acts-as-server",
                 pulumi.Output.concat("projects/", project, "/serviceAccounts/", model.service_account.email),
@@ -246,7 +248,12 @@ class Training(pulumi.ComponentResource):
             warehouse.tables["events"].grant_read("training-export", scheduler),
             bucket_member("scheduler-exports", scheduler),
             # The training run: create custom jobs, as the job's account only.
-            project_member("scheduler-launches", self.launcher, scheduler),
+            project_member(
+                "scheduler-launches",
+                f"projects/{project}/roles/{role_id('launcher')}",
+                scheduler,
+                after=self.launcher,
+            ),
             act_as(
                 "scheduler-acts-as-job",
                 pulumi.Output.concat("projects/", project, "/serviceAccounts/", self.service_account.email),
@@ -346,7 +353,7 @@ class Training(pulumi.ComponentResource):
         )
         self.location = self.bucket.name.apply(lambda b: f"gs://{b}/models/")
         # What to watch: Monitoring takes the link and reads these (the key of the job's health line).
-        self.alert_targets: dict[str, pulumi.Input[str]] = {"marker": "dataflow_training"}
+        self.alert_targets: dict[str, pulumi.Input[str]] = {"marker": HEALTH_KEY}
         self.register_outputs({"location": self.location, "service_account": self.service_account.email})
 
     def grant_read(self, grantee: str, member: pulumi.Input[str]) -> gcp.storage.BucketIAMMember:

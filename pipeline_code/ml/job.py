@@ -213,10 +213,10 @@ def emit_health(store, env: Mapping[str, str]) -> None:
     ``TRAINING_METRICS`` says: ``cloudwatch`` (SageMaker), ``appinsights``
     (Azure ML, to ``APPLICATIONINSIGHTS_CONNECTION_STRING``)."""
     from pipeline_code.host import CLOUDWATCH_NAMESPACE
-    from pipeline_code.ml.publish import health
+    from pipeline_code.ml.publish import HEALTH_KEY, health
 
     values = health(store)
-    print(json.dumps({"dataflow_training": values}, sort_keys=True))
+    print(json.dumps({HEALTH_KEY: values}, sort_keys=True))
     if env.get("TRAINING_METRICS") == "appinsights" and env.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
         from pipeline_code.host import post_metrics
 

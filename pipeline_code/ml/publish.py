@@ -32,6 +32,8 @@ from pipeline_code.ml.model import LATEST_FILE
 from pipeline_code.ml.registry import PROMOTIONS_FILE, unwind
 
 PRODUCTION = "production"
+HEALTH_KEY = "dataflow_training"
+"""The key of the JSON line each run logs with ``health``: what log-based alerts match."""
 
 
 class Store(Protocol):

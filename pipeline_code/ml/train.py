@@ -53,7 +53,7 @@ from pipeline_code.ml.data import (
 )
 from pipeline_code.ml.evaluate import Metrics, evaluate, holdout_targets
 from pipeline_code.ml.model import MAX_RECENT, Blend, ModelError, Recommender, confidence
-from pipeline_code.ml.registry import DEFAULT_TOLERANCE, Decision, Registry, RegistryError, decide
+from pipeline_code.ml.registry import DEFAULT_TOLERANCE, Decision, Registry, decide
 
 
 class TrainingError(Exception):
@@ -213,9 +213,6 @@ def fit(data: Interactions, s: TrainSettings, item_ids: np.ndarray | None = None
     )
 
 
-VARIANTS = ("popularity", "item-to-item", "als", "blend")
-
-
 def _variants(s: TrainSettings) -> dict[str, Blend]:
     return {
         "popularity": Blend(als=0.0, item_to_item=0.0, popularity=1.0),
@@ -258,7 +255,7 @@ def _holdout(
         return train_part, test_part, cutoff, "artifact"
     if until is not None:
         later = split_at(data, until + 1)
-        if later is not None and any(later[1].weight > 0):
+        if later is not None and (later[1].weight > 0).any():
             return (*later, until + 1, "artifact")
     return train_part, test_part, cutoff, "refit"
 
@@ -469,10 +466,3 @@ def train_on(
         decision=decision,
         model_metadata=model.metadata,
     )
-
-
-def promote(registry: Registry, result: TrainResult) -> None:
-    """Serve ``result``'s version if its gate passed (``RegistryError`` otherwise)."""
-    if not result.promoted:
-        raise RegistryError(f"version {result.version} was refused: {result.decision.reason}")  # type: ignore[union-attr]
-    registry.promote(result.version, result.decision.reason)  # type: ignore[union-attr]

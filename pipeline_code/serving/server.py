@@ -25,6 +25,7 @@ import uvicorn
 
 from pipeline_code.ml.model import LATEST_FILE, Recommender, find_model
 from pipeline_code.serving.model_server import ModelServer
+from pipeline_code.serving.watch import poll_seconds
 from pipeline_code.web.server import make_server
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,10 @@ def serve_model(
     # promotions and rollbacks swap in without a restart.
     existing = [p for p in model_dir_candidates(model_dir, env) if p.exists()]
     follow = existing[0] if existing and (existing[0] / LATEST_FILE).is_file() else None
+    try:
+        interval = poll_seconds(env)
+    except ValueError as exc:
+        raise ServeError(str(exc)) from None
 
     def on_load_failure(exc: Exception) -> None:
         # A container that cannot load its model should stop, so the
@@ -166,7 +171,7 @@ def serve_model(
         health_routes,
         on_load_failure,
         follow,
-        float(env.get("MODEL_POLL_SECONDS", 1.0)),
+        interval,
     )
     server = make_server(app, host, bound_port, lambda: setattr(app, "draining", True), log_level)
     servers.append(server)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from pipeline_code.ml.model import LATEST_FILE, ModelError, Recommender
@@ -84,6 +84,16 @@ class ModelWatcher:
             self._thread.join(5)
 
 
-def registry_root(candidates: list[Path]) -> Path | None:
-    """The first candidate that is a registry (has ``LATEST``): the one to follow."""
-    return next((p for p in candidates if (p / LATEST_FILE).is_file()), None)
+POLL_ENV = "MODEL_POLL_SECONDS"
+
+
+def poll_seconds(env: Mapping[str, str]) -> float:
+    """How often to look at ``LATEST``: ``$MODEL_POLL_SECONDS``, else 1."""
+    raw = env.get(POLL_ENV, "1")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{POLL_ENV} must be a number of seconds, got {raw!r}") from None
+    if not value > 0:
+        raise ValueError(f"{POLL_ENV} must be above 0, got {raw!r}")
+    return value

@@ -11,7 +11,7 @@ from components.azure.training import DEPLOYER_ACTIONS, export_pipeline
 from pipeline_code.ml.data import export_sql
 from tests.components.azure.test_artifacts import unknown_keys
 
-PIPELINE = export_pipeline(sql_service="warehouse", parquet_dataset="training_export", sql_dataset="events")
+PIPELINE = export_pipeline(parquet_dataset="training_export", sql_dataset="events")
 
 
 def test_the_export_pipeline_is_a_valid_data_factory_pipeline():

@@ -179,3 +179,16 @@ def test_port_and_routes_from_the_environment():
     )
     with pytest.raises(ServeError, match="AIP_PREDICT_ROUTE must be a path starting with /, got 'p'"):
         routes_from_env({"AIP_PREDICT_ROUTE": "p"})
+
+
+def test_a_bad_poll_interval_is_named_before_the_server_starts(tmp_path):
+    from pipeline_code.serving.server import ServeError, serve_model
+    from pipeline_code.serving.watch import poll_seconds
+
+    assert poll_seconds({}) == 1.0 and poll_seconds({"MODEL_POLL_SECONDS": "0.1"}) == 0.1
+    for value, says in (
+        ("soon", "must be a number of seconds, got 'soon'"),
+        ("0", "must be above 0, got '0'"),
+    ):
+        with pytest.raises(ServeError, match=f"MODEL_POLL_SECONDS {says}"):
+            serve_model(tmp_path, port=0, env={"MODEL_POLL_SECONDS": value})
