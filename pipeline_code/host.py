@@ -15,6 +15,9 @@ without Beam, Spark or a cloud SDK.
 - the processing settings (``ProcessingSettings``, the one source of their
   defaults) and the job arguments every engine's job is started with
   (``job_arguments``; ``add_arguments`` / ``from_arguments`` read them back);
+- what a cloud batch job replays (``ReplayRequest``: an archive range or the
+  stored dead letters), as the arguments every engine's batch job takes
+  (``add_replay_arguments`` / ``replay_from_arguments``);
 - metric namespaces and names the jobs publish and the monitoring links watch.
 
     python -m pipeline_code.host   # prints the job arguments of the defaults
@@ -23,6 +26,7 @@ without Beam, Spark or a cloud SDK.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from dataclasses import dataclass, fields
 from typing import Literal
 
@@ -273,6 +277,103 @@ def _doc(name: str) -> str:
         "session_gap_minutes": "inactivity that ends a session, minutes",
         "batch_seconds": "micro-batch length in arrival time, seconds",
     }[name]
+
+
+# --- replays ---------------------------------------------------------------
+
+REPLAY_MODES = ("archive", "dead_letters")
+
+
+@dataclass(frozen=True)
+class ReplayRequest:
+    """What a batch job replays (times in microseconds, UTC).
+
+    ``archive``: the records that arrived in ``[start_us, end_us)``;
+    ``dead_letters``: the stored dead letters (of ``stage``, dead-lettered
+    since ``since_us``), re-run through the current code.
+    """
+
+    mode: str
+    start_us: int | None = None
+    end_us: int | None = None
+    stage: str | None = None
+    since_us: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in REPLAY_MODES:
+            raise ValueError(f"--replay must be one of {', '.join(REPLAY_MODES)}, got {self.mode!r}")
+        if self.mode == "archive":
+            if self.start_us is None or self.end_us is None:
+                raise ValueError("--replay archive needs --replay_from and --replay_to")
+            if self.end_us <= self.start_us:
+                raise ValueError(
+                    f"--replay_to {_iso(self.end_us)} must be after --replay_from {_iso(self.start_us)}"
+                )
+        elif self.start_us is not None or self.end_us is not None:
+            raise ValueError("--replay dead_letters takes --replay_stage and --replay_since, not a range")
+
+    def describe(self) -> str:
+        if self.mode == "archive":
+            return f"archive {_iso(self.start_us)}..{_iso(self.end_us)}"  # type: ignore[arg-type]
+        since = _iso(self.since_us) if self.since_us is not None else "any"
+        return f"dead_letters stage={self.stage or 'any'} since={since}"
+
+    def arguments(self) -> dict[str, str]:
+        """The request as a batch job's ``--name value`` arguments."""
+        out = {"--replay": self.mode}
+        for flag, us in (
+            ("--replay_from", self.start_us),
+            ("--replay_to", self.end_us),
+            ("--replay_since", self.since_us),
+        ):
+            if us is not None:
+                out[flag] = _iso(us)
+        if self.stage is not None:
+            out["--replay_stage"] = self.stage
+        return out
+
+
+def _iso(us: int) -> str:
+    return (dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us)).isoformat()
+
+
+def parse_time_us(flag: str, value: str | None) -> int | None:
+    """A date or ISO 8601 time (UTC unless it names an offset) -> microseconds;
+    ``ValueError`` names the flag and the value."""
+    if value is None or value == "":
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{flag} must be a date or time like 2026-10-01 or 2026-10-01T12:00:00Z, got {value!r}"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return (when - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+
+
+def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
+    """A batch job's replay flags (argparse, or Beam's options parser)."""
+    parser.add_argument("--replay", default=None, help="archive or dead_letters")
+    parser.add_argument("--replay_from", default=None, help="archive: first arrival time (inclusive)")
+    parser.add_argument("--replay_to", default=None, help="archive: end of the arrival range (exclusive)")
+    parser.add_argument("--replay_stage", default=None, help="dead_letters: only this failed stage")
+    parser.add_argument("--replay_since", default=None, help="dead_letters: dead-lettered at or after")
+
+
+def replay_from_arguments(args: object) -> ReplayRequest:
+    """Parsed replay flags -> the request (``ValueError`` names a bad flag)."""
+    mode = getattr(args, "replay", None)
+    if not mode:
+        raise ValueError(f"--replay must be one of {', '.join(REPLAY_MODES)}, got {mode!r}")
+    return ReplayRequest(
+        mode,
+        parse_time_us("--replay_from", getattr(args, "replay_from", None)),
+        parse_time_us("--replay_to", getattr(args, "replay_to", None)),
+        getattr(args, "replay_stage", None) or None,
+        parse_time_us("--replay_since", getattr(args, "replay_since", None)),
+    )
 
 
 # --- metrics ---------------------------------------------------------------

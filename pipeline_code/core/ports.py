@@ -158,3 +158,12 @@ class Replay:
     rerun_before_us: int | None = None
     stage: str | None = None
     since_us: int | None = None
+
+
+class ReplayLookup(WarehouseLookup, Protocol):
+    """A lookup that also reads back the dead letters a re-run takes: those
+    dead-lettered at or before ``replay.rerun_before_us``, of its ``stage``,
+    since its ``since_us``, as ``(offset, received_at_us, payload)`` in
+    offset order (the same rows the replay's commit removes)."""
+
+    def dead_letters(self, replay: Replay) -> list[Any]: ...

@@ -38,12 +38,13 @@ import apache_beam as beam
 
 from pipeline_code.beam.io import ReadEventLog, ReadWarehouseSnapshot
 from pipeline_code.beam.pipeline import build_graph, local_runner
-from pipeline_code.core.parse import RawEvent
-from pipeline_code.core.ports import RunSummary, to_us
+from pipeline_code.core.parse import RawEvent, now_us
+from pipeline_code.core.ports import Replay, RunSummary, to_us
 from pipeline_code.host import ProcessingSettings
 from pipeline_code.streams import eventlog
 from pipeline_code.streams.eventlog import EventLog
 from pipeline_code.warehouses.duckdb import (
+    DuckDBLookup,
     LocalWarehouseSink,
     Warehouse,
     check_run,
@@ -270,20 +271,14 @@ def replay_dead_letters(
     """Re-run stored dead letters (of one ``stage``, dead-lettered since
     ``since``) through the current code."""
     settings = settings or ProcessingSettings()
-    where, params = ["TRUE"], []
-    if stage is not None:
-        where.append("failed_stage = ?")
-        params.append(stage)
-    if since is not None:
-        where.append("dead_lettered_at >= ?")
-        params.append(since)
-    with Warehouse(warehouse) as wh:
-        rows = wh.con.execute(
-            "SELECT source_offset, epoch_us(received_at), payload FROM dead_letters "
-            f"WHERE {' AND '.join(where)} ORDER BY source_offset",
-            params,
-        ).fetchall()
-    raws = [RawEvent(offset, received, bytes(payload)) for offset, received, payload in rows]
+    lookup = DuckDBLookup(str(warehouse))
+    lookup.open()
+    try:
+        raws = lookup.dead_letters(
+            Replay(rerun_before_us=now_us(), stage=stage, since_us=_us(since) if since else None)
+        )
+    finally:
+        lookup.close()
     batches = list(_batches(iter(raws)))
     detail = f"stage={stage or 'any'} since={since.isoformat() if since else 'any'}"
     return _run(

@@ -14,7 +14,8 @@ streaming job stored:
 - ``capture``: Event Hubs Capture's Avro (the partition from the path).
 
 ``hour_prefixes`` lists the arrival-hour folders a range touches, the way
-all three archives are laid out.
+all three archives are laid out; ``archive_paths`` the folders a batch job
+reads for a range, with an hour's margin on each side.
 """
 
 from __future__ import annotations
@@ -40,6 +41,25 @@ def hour_prefixes(start_us: int, end_us: int) -> list[str]:
         out.append(hour.strftime("%Y/%m/%d/%H/"))
         hour += dt.timedelta(hours=1)
     return out
+
+
+def archive_paths(root: str, kind: Kind, start_us: int, end_us: int) -> list[str]:
+    """The folders (globs) under an archive's root that can hold records
+    that arrived in ``[start_us, end_us)``.
+
+    Every archive files a record by when the file was written, not by when
+    the record arrived: Firehose buffers up to 15 minutes, a Cloud Storage
+    subscription up to its ``max_duration``, Capture a minute. So the hour
+    before and the hour after the range are read too (records are filtered
+    by their own arrival time). Capture's folders are below
+    ``<namespace>/<hub>/<partition>/``.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"archive kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    hour = 3_600_000_000
+    root = root.rstrip("/")
+    below = "*/*/*/" if kind == "capture" else ""
+    return [f"{root}/{below}{h}" for h in hour_prefixes(start_us - hour, end_us + hour)]
 
 
 def _avro(body: bytes) -> Iterator[dict]:

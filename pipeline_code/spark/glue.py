@@ -15,6 +15,14 @@ dead letters byte for byte. A micro-batch that cannot be committed after
 stream moves on: nothing is dropped and one poison batch does not stop the
 job.
 
+The replay job (``pipeline_code/spark/glue_replay_job.py``, a ``glueetl``
+job started on demand) calls ``replay_main``: the Firehose archive's range
+or the stored dead letters, through the same adapter, committed as a replay
+(``pipeline_code.spark.replay``); its arguments are ``archive_uri``,
+``region``, ``workgroup``, ``database``, ``staging_uri``, ``copy_role_arn``,
+the processing settings and the replay's (``--replay``, ``--replay_from``,
+``--replay_to``, ``--replay_stage``, ``--replay_since``).
+
 Job arguments (``--name value``, set by the component): ``stream_name``,
 ``region``, ``workgroup``, ``database``, ``staging_uri``, ``checkpoint_uri``,
 ``dead_letter_uri``, ``copy_role_arn`` and the processing settings
@@ -30,7 +38,14 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from pipeline_code import host
-from pipeline_code.host import ProcessingSettings, add_arguments, from_arguments
+from pipeline_code.host import (
+    ProcessingSettings,
+    ReplayRequest,
+    add_arguments,
+    add_replay_arguments,
+    from_arguments,
+    replay_from_arguments,
+)
 from pipeline_code.spark.adapter import MicroBatchRunner
 from pipeline_code.streams.kinesis import to_raw
 from pipeline_code.streams.records import spill_lines
@@ -178,4 +193,76 @@ def main(argv: list[str] | None = None) -> None:
             "windowSize": f"{args.settings.batch_seconds} seconds",
             "checkpointLocation": args.checkpoint_uri,
         },
+    )
+
+
+@dataclass(frozen=True)
+class ReplayJobArgs:
+    archive_uri: str
+    region: str
+    workgroup: str
+    database: str
+    staging_uri: str
+    copy_role_arn: str
+    settings: ProcessingSettings
+    request: ReplayRequest
+    job_name: str = "dataflow-replay"
+
+
+def parse_replay_args(argv: list[str]) -> ReplayJobArgs:
+    """The replay job's arguments (``ValueError`` names a bad one)."""
+    p = argparse.ArgumentParser(prog="glue_replay_job")
+    for name in ("archive_uri", "region", "workgroup", "database", "staging_uri", "copy_role_arn"):
+        p.add_argument(f"--{name}", required=True)
+    p.add_argument("--JOB_NAME", dest="job_name", default="dataflow-replay")
+    add_arguments(p)
+    add_replay_arguments(p)
+    a, _unknown = p.parse_known_args(argv)
+    for name in ("archive_uri", "staging_uri"):
+        value = getattr(a, name)
+        if not value.startswith("s3://"):
+            raise ValueError(f"--{name} must be an s3:// URI, got {value!r}")
+    return ReplayJobArgs(
+        a.archive_uri.rstrip("/"),
+        a.region,
+        a.workgroup,
+        a.database,
+        a.staging_uri.rstrip("/"),
+        a.copy_role_arn,
+        from_arguments(a),
+        replay_from_arguments(a),
+        a.job_name,
+    )
+
+
+def replay_main(argv: list[str] | None = None) -> None:
+    """The Glue replay job (a ``glueetl`` run; needs Glue's ``awsglue``)."""
+    import sys
+
+    from awsglue.context import GlueContext  # type: ignore[import-not-found]
+    from pyspark.context import SparkContext
+
+    from pipeline_code.spark.replay import run_replay
+
+    args = parse_replay_args(sys.argv[1:] if argv is None else argv)
+    glue = GlueContext(SparkContext.getOrCreate())
+
+    def lookup() -> RedshiftDataLookup:
+        return RedshiftDataLookup(args.workgroup, args.database, args.region)
+
+    def make_sink(key: str, replay) -> RedshiftSink:
+        prefix = f"{args.staging_uri}/{args.job_name}/{key.rsplit(':', 1)[1]}"
+        return RedshiftSink(
+            args.region, args.workgroup, args.database, args.copy_role_arn, key, prefix, replay
+        )
+
+    run_replay(
+        glue.spark_session,
+        args.request,
+        job_name=args.job_name,
+        kind="firehose",
+        archive_uri=args.archive_uri,
+        settings=args.settings,
+        make_lookup=lookup,
+        make_sink=make_sink,
     )

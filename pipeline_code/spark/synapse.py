@@ -10,6 +10,12 @@ lost while processing is stopped); this job reads them as a stream:
         -> MicroBatchRunner / process_micro_batch (the adapter Glue runs)
         -> SynapseSink: Parquet staged in the lake, COPY INTO, one transaction
 
+The replay job definition (``pipeline_code/spark/synapse_replay_job.py``,
+started on demand by the chain's replay pipeline in Data Factory) calls
+``replay_main``: a range of Capture's Avro, or the stored dead letters,
+through the same adapter, committed as a replay
+(``pipeline_code.spark.replay``).
+
 Before the stream starts it creates any of the tables the pool lacks, from
 ``pipeline_code.warehouses.synapse`` (no ARM resource runs T-SQL).
 
@@ -24,7 +30,15 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from pipeline_code.host import ProcessingSettings, add_arguments, from_arguments, post_metrics
+from pipeline_code.host import (
+    ProcessingSettings,
+    ReplayRequest,
+    add_arguments,
+    add_replay_arguments,
+    from_arguments,
+    post_metrics,
+    replay_from_arguments,
+)
 from pipeline_code.spark.adapter import MicroBatchRunner
 from pipeline_code.streams.eventhubs import CAPTURE_SCHEMA, to_raw
 from pipeline_code.streams.records import spill_lines
@@ -141,3 +155,70 @@ def main(argv: list[str] | None = None) -> None:
         .start()
     )
     query.awaitTermination()
+
+
+@dataclass(frozen=True)
+class ReplayJobArgs:
+    capture_uri: str
+    staging_uri: str
+    sql_server: str
+    sql_database: str
+    settings: ProcessingSettings
+    request: ReplayRequest
+    job_name: str = "dataflow-replay"
+
+
+def parse_replay_args(argv: list[str]) -> ReplayJobArgs:
+    """The replay job's arguments (``ValueError`` names a bad one)."""
+    p = argparse.ArgumentParser(prog="synapse_replay_job")
+    for name in ("capture_uri", "staging_uri", "sql_server", "sql_database"):
+        p.add_argument(f"--{name}", required=True)
+    p.add_argument("--job_name", default="dataflow-replay")
+    add_arguments(p)
+    add_replay_arguments(p)
+    a = p.parse_args(argv)
+    for name in ("capture_uri", "staging_uri"):
+        value = getattr(a, name)
+        if not value.startswith("abfss://"):
+            raise ValueError(f"--{name} must be an abfss:// URI, got {value!r}")
+    return ReplayJobArgs(
+        a.capture_uri.rstrip("/"),
+        a.staging_uri.rstrip("/"),
+        a.sql_server,
+        a.sql_database,
+        from_arguments(a),
+        replay_from_arguments(a),
+        a.job_name,
+    )
+
+
+def replay_main(argv: list[str] | None = None) -> None:
+    """The Synapse replay job (needs the Synapse runtime: ``mssparkutils``, pyodbc)."""
+    import sys
+
+    from notebookutils import mssparkutils  # type: ignore[import-not-found]
+    from pyspark.sql import SparkSession
+
+    from pipeline_code.spark.replay import run_replay
+
+    args = parse_replay_args(sys.argv[1:] if argv is None else argv)
+    spark = SparkSession.builder.getOrCreate()
+
+    def token() -> str:
+        return mssparkutils.credentials.getToken("DW")
+
+    def make_sink(key: str, replay) -> SynapseSink:
+        prefix = f"{args.staging_uri}/{args.job_name}/{key.rsplit(':', 1)[1]}"
+        return SynapseSink(args.sql_server, args.sql_database, key, prefix, token(), replay)
+
+    ensure_tables(args.sql_server, args.sql_database, token())
+    run_replay(
+        spark,
+        args.request,
+        job_name=args.job_name,
+        kind="capture",
+        archive_uri=args.capture_uri,
+        settings=args.settings,
+        make_lookup=lambda: SynapseLookup(args.sql_server, args.sql_database, token()),
+        make_sink=make_sink,
+    )

@@ -23,7 +23,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline_code.core.ports import USER_FEATURES, RunSummary, history_row
+from pipeline_code.core.parse import RawEvent
+from pipeline_code.core.ports import USER_FEATURES, Replay, RunSummary, history_row
 from pipeline_code.tables import TABLES, Table, arrow_schema, duckdb_ddl
 
 _META_DDL = (
@@ -510,6 +511,24 @@ class DuckDBLookup:
             "SELECT event_id FROM events WHERE event_id IN (SELECT unnest(?::VARCHAR[]))", [event_ids]
         ).fetchall()
         return {r[0] for r in rows}
+
+    def dead_letters(self, replay: Replay) -> list[RawEvent]:
+        """The stored dead letters a re-run takes, as the inputs they were."""
+        if replay.rerun_before_us is None:
+            raise ValueError("a dead-letter re-run needs rerun_before_us (its snapshot time)")
+        where, params = ["epoch_us(dead_lettered_at) <= ?"], [replay.rerun_before_us]
+        if replay.stage is not None:
+            where.append("failed_stage = ?")
+            params.append(replay.stage)
+        if replay.since_us is not None:
+            where.append("epoch_us(dead_lettered_at) >= ?")
+            params.append(replay.since_us)
+        rows = self.con.execute(  # type: ignore[union-attr]
+            "SELECT source_offset, epoch_us(received_at), payload FROM dead_letters "
+            f"WHERE {' AND '.join(where)} ORDER BY source_offset",
+            params,
+        ).fetchall()
+        return [RawEvent(offset, received, bytes(payload)) for offset, received, payload in rows]
 
     def histories(self, user_keys: list[str]) -> dict[str, dict[str, Any]]:
         cur = self.con.execute(  # type: ignore[union-attr]

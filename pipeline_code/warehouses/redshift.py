@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from pipeline_code.core.history import UserHistory
+from pipeline_code.core.parse import RawEvent
 from pipeline_code.core.ports import EPOCH, USER_FEATURES, Replay, history_row
 from pipeline_code.tables import TABLES, Column, Table, arrow_schema
 
@@ -166,14 +167,33 @@ def _timestamp(us: int) -> str:
     return f"TIMESTAMPTZ '{at.isoformat()}'"
 
 
-def rerun_delete_sql(replay: Replay, guard: str) -> str:
-    """A dead-letter replay's first statement: remove the rows it re-ran."""
-    where = [f"dead_lettered_at <= {_timestamp(replay.rerun_before_us)}"]  # type: ignore[arg-type]
+def _rerun_where(replay: Replay) -> str:
+    """The dead letters a re-run takes: dead-lettered at or before its
+    snapshot, of its stage, since its ``since``."""
+    if replay.rerun_before_us is None:
+        raise ValueError("a dead-letter re-run needs rerun_before_us (its snapshot time)")
+    where = [f"dead_lettered_at <= {_timestamp(replay.rerun_before_us)}"]
     if replay.stage is not None:
         where.append(f"failed_stage = {sql_string(replay.stage)}")
     if replay.since_us is not None:
         where.append(f"dead_lettered_at >= {_timestamp(replay.since_us)}")
-    return f"DELETE FROM dead_letters WHERE {' AND '.join(where)} AND {guard}"
+    return " AND ".join(where)
+
+
+def rerun_delete_sql(replay: Replay, guard: str) -> str:
+    """A dead-letter replay's first statement: remove the rows it re-ran."""
+    return f"DELETE FROM dead_letters WHERE {_rerun_where(replay)} AND {guard}"
+
+
+def rerun_select_sql(replay: Replay) -> str:
+    """The dead letters a re-run reads (the rows ``rerun_delete_sql`` later
+    removes): offset, arrival in microseconds and the bytes as hex, which
+    the Data API returns as a string."""
+    return (
+        "SELECT source_offset, DATEDIFF(microsecond, TIMESTAMP '1970-01-01', received_at) AS received_us, "
+        f"TO_HEX(payload) AS payload_hex FROM dead_letters WHERE {_rerun_where(replay)} "
+        "ORDER BY source_offset"
+    )
 
 
 def insert_absent_dead_letters_sql(guard: str) -> str:
@@ -283,6 +303,13 @@ class RedshiftDataLookup:
             )
             found.update(r[0] for r in rows)
         return found
+
+    def dead_letters(self, replay: Replay) -> list[RawEvent]:
+        """The stored dead letters a re-run takes, as the inputs they were."""
+        return [
+            RawEvent(int(offset), int(received), bytes.fromhex(payload))
+            for offset, received, payload in self._rows(rerun_select_sql(replay))
+        ]
 
     def histories(self, user_keys: list[str]) -> dict[str, dict[str, Any]]:
         names = list(UserHistory.__dataclass_fields__)

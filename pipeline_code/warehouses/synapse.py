@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 
+from pipeline_code.core.parse import RawEvent
 from pipeline_code.core.ports import USER_FEATURES, Replay, history_row
 from pipeline_code.tables import TABLES, Column, Table, arrow_schema
 
@@ -198,6 +199,29 @@ def _datetime(us: int) -> str:
     return f"CAST('{at.isoformat(sep=' ')}' AS DATETIME2)"
 
 
+def _rerun_where(replay: Replay) -> str:
+    """The dead letters a re-run takes: dead-lettered at or before its
+    snapshot, of its stage, since its ``since``."""
+    if replay.rerun_before_us is None:
+        raise ValueError("a dead-letter re-run needs rerun_before_us (its snapshot time)")
+    where = [f"dead_lettered_at <= {_datetime(replay.rerun_before_us)}"]
+    if replay.stage is not None:
+        where.append(f"failed_stage = {sql_string(replay.stage)}")
+    if replay.since_us is not None:
+        where.append(f"dead_lettered_at >= {_datetime(replay.since_us)}")
+    return " AND ".join(where)
+
+
+def rerun_select_sql(replay: Replay) -> str:
+    """The dead letters a re-run reads (the rows its commit later removes):
+    offset, arrival in microseconds, the bytes."""
+    return (
+        "SELECT source_offset, DATEDIFF_BIG(microsecond, CAST('1970-01-01' AS DATETIME2), received_at) "
+        f"AS received_us, payload FROM {_name('dead_letters')} WHERE {_rerun_where(replay)} "
+        "ORDER BY source_offset"
+    )
+
+
 def replay_statements(replay: Replay, stage: str | None, guard: str) -> list[str]:
     """A replay's dead letters (see ``core.ports.Replay``): a re-run first
     removes the rows it re-ran; staged dead letters go in only where no row
@@ -205,12 +229,7 @@ def replay_statements(replay: Replay, stage: str | None, guard: str) -> list[str
     target = _name("dead_letters")
     out = []
     if replay.rerun_before_us is not None:
-        where = [f"dead_lettered_at <= {_datetime(replay.rerun_before_us)}"]
-        if replay.stage is not None:
-            where.append(f"failed_stage = {sql_string(replay.stage)}")
-        if replay.since_us is not None:
-            where.append(f"dead_lettered_at >= {_datetime(replay.since_us)}")
-        out.append(f"DELETE FROM {target} WHERE {' AND '.join(where)} AND {guard}")
+        out.append(f"DELETE FROM {target} WHERE {_rerun_where(replay)} AND {guard}")
     if stage is not None:
         cols = ", ".join(TABLES["dead_letters"].column_names())
         out.append(
@@ -305,6 +324,13 @@ class SynapseLookup:
             )
             found.update(r["event_id"] for r in rows)
         return found
+
+    def dead_letters(self, replay: Replay) -> list[RawEvent]:
+        """The stored dead letters a re-run takes, as the inputs they were."""
+        return [
+            RawEvent(int(r["source_offset"]), int(r["received_us"]), bytes(r["payload"]))
+            for r in self._rows(rerun_select_sql(replay), [])
+        ]
 
     def histories(self, user_keys: list[str]) -> dict[str, dict[str, Any]]:
         out = {}

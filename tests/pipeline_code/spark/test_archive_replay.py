@@ -13,6 +13,7 @@ import shutil
 import duckdb
 import pytest
 
+from pipeline_code.host import ProcessingSettings, ReplayRequest
 from pipeline_code.local.replay import archive_range, replay_archive
 from pipeline_code.local.run import process_log
 from pipeline_code.spark.archive import archive_raws, hour_prefixes
@@ -21,7 +22,7 @@ from pipeline_code.streams import firehose
 from pipeline_code.streams.eventlog import EventLog
 from pipeline_code.synth import StoreSpec, generate
 from pipeline_code.tables import TABLES
-from pipeline_code.warehouses.duckdb import Warehouse
+from pipeline_code.warehouses.duckdb import DuckDBLookup, LocalWarehouseSink, Warehouse
 from tests.pipeline_code.spark.test_conformance import HOSTILE
 
 ALL = (0, 2**62)
@@ -135,3 +136,85 @@ def test_hour_prefixes_cover_the_range() -> None:
     start = int(dt.datetime(2026, 11, 30, 22, 30, tzinfo=dt.UTC).timestamp() * 1e6)
     end = int(dt.datetime(2026, 12, 1, 1, 0, tzinfo=dt.UTC).timestamp() * 1e6)
     assert hour_prefixes(start, end) == ["2026/11/30/22/", "2026/11/30/23/", "2026/12/01/00/"]
+
+
+def _local_replay(warehouse, staging, request, kind: str, root: str, spark):
+    """``run_replay`` as the cloud jobs call it, with the local warehouse as
+    lookup and sink (a dead-letter re-run's sink replaces the rows it re-ran)."""
+    from pipeline_code.spark.replay import run_replay
+
+    with Warehouse(warehouse) as wh:
+        generation = wh.generation()
+
+    def make_sink(key, replay):
+        run = {"run_id": key, "started_at": 0.0, "events_read": 0, "generation": generation}
+        run.update(kind=request.mode, detail=request.describe())
+        rerun = None
+        if replay.rerun_before_us is not None:
+            lookup = DuckDBLookup(str(warehouse))
+            lookup.open()
+            rerun = [r.offset for r in lookup.dead_letters(replay)]
+            lookup.close()
+        return LocalWarehouseSink(str(warehouse), str(staging), request.mode, 0, 0, run, rerun)
+
+    return run_replay(
+        spark,
+        request,
+        job_name="test-replay",
+        kind=kind,
+        archive_uri=root,
+        settings=ProcessingSettings(),
+        make_lookup=lambda: DuckDBLookup(str(warehouse)),
+        make_sink=make_sink,
+    )
+
+
+def test_the_cloud_replay_job_reads_its_range_from_the_hour_folders_with_a_margin(
+    streamed, tmp_path, spark
+) -> None:
+    """Firehose files a record by delivery: objects of records that arrived
+    in one hour land in the next hour's folder and are still replayed, and a
+    range replayed over what streaming stored changes no row."""
+    log, warehouse, _ = streamed
+    firehose_objects(log, tmp_path / "s3")
+    start, end = _range(log)
+    start -= start % 1000  # Kinesis keeps arrival to the millisecond
+    first_hour = tmp_path / "s3" / "raw" / hour_prefixes(start, start + 1)[0]
+    later = tmp_path / "s3" / "raw" / hour_prefixes(start + 3_600_000_000, start + 3_600_000_001)[0]
+    later.parent.mkdir(parents=True, exist_ok=True)
+    first_hour.rename(later)
+    copy = tmp_path / "w.duckdb"
+    shutil.copy(warehouse, copy)
+    before = {t: rows(copy, t) for t in TABLES}
+    request = ReplayRequest("archive", start, end)
+    result = _local_replay(copy, tmp_path / "stage", request, "firehose", f"{tmp_path}/s3/raw/", spark)
+    assert result.events_read == log.count_records(0, log.durable_end())
+    assert result.events_stored == 0 and result.balanced
+    # Kinesis's offsets are not the log's: its dead letters are new arrivals, its events are not.
+    assert {t: rows(copy, t) for t in TABLES if t != "dead_letters"} == {
+        t: v for t, v in before.items() if t != "dead_letters"
+    }
+    # Run again: nothing changes at all, dead letters included.
+    after = {t: rows(copy, t) for t in TABLES}
+    again = _local_replay(copy, tmp_path / "stage2", request, "firehose", f"{tmp_path}/s3/raw/", spark)
+    assert again.events_stored == 0 and {t: rows(copy, t) for t in TABLES} == after
+    # A range that ends before the first arrival reads nothing.
+    early = ReplayRequest("archive", start - 7_200_000_000, start)
+    assert (
+        _local_replay(copy, tmp_path / "s3", early, "firehose", f"{tmp_path}/s3/raw", spark).events_read == 0
+    )
+
+
+def test_a_dead_letter_rerun_reads_the_stored_inputs_and_keeps_one_row_each(
+    streamed, tmp_path, spark
+) -> None:
+    _, warehouse, _ = streamed
+    copy = tmp_path / "w.duckdb"
+    shutil.copy(warehouse, copy)
+    before = rows(copy, "dead_letters", {"dead_lettered_at", "error_message"})
+
+    request = ReplayRequest("dead_letters")
+    result = _local_replay(copy, tmp_path / "stage", request, "firehose", "unused", spark)
+    assert result.events_read == len(before) > 0
+    assert (result.events_stored, result.dead_lettered) == (0, len(before))
+    assert rows(copy, "dead_letters", {"dead_lettered_at", "error_message"}) == before

@@ -15,7 +15,7 @@ import pytest
 
 from pipeline_code.host import ProcessingSettings
 from pipeline_code.spark.adapter import process_micro_batch
-from pipeline_code.spark.glue import kinesis_source_options, parse_args
+from pipeline_code.spark.glue import kinesis_source_options, parse_args, parse_replay_args
 from pipeline_code.streams.kinesis import to_raw
 from pipeline_code.warehouses.duckdb import DuckDBLookup, LocalWarehouseSink, Warehouse
 from tests.conftest import line
@@ -51,6 +51,45 @@ def test_bad_job_arguments_are_named(flag, value, message):
     argv[argv.index(flag) + 1] = value
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_args(argv)
+
+
+REPLAY_ARGS = [
+    "--JOB_ID", "j_2", "--JOB_NAME", "dataflow-dev-replay", "--archive_uri", "s3://a/raw/",
+    "--region", "eu-west-1", "--workgroup", "wg", "--database", "dataflow",
+    "--staging_uri", "s3://b/staging/", "--copy_role_arn", "arn:aws:iam::123456789012:role/copy",
+    "--replay", "archive", "--replay_from", "2026-11-01", "--replay_to", "2026-11-01T06:00:00+01:00",
+]  # fmt: skip
+
+
+def test_replay_job_arguments_parse_into_a_range_in_utc():
+    args = parse_replay_args(REPLAY_ARGS)
+    assert (args.archive_uri, args.job_name) == ("s3://a/raw", "dataflow-dev-replay")
+    assert args.request.describe() == "archive 2026-11-01T00:00:00+00:00..2026-11-01T05:00:00+00:00"
+    assert args.settings == ProcessingSettings()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--replay", "everything", "--replay must be one of archive, dead_letters, got 'everything'"),
+        ("--replay_from", "yesterday", "--replay_from must be a date or time like 2026-10-01"),
+        ("--replay_to", "2026-10-31", "--replay_to 2026-10-31T00:00:00+00:00 must be after --replay_from"),
+        ("--archive_uri", "raw/", "--archive_uri must be an s3:// URI, got 'raw/'"),
+    ],
+)
+def test_bad_replay_arguments_are_named(flag, value, message):
+    argv = [*REPLAY_ARGS]
+    argv[argv.index(flag) + 1] = value
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_replay_args(argv)
+
+
+def test_a_dead_letter_replay_takes_a_stage_and_a_since_but_no_range():
+    argv = [*REPLAY_ARGS[: REPLAY_ARGS.index("--replay")], "--replay", "dead_letters"]
+    request = parse_replay_args([*argv, "--replay_stage", "validate", "--replay_since", "2026-11-02"]).request
+    assert request.describe() == "dead_letters stage=validate since=2026-11-02T00:00:00+00:00"
+    with pytest.raises(ValueError, match="takes --replay_stage and --replay_since, not a range"):
+        parse_replay_args([*argv, "--replay_from", "2026-11-01"])
 
 
 def test_connector_rows_reach_the_adapter_byte_for_byte(spark, tmp_path):
@@ -90,10 +129,24 @@ def test_the_glue_job_imports_only_its_requirements_and_glues_runtime():
     )
     probe = (
         f"import sys; sys.modules.update(dict.fromkeys({outside!r})); "
-        "import pipeline_code.spark.glue, pipeline_code.spark.glue_job; "
+        "import pipeline_code.spark.glue, pipeline_code.spark.glue_job, pipeline_code.spark.glue_replay_job; "
+        "import pipeline_code.spark.replay; "
         "print(' '.join(sorted({m.split('.')[0] for m in sys.modules if sys.modules[m] is not None})))"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert {"apache_beam", "duckdb"} <= set(outside)  # the check has teeth here
     assert not {"apache_beam", "duckdb", "scipy", "pulumi"} & set(done.stdout.split())
+
+
+def test_a_replay_request_round_trips_through_its_job_arguments():
+    from pipeline_code.host import ReplayRequest
+
+    base = REPLAY_ARGS[: REPLAY_ARGS.index("--replay")]
+    for request in (
+        ReplayRequest("archive", 1_764_547_200_000_000, 1_764_550_800_000_001),
+        ReplayRequest("dead_letters", stage="parse", since_us=1_764_547_200_000_000),
+        ReplayRequest("dead_letters"),
+    ):
+        argv = [*base, *(x for kv in request.arguments().items() for x in kv)]
+        assert parse_replay_args(argv).request == request

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline_code.host import ProcessingSettings
 from pipeline_code.spark.adapter import process_micro_batch
-from pipeline_code.spark.synapse import parse_args, to_raw
+from pipeline_code.spark.synapse import parse_args, parse_replay_args, to_raw
 from pipeline_code.warehouses.duckdb import DuckDBLookup, LocalWarehouseSink, Warehouse
 from tests.conftest import line
 
@@ -32,6 +32,21 @@ def test_job_arguments_parse_and_bad_ones_are_named():
     argv[argv.index("--staging_uri") + 1] = "wasbs://x"
     with pytest.raises(ValueError, match=re.escape("--staging_uri must be an abfss:// URI, got 'wasbs://x'")):
         parse_args(argv)
+
+
+def test_replay_job_arguments_parse_and_bad_ones_are_named():
+    argv = [
+        "--capture_uri", LAKE.format(c="capture", p=""), "--staging_uri", LAKE.format(c="work", p="staging"),
+        "--sql_server", "ws.sql.azuresynapse.net", "--sql_database", "dataflow",
+        "--replay", "dead_letters", "--replay_stage", "validate",
+    ]  # fmt: skip
+    args = parse_replay_args(argv)
+    assert args.request.describe() == "dead_letters stage=validate since=any"
+    assert args.capture_uri == "abfss://capture@lake1.dfs.core.windows.net"
+    with pytest.raises(ValueError, match=re.escape("--replay_since must be a date or time")):
+        parse_replay_args([*argv, "--replay_since", "last week"])
+    with pytest.raises(ValueError, match=re.escape("--replay archive needs --replay_from and --replay_to")):
+        parse_replay_args([*argv[:-3], "archive"])
 
 
 def test_capture_records_reach_the_adapter_byte_for_byte(spark, tmp_path):

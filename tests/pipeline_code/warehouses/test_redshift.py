@@ -96,3 +96,46 @@ def test_a_replay_keeps_one_dead_letter_per_arrival_and_bytes_and_a_rerun_replac
         ),
     )
     assert con.execute("SELECT count(*) FROM dead_letters WHERE failed_stage = 'validate'").fetchone() == (0,)
+
+
+def test_a_rerun_reads_exactly_the_dead_letters_it_later_removes_with_their_bytes():
+    import duckdb
+
+    from pipeline_code.core.parse import RawEvent
+    from pipeline_code.tables import duckdb_ddl
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(duckdb_ddl(TABLES["dead_letters"]))
+    stored = [
+        _dead_letter(5, b"\x00\xffnot json", "bad", 1_000, "parse"),
+        _dead_letter(7, b'{"event":"x"}', "bad x", 2_000_000, "validate"),
+        _dead_letter(9, b'{"event":"y"}', "bad y", 9_000_000, "validate"),  # after the snapshot
+        _dead_letter(3, b'{"event":"z"}', "bad z", 500, "validate"),  # before --since
+    ]
+    for row in stored:
+        con.execute("INSERT INTO dead_letters VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+    rerun = redshift.Replay(rerun_before_us=5_000_000, stage="validate", since_us=1_000)
+    select = redshift.rerun_select_sql(rerun)
+    assert sqlglot.parse_one(select, read="redshift") is not None
+    rows = con.execute(sqlglot.transpile(select, read="redshift", write="duckdb")[0]).fetchall()
+    taken = [RawEvent(int(o), int(r), bytes.fromhex(h)) for o, r, h in rows]
+    assert taken == [RawEvent(7, 2_000_000, b'{"event":"x"}')]
+    # Without a stage, the parse failure's bytes come back exactly as stored.
+    rows = con.execute(
+        sqlglot.transpile(
+            redshift.rerun_select_sql(redshift.Replay(rerun_before_us=5_000_000)),
+            read="redshift",
+            write="duckdb",
+        )[0]
+    ).fetchall()
+    assert [(o, r, bytes.fromhex(h)) for o, r, h in rows] == [
+        (3, 500, b'{"event":"z"}'), (5, 1_000, b"\x00\xffnot json"), (7, 2_000_000, b'{"event":"x"}')
+    ]  # fmt: skip
+    # The delete removes the same rows the select read.
+    con.execute(
+        sqlglot.transpile(redshift.rerun_delete_sql(rerun, "TRUE"), read="redshift", write="duckdb")[0]
+    )
+    assert sorted(r[0] for r in con.execute("SELECT source_offset FROM dead_letters").fetchall()) == [3, 5, 9]
+    with pytest.raises(ValueError, match="rerun_before_us"):
+        redshift.rerun_select_sql(redshift.Replay())

@@ -77,3 +77,19 @@ def test_a_replay_keeps_one_dead_letter_per_arrival_and_bytes_in_t_sql():
     # A plain batch is untouched by all this.
     _, plain, _ = synapse.batch_statements("job:9", staged)
     assert plain[0].startswith("INSERT INTO dbo.dead_letters") and "t.payload" not in plain[0]
+
+
+def test_a_rerun_reads_the_dead_letters_its_commit_removes_in_t_sql():
+    from pipeline_code.core.ports import Replay
+
+    rerun = Replay(rerun_before_us=1_764_460_800_000_000, stage="validate", since_us=1_764_374_400_000_000)
+    select = synapse.rerun_select_sql(rerun)
+    tree = sqlglot.parse_one(select, read="tsql", error_level=sqlglot.ErrorLevel.RAISE)
+    assert type(tree).__name__ == "Select"
+    delete = synapse.replay_statements(rerun, None, "TRUE")[0]
+    # One WHERE for both: what is read is what the commit deletes.
+    assert (
+        select.split(" WHERE ", 1)[1].split(" ORDER BY")[0]
+        == delete.split(" WHERE ", 1)[1][: -len(" AND TRUE")]
+    )
+    assert "DATEDIFF_BIG(microsecond" in select and select.endswith("ORDER BY source_offset")
