@@ -156,6 +156,7 @@ class AwsChain(pulumi.ComponentResource):
             region=a.region,
             ingest=self.ingest,
             warehouse=self.warehouse,
+            archive=self.archive,
             processing=spec.processing,
             kms_key_arn=key_arn,
             tags=tags,

@@ -24,13 +24,14 @@ def test_every_link_is_created(default):
         ("kinesis/stream:Stream", 1),
         ("redshiftserverless/namespace:Namespace", 1),
         ("redshiftserverless/workgroup:Workgroup", 1),
-        # tables, batches, the processing job's user (3), the export's reader (2), the trainer (3)
-        ("redshiftdata/statement:Statement", len(TABLES) + 1 + 3 + 2 + 3),
+        # tables, batches, the processing job's user (3), the replay job's (3), the export's reader (2),
+        # the trainer (3)
+        ("redshiftdata/statement:Statement", len(TABLES) + 1 + 3 + 3 + 2 + 3),
         ("glue/connection:Connection", 1),
         ("glue/securityConfiguration:SecurityConfiguration", 1),
-        ("glue/job:Job", 1),
+        ("glue/job:Job", 2),
         ("glue/trigger:Trigger", 1),
-        ("s3/bucketObjectv2:BucketObjectv2", 3),
+        ("s3/bucketObjectv2:BucketObjectv2", 4),
         ("sagemaker/model:Model", 1),
         ("sagemaker/endpointConfiguration:EndpointConfiguration", 1),
         ("sagemaker/endpoint:Endpoint", 1),
@@ -53,8 +54,9 @@ def test_every_link_is_created(default):
 def test_no_policy_grants_wildcard_actions_or_unscoped_resources(default):
     rec, _ = default
     found = policies(rec)
-    # 14, and the slow path's: job, scheduler, export, registry reads x2, model_versions
-    assert len(found) == 20
+    # 14, the slow path's (job, scheduler, export, registry reads x2, model_versions), and the
+    # replay job's (archive read, warehouse Data API, runtime)
+    assert len(found) == 23
     for name, statements in found.items():
         for s in statements:
             assert s["Effect"] == "Allow", name
@@ -189,8 +191,11 @@ def test_a_given_key_replaces_the_chains_own():
         (
             {"processing": {"max_workers": 6, "batch_seconds": 30}},
             lambda rec: (
-                rec.one("glue/job:Job").inputs["numberOfWorkers"] == 6
-                and rec.one("glue/job:Job").inputs["defaultArguments"]["--batch_seconds"] == "30"
+                rec.one("glue/job:Job", "dataflow-process-job").inputs["numberOfWorkers"] == 6
+                and rec.one("glue/job:Job", "dataflow-process-job").inputs["defaultArguments"][
+                    "--batch_seconds"
+                ]
+                == "30"
             ),
         ),
         (
