@@ -282,6 +282,9 @@ def _doc(name: str) -> str:
 # --- replays ---------------------------------------------------------------
 
 REPLAY_MODES = ("archive", "dead_letters")
+REPLAY_FLAGS = ("replay", "replay_from", "replay_to", "replay_stage", "replay_since")
+"""A batch job's replay arguments (``--name value``; Dataflow's template parameters and
+Data Factory's pipeline parameters take the same names)."""
 
 
 @dataclass(frozen=True)
@@ -355,11 +358,15 @@ def parse_time_us(flag: str, value: str | None) -> int | None:
 
 def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     """A batch job's replay flags (argparse, or Beam's options parser)."""
-    parser.add_argument("--replay", default=None, help="archive or dead_letters")
-    parser.add_argument("--replay_from", default=None, help="archive: first arrival time (inclusive)")
-    parser.add_argument("--replay_to", default=None, help="archive: end of the arrival range (exclusive)")
-    parser.add_argument("--replay_stage", default=None, help="dead_letters: only this failed stage")
-    parser.add_argument("--replay_since", default=None, help="dead_letters: dead-lettered at or after")
+    helps = {
+        "replay": "archive or dead_letters",
+        "replay_from": "archive: first arrival time (inclusive)",
+        "replay_to": "archive: end of the arrival range (exclusive)",
+        "replay_stage": "dead_letters: only this failed stage",
+        "replay_since": "dead_letters: dead-lettered at or after",
+    }
+    for name in REPLAY_FLAGS:
+        parser.add_argument(f"--{name}", default=None, help=helps[name])
 
 
 def replay_from_arguments(args: object) -> ReplayRequest:

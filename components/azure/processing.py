@@ -14,7 +14,19 @@
   stream, so a start while it runs is queued behind it, and a job that stopped
   comes back within that time.
 
-The pipeline's JSON (``pipeline_definition``) is what the Pipeline resource is
+The replay job definition (``dataflow-replay``: ``pipeline_code/spark/synapse_replay_job.py``
+over the capture container's root) has its own pipeline, ``dataflow-replay``,
+with no trigger: a run names what to replay in its parameters, no retries,
+stopped after 12 hours::
+
+    az datafactory pipeline create-run -g RG --factory-name FACTORY --name dataflow-replay \
+        --parameters '{"replay": "archive", "from": "2026-11-01", "to": "2026-11-02"}'
+
+Spark in Synapse runs as the workspace's managed identity, so the replay job
+has the streaming job's grants: capture read, the lake's work containers,
+the SQL pool's writer role; it reads the archive instead of a stream.
+
+The pipelines' JSON (``pipeline_definition``) is what the Pipeline resources are
 built from and what the tests validate with the ``azure-mgmt-datafactory`` models.
 """
 
@@ -36,62 +48,114 @@ from components.azure.synapse_job import (
 )
 from components.azure.warehouse import Warehouse
 from components.spec import ProcessingSpec
-from pipeline_code.host import job_arguments
+from pipeline_code.host import REPLAY_FLAGS, job_arguments
 
 TYPE = "data-flow:azure:Processing"
 REQUIREMENTS = Path(__file__).resolve().parents[2] / "pipeline_code" / "spark" / "requirements-synapse.txt"
 JOB = "dataflow-stream"
+REPLAY_JOB = "dataflow-replay"
 ACTIVITY = "RunSparkAdapter"
+STREAM_TIMEOUT = "7.00:00:00"
+"""A stream runs until stopped; Data Factory's ceiling is 7 days."""
+REPLAY_TIMEOUT = "0.12:00:00"
+"""A replay run is stopped after 12 hours."""
+
 MIN_NODES = 3  # Synapse's floor for a Spark pool
 
 
 def pipeline_definition(
-    *, linked_service: str, job: str, pool: str, retries: int, retry_interval_s: int
+    *,
+    linked_service: str,
+    job: str,
+    pool: str,
+    retries: int,
+    retry_interval_s: int,
+    description: str = "Runs the Data-Flow Spark adapter on Synapse (a long-running stream)",
+    timeout: str = STREAM_TIMEOUT,
+    args: list[str] | None = None,
+    parameters: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The pipeline as the Data Factory REST API takes it."""
-    return {
-        "properties": {
-            "description": "Runs the Data-Flow Spark adapter on Synapse (a long-running stream)",
-            "concurrency": 1,
-            "activities": [
-                {
-                    "name": ACTIVITY,
-                    "type": "SparkJob",
-                    "linkedServiceName": {"referenceName": linked_service, "type": "LinkedServiceReference"},
-                    "policy": {
-                        "retry": retries,
-                        "retryIntervalInSeconds": retry_interval_s,
-                        # A stream runs until stopped; Data Factory's ceiling is 7 days.
-                        "timeout": "7.00:00:00",
-                        "secureInput": False,
-                        "secureOutput": False,
-                    },
-                    "typeProperties": {
-                        "sparkJob": {"referenceName": job, "type": "SparkJobDefinitionReference"},
-                        "targetBigDataPool": {"referenceName": pool, "type": "BigDataPoolReference"},
-                    },
-                }
-            ],
-        }
+    """The pipeline as the Data Factory REST API takes it; ``args`` (when
+    given) replace the job definition's, and may use ``parameters``."""
+    spark_job: dict[str, Any] = {
+        "sparkJob": {"referenceName": job, "type": "SparkJobDefinitionReference"},
+        "targetBigDataPool": {"referenceName": pool, "type": "BigDataPoolReference"},
     }
+    if args is not None:
+        spark_job["args"] = args
+    properties: dict[str, Any] = {
+        "description": description,
+        "concurrency": 1,
+        "activities": [
+            {
+                "name": ACTIVITY,
+                "type": "SparkJob",
+                "linkedServiceName": {"referenceName": linked_service, "type": "LinkedServiceReference"},
+                "policy": {
+                    "retry": retries,
+                    "retryIntervalInSeconds": retry_interval_s,
+                    "timeout": timeout,
+                    "secureInput": False,
+                    "secureOutput": False,
+                },
+                "typeProperties": spark_job,
+            }
+        ],
+    }
+    if parameters:
+        properties["parameters"] = parameters
+    return {"properties": properties}
+
+
+def parameter_name(flag: str) -> str:
+    """A replay flag's pipeline parameter: ``replay_from`` -> ``from``, ``replay`` stays."""
+    return flag.removeprefix("replay_")
+
+
+def replay_parameters() -> dict[str, dict[str, Any]]:
+    """The replay pipeline's parameters, one per replay flag (``replay``,
+    ``from``, ``to``, ``stage``, ``since``), empty when unused."""
+    return {
+        parameter_name(flag): {"type": "String", **({} if flag == "replay" else {"defaultValue": ""})}
+        for flag in REPLAY_FLAGS
+    }
+
+
+def replay_args(base: list[str]) -> list[str]:
+    """The replay job's arguments: its own, then each replay flag from the
+    pipeline run's parameters (``--flag=value``, so an empty one stays an
+    argument rather than vanishing)."""
+    return [*base, *(f"--{flag}=@{{pipeline().parameters.{parameter_name(flag)}}}" for flag in REPLAY_FLAGS)]
 
 
 def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+def snake_keys(value: Any) -> Any:
+    """REST JSON -> Pulumi inputs: every key snake_case, recursively."""
+    if isinstance(value, dict):
+        return {_snake(k): snake_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [snake_keys(v) for v in value]
+    return value
+
+
+PULUMI_NAMES = {"args": "arguments"}
+"""REST properties azure-native names otherwise."""
+
+
 def activity_args(activity: dict[str, Any]) -> dict[str, Any]:
     """A REST activity -> the Pulumi input: ``typeProperties`` flattened, keys snake_case."""
-
-    def convert(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {_snake(k): convert(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [convert(v) for v in value]
-        return value
-
     flat = {k: v for k, v in activity.items() if k != "typeProperties"} | activity.get("typeProperties", {})
-    return convert(flat)
+    return snake_keys({PULUMI_NAMES.get(k, k): v for k, v in flat.items()})
+
+
+def spark_activity(activity: dict[str, Any]) -> datafactory.SynapseSparkJobDefinitionActivityArgs:
+    """A REST ``SparkJob`` activity as azure-native's typed input: the activity
+    list is a union, and only typed args get their keys translated when a value
+    is an Output (the replay's arguments)."""
+    return datafactory.SynapseSparkJobDefinitionActivityArgs(**activity_args(activity))
 
 
 class Processing(pulumi.ComponentResource):
@@ -116,6 +180,7 @@ class Processing(pulumi.ComponentResource):
     pool: synapse.BigDataPool
     factory: datafactory.Factory
     pipeline: datafactory.Pipeline
+    replay_pipeline: datafactory.Pipeline
 
     def __init__(
         self,
@@ -166,7 +231,6 @@ class Processing(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        script_uri = lake.abfss("work", "code/synapse_job.py")
         package_uri = lake.abfss("work", "code/pipeline_code.zip")
         args = pulumi.Output.all(
             lake.abfss("capture", ""), capture_path, lake.abfss("work", ""), lake.abfss("dead-letters", ""),
@@ -185,27 +249,8 @@ class Processing(pulumi.ComponentResource):
                 "--insights_connection", v[6],
             ]
         )  # fmt: skip
-        definition = pulumi.Output.all(self.pool.name, script_uri, package_uri, args).apply(
-            lambda v: job_definition(
-                pool=v[0],
-                file=v[1],
-                py_files=v[2],
-                args=v[3],
-                node_size=node_size,
-                min_executors=1,
-                max_executors=hi - 1,
-            )
-        )
-        self.job = SparkJobDefinition(
-            f"{name}-job",
-            endpoint=warehouse.dev_endpoint,
-            definition_name=JOB,
-            definition=definition,
-            script_uri=script_uri,
-            package_uri=package_uri,
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[*warehouse.lake_grants, *warehouse.private_endpoints]
-            ),
+        self.job = self._definition(
+            f"{name}-job", JOB, "synapse_job.py", args, lake, package_uri, warehouse, node_size, hi
         )
         self.factory = datafactory.Factory(
             f"{name}-factory",
@@ -257,7 +302,7 @@ class Processing(pulumi.ComponentResource):
             resource_group_name=resource_group,
             description=props["description"],
             concurrency=props["concurrency"],
-            activities=[activity_args(a) for a in props["activities"]],
+            activities=[spark_activity(a) for a in props["activities"]],
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[self.linked_service, self.job, *self.synapse_roles]
             ),
@@ -280,9 +325,111 @@ class Processing(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.pipeline]),
         )
+        self._replay(name, resource_group, processing, warehouse, lake, package_uri, node_size, hi)
         # What to watch: Monitoring takes the link and reads these (resource ids: scopes, diagnostics).
         self.alert_targets: dict[str, pulumi.Input[str]] = {
             "factory": self.factory.id,
             "job_insights": self.insights.id,
         }
-        self.register_outputs({"pipeline": self.pipeline.name, "job": JOB})
+        self.register_outputs(
+            {"pipeline": self.pipeline.name, "job": JOB, "replay_pipeline": self.replay_pipeline.name}
+        )
+
+    def _definition(
+        self,
+        resource_name: str,
+        job: str,
+        script: str,
+        args: pulumi.Input[list[str]],
+        lake: Lake,
+        package_uri: pulumi.Input[str],
+        warehouse: Warehouse,
+        node_size: str,
+        max_nodes: int,
+        description: str | None = None,
+    ) -> SparkJobDefinition:
+        """A Spark job definition of the link on its pool: ``script`` (in
+        ``pipeline_code/spark/``) uploaded to the lake's ``work/code/``."""
+        script_uri = lake.abfss("work", f"code/{script}")
+        definition = pulumi.Output.all(self.pool.name, script_uri, package_uri, args).apply(
+            lambda v: job_definition(
+                pool=v[0],
+                file=v[1],
+                py_files=v[2],
+                args=v[3],
+                node_size=node_size,
+                min_executors=1,
+                max_executors=max_nodes - 1,
+                **({"description": description} if description else {}),
+            )
+        )
+        return SparkJobDefinition(
+            resource_name,
+            endpoint=warehouse.dev_endpoint,
+            definition_name=job,
+            definition=definition,
+            script=script,
+            script_uri=script_uri,
+            package_uri=package_uri,
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[*warehouse.lake_grants, *warehouse.private_endpoints]
+            ),
+        )
+
+    def _replay(
+        self,
+        name: str,
+        resource_group: pulumi.Input[str],
+        processing: ProcessingSpec,
+        warehouse: Warehouse,
+        lake: Lake,
+        package_uri: pulumi.Input[str],
+        node_size: str,
+        max_nodes: int,
+    ) -> None:
+        """The replay job definition and the pipeline that runs it on demand."""
+        base = pulumi.Output.all(
+            lake.abfss("capture", ""), lake.abfss("work", ""), warehouse.sql_endpoint, warehouse.sql_pool.name
+        ).apply(
+            lambda v: [
+                "--capture_uri", v[0],
+                "--staging_uri", f"{v[1]}staging",
+                "--sql_server", v[2],
+                "--sql_database", v[3],
+                "--job_name", REPLAY_JOB,
+                *(part for arg in job_arguments(processing.settings()).items() for part in arg),
+            ]
+        )  # fmt: skip
+        self.replay_job = self._definition(
+            f"{name}-replay-job", REPLAY_JOB, "synapse_replay_job.py", base, lake, package_uri, warehouse,
+            node_size, max_nodes,
+            "Data-Flow: a replay of Capture's archive or the dead letters (on demand)",
+        )  # fmt: skip
+        # A plain definition with the arguments as its one Output leaf: Pulumi translates
+        # the keys of plain dicts only.
+        self.replay_definition = pipeline_definition(
+            linked_service="synapse",
+            job=REPLAY_JOB,
+            pool="dataflow",
+            # A failed replay committed nothing: it is started again by hand.
+            retries=0,
+            retry_interval_s=30,
+            description="Replays an archive range or the dead letters through the Spark adapter",
+            timeout=REPLAY_TIMEOUT,
+            args=base.apply(replay_args),  # type: ignore[arg-type]
+            parameters=replay_parameters(),
+        )
+        props = self.replay_definition["properties"]
+        self.replay_pipeline = datafactory.Pipeline(
+            f"{name}-replay-pipeline",
+            pipeline_name=REPLAY_JOB,
+            factory_name=self.factory.name,
+            resource_group_name=resource_group,
+            description=props["description"],
+            concurrency=props["concurrency"],
+            parameters=snake_keys(props["parameters"]),
+            activities=[spark_activity(a) for a in props["activities"]],
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self.linked_service, self.replay_job, *self.synapse_roles]
+            ),
+        )

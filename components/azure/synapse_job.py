@@ -29,7 +29,8 @@ import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 
 PACKAGE = Path(__file__).resolve().parents[2] / "pipeline_code"
-SCRIPT = PACKAGE / "spark" / "synapse_job.py"
+SPARK = PACKAGE / "spark"
+"""Where the scripts a definition runs live (``script``: a file name there)."""
 SPARK_VERSION = "3.4"
 _SHIPPED = (".py", ".txt", ".json", ".proto")
 
@@ -69,12 +70,13 @@ def job_definition(
     node_size: str,
     min_executors: int,
     max_executors: int,
+    description: str = "Data-Flow: the shared Spark adapter over Event Hubs Capture",
 ) -> dict[str, Any]:
     """The definition as the Synapse REST API takes it."""
     memory, cores = NODE_MEMORY[node_size]
     return {
         "properties": {
-            "description": "Data-Flow: the shared Spark adapter over Event Hubs Capture",
+            "description": description,
             "targetBigDataPool": {"referenceName": pool, "type": "BigDataPoolReference"},
             "requiredSparkVersion": SPARK_VERSION,
             "language": "python",
@@ -262,6 +264,10 @@ class SparkJobDefinitionProvider(ResourceProvider):
         if not news.get("name"):
             failures.append(CheckFailure("name", f"name is required (got {news.get('name')!r})"))
         job = (news.get("definition") or {}).get("properties", {}).get("jobProperties", {})
+        if not (SPARK / str(news.get("script", ""))).is_file() or not news.get("script"):
+            failures.append(
+                CheckFailure("script", f"script must name a file in {SPARK} (got {news.get('script')!r})")
+            )
         if not str(job.get("file", "")).startswith("abfss://"):
             failures.append(
                 CheckFailure("definition", f"the job's file must be abfss:// (got {job.get('file')!r})")
@@ -271,13 +277,14 @@ class SparkJobDefinitionProvider(ResourceProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [k for k in ("endpoint", "name") if olds.get(k) != news.get(k)]
         changed = replaces or any(
-            olds.get(k) != news.get(k) for k in ("definition", "code_digest", "script_uri", "package_uri")
+            olds.get(k) != news.get(k)
+            for k in ("definition", "code_digest", "script", "script_uri", "package_uri")
         )
         return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
 
     def _put(self, props: dict[str, Any]) -> None:
         azure = _Azure()
-        azure.upload(props["script_uri"], SCRIPT.read_bytes())
+        azure.upload(props["script_uri"], (SPARK / props["script"]).read_bytes())
         azure.upload(props["package_uri"], package_zip())
         azure.put_definition(props["endpoint"], props["name"], props["definition"])
 
@@ -303,6 +310,7 @@ class SparkJobDefinition(pulumi.dynamic.Resource):
         endpoint: pulumi.Input[str],
         definition_name: str,
         definition: pulumi.Input[dict[str, Any]],
+        script: str,
         script_uri: pulumi.Input[str],
         package_uri: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
@@ -311,6 +319,7 @@ class SparkJobDefinition(pulumi.dynamic.Resource):
             "endpoint": endpoint,
             "name": definition_name,
             "definition": definition,
+            "script": script,
             "script_uri": script_uri,
             "package_uri": package_uri,
             "code_digest": package_digest(),

@@ -8,14 +8,14 @@ from azure.mgmt.datafactory import models as adf
 from azure.synapse.artifacts import models as syn
 from azure.synapse.artifacts._serialization import Model, Serializer
 
-from components.azure.processing import activity_args, pipeline_definition
+from components.azure.processing import activity_args, pipeline_definition, replay_args, replay_parameters
 from components.azure.synapse_job import (
     SparkJobDefinitionProvider,
     job_definition,
     package_digest,
     package_zip,
 )
-from pipeline_code.spark.synapse import parse_args
+from pipeline_code.spark.synapse import parse_args, parse_replay_args
 from tests.components.azure.helpers import build
 
 PIPELINE = pipeline_definition(
@@ -140,12 +140,19 @@ def test_the_provider_checks_and_diffs_without_calling_azure():
     provider = SparkJobDefinitionProvider()
     props = {"endpoint": "https://ws.dev.azuresynapse.net", "name": "dataflow-stream", "definition": JOB}
     props |= {"script_uri": LAKE + "code/synapse_job.py", "package_uri": LAKE + "code/pipeline_code.zip"}
-    props["code_digest"] = "a"
+    props |= {"code_digest": "a", "script": "synapse_job.py"}
     assert provider.check({}, props).failures == []
     bad = provider.check(
-        {}, {**props, "endpoint": "ws", "definition": {"properties": {"jobProperties": {"file": "x.py"}}}}
+        {},
+        {
+            **props,
+            "endpoint": "ws",
+            "script": "nowhere.py",
+            "definition": {"properties": {"jobProperties": {"file": "x.py"}}},
+        },
     )
-    assert sorted(f.property for f in bad.failures) == ["definition", "endpoint"]
+    assert sorted(f.property for f in bad.failures) == ["definition", "endpoint", "script"]
+    assert provider.diff("id", props, {**props, "script": "synapse_replay_job.py"}).changes is True
     assert provider.diff("id", props, props).changes is False
     new_code = provider.diff("id", props, {**props, "code_digest": "b"})
     assert new_code.changes is True and new_code.replaces == []
@@ -172,3 +179,73 @@ def test_the_factory_gets_exactly_its_two_synapse_roles():
     assert provider.check({}, props).failures == []
     assert provider.diff("id", props, {**props, "principal_id": "other"}).replaces == ["principal_id"]
     assert [f.property for f in provider.check({}, {**props, "role": ""}).failures] == ["role"]
+
+
+REPLAY = pipeline_definition(
+    linked_service="synapse", job="dataflow-replay", pool="dataflow", retries=0, retry_interval_s=30,
+    description="replays", timeout="0.12:00:00", args=replay_args(["--shards", "8"]),
+    parameters=replay_parameters(),
+)  # fmt: skip
+
+
+def test_the_replay_pipeline_is_a_valid_data_factory_pipeline_with_its_parameters():
+    resource = adf.PipelineResource(REPLAY)
+    assert sorted(resource.properties.parameters) == ["from", "replay", "since", "stage", "to"]
+    assert resource.properties.parameters["from"].default_value == ""
+    assert resource.properties.parameters["replay"].default_value is None  # a run must name it
+    (raw,) = REPLAY["properties"]["activities"]
+    activity = adf.SynapseSparkJobDefinitionActivity(raw)
+    assert activity.type_properties.arguments[-5:] == [
+        "--replay=@{pipeline().parameters.replay}",
+        "--replay_from=@{pipeline().parameters.from}",
+        "--replay_to=@{pipeline().parameters.to}",
+        "--replay_stage=@{pipeline().parameters.stage}",
+        "--replay_since=@{pipeline().parameters.since}",
+    ]
+    assert unknown_keys(adf.SynapseSparkJobDefinitionActivity, raw) == []
+    assert (
+        unknown_keys(adf.Pipeline, {k: v for k, v in REPLAY["properties"].items() if k != "activities"}) == []
+    )
+
+
+def _run_with(args: list[str], parameters: dict[str, str]) -> list[str]:
+    """The arguments Data Factory hands the job for a run with ``parameters``
+    (``@{pipeline().parameters.X}`` interpolated; an unset one is empty)."""
+    import re
+
+    return [
+        re.sub(r"@\{pipeline\(\)\.parameters\.(\w+)\}", lambda m: parameters.get(m[1], ""), a) for a in args
+    ]
+
+
+def test_the_deployed_replay_job_parses_a_runs_parameters():
+    rec, _ = build()
+    props = rec.one("dynamic:Resource", "dataflow-process-replay-job").inputs
+    assert props["script"] == "synapse_replay_job.py" and props["script_uri"].endswith(
+        "/code/synapse_replay_job.py"
+    )
+    pipeline = rec.one("datafactory:Pipeline", "dataflow-process-replay-pipeline").inputs
+    (activity,) = pipeline["activities"]
+    assert activity["sparkJob"]["referenceName"] == "dataflow-replay" == pipeline["pipelineName"]
+    assert activity["policy"]["retry"] == 0 and activity["policy"]["timeout"] == "0.12:00:00"
+    archive = parse_replay_args(
+        _run_with(activity["arguments"], {"replay": "archive", "from": "2026-11-01", "to": "2026-11-02"})
+    )
+    lake = rec.one("storage:StorageAccount", "dataflow-lake").inputs["accountName"]
+    assert archive.capture_uri == f"abfss://capture@{lake}.dfs.core.windows.net"
+    assert archive.request.describe() == "archive 2026-11-01T00:00:00+00:00..2026-11-02T00:00:00+00:00"
+    rerun = parse_replay_args(
+        _run_with(activity["arguments"], {"replay": "dead_letters", "stage": "validate"})
+    )
+    assert rerun.request.describe() == "dead_letters stage=validate since=any"
+    # The definition's own arguments are the activity's without the run's.
+    job_args = props["definition"]["properties"]["jobProperties"]["args"]
+    assert activity["arguments"][: len(job_args)] == job_args
+    # No trigger runs it.
+    triggers = [r.inputs["properties"] for r in rec.of_type("datafactory:Trigger")]
+    assert not [
+        t
+        for t in triggers
+        for p in t.get("pipelines", [])
+        if p["pipelineReference"]["referenceName"] == "dataflow-replay"
+    ]

@@ -27,11 +27,11 @@ def test_every_link_is_created(default):
         ("synapse:SqlPool", 1),
         ("synapse:BigDataPool", 1),
         ("datafactory:Factory", 2),  # processing's and the training export's
-        ("datafactory:Pipeline", 2),
+        ("datafactory:Pipeline", 3),
         ("datafactory:Trigger", 2),
         ("machinelearningservices:Schedule", 1),
         # the Spark job definition, the factory's two Synapse roles, the export's warehouse reader
-        ("dynamic:Resource", 4),
+        ("dynamic:Resource", 5),
         ("machinelearningservices:Workspace", 1),
         ("machinelearningservices:OnlineEndpoint", 1),
         ("machinelearningservices:OnlineDeployment", 1),
