@@ -3,9 +3,10 @@
 Every table comes from ``pipeline_code.tables`` through
 ``pipeline_code.warehouses.bigquery``: the same columns as DuckDB, partitioned by day
 on the event-date column and clustered as the description says. Tables the
-streaming job can only append to are written as ``<table>_changes`` and
-read through a view named after the logical table (see
-``pipeline_code/warehouses/bigquery.py``).
+streaming job can only append to are written as ``<table>_changes`` (dead
+letters as ``dead_letters_log``) and read through a view named after the
+logical table (see ``pipeline_code/warehouses/bigquery.py``). Replays record
+their keys in ``_dataflow_batches``.
 
 Secure by default: deletion protection on the dataset's tables and views,
 no access beyond the project's defaults until granted with the verbs
@@ -14,6 +15,8 @@ dataset's default when one is configured.
 """
 
 from __future__ import annotations
+
+import json
 
 import pulumi
 import pulumi_gcp as gcp
@@ -30,7 +33,12 @@ class WarehouseTable:
     """One physical table (or folding view) with grants as verbs."""
 
     def __init__(
-        self, owner: pulumi.Resource, short: str, project: str, logical: Table, resource: gcp.bigquery.Table
+        self,
+        owner: pulumi.Resource,
+        short: str,
+        project: str,
+        logical: Table | None,
+        resource: gcp.bigquery.Table,
     ) -> None:
         self._owner = owner
         self.short = short
@@ -148,7 +156,7 @@ class Warehouse(pulumi.ComponentResource):
                 opts=child,
             )
             self.tables[physical] = WarehouseTable(self, physical.replace("_", "-"), project, logical, table)
-            if bq.is_change_log(logical):
+            if bq.has_view(logical):
                 view = gcp.bigquery.Table(
                     f"{name}-{logical.name.replace('_', '-')}-view",
                     project=project,
@@ -165,6 +173,20 @@ class Warehouse(pulumi.ComponentResource):
                 self.views[logical.name] = WarehouseTable(
                     self, f"{logical.name.replace('_', '-')}-view", project, logical, view
                 )
+        # Replays' keys: a retried commit finds its own and changes nothing.
+        batches = gcp.bigquery.Table(
+            f"{name}-dataflow-batches",
+            project=project,
+            dataset_id=self.dataset.dataset_id,
+            table_id=bq.BATCHES,
+            description="The replays committed, by key.",
+            schema=json.dumps(bq.BATCHES_SCHEMA, separators=(",", ":")),
+            encryption_configuration=encryption,
+            deletion_protection=protect,
+            labels=labels,
+            opts=child,
+        )
+        self.batches = WarehouseTable(self, "dataflow-batches", project, None, batches)
         self.register_outputs(
             {"dataset": self.dataset.id, "tables": sorted(self.tables), "views": sorted(self.views)}
         )
@@ -181,7 +203,11 @@ class Warehouse(pulumi.ComponentResource):
         self, grantee: str, member: pulumi.Input[str], writer: str
     ) -> list[gcp.bigquery.IamMember]:
         mine = {bq.physical_name(TABLES[n]) for n in written_by(writer)}
-        return [t.grant_write(grantee, member) for name, t in self.tables.items() if name in mine]
+        grants = [t.grant_write(grantee, member) for name, t in self.tables.items() if name in mine]
+        if writer == "processing":
+            # A replay's commit records its key (as Redshift's and Synapse's batches do).
+            grants.append(self.batches.grant_write(grantee, member))
+        return grants
 
     def grant_read(self, grantee: str, member: pulumi.Input[str]) -> list[gcp.bigquery.IamMember]:
         """Let ``member`` read every table and view."""

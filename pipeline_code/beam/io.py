@@ -3,6 +3,11 @@
 Locally the source is the event log (``pipeline_code.streams.eventlog``) and
 the sink is the DuckDB warehouse; the cloud chains add their own here
 (Pub/Sub and BigQuery for Dataflow). The transforms in between are the same.
+
+A replay reads an archive's files (``ReadArchive``, any
+``pipeline_code.streams.archive`` kind, on any file system Beam knows) and
+asks the warehouse about the ids and users it meets
+(``LookupSnapshot``) instead of reading a snapshot of it.
 """
 
 from __future__ import annotations
@@ -10,8 +15,9 @@ from __future__ import annotations
 import apache_beam as beam
 import pyarrow.parquet as pq
 
-from pipeline_code.core.history import shard_of
-from pipeline_code.core.ports import history_row
+from pipeline_code.core.history import shard_of, split_by_shard
+from pipeline_code.core.ports import WarehouseLookup, history_row
+from pipeline_code.streams.archive import Kind, archive_paths, decode
 from pipeline_code.streams.eventlog import EventLog
 
 
@@ -86,5 +92,104 @@ class ReadWarehouseSnapshot(beam.PTransform):
             pbegin
             | "HistoryFile" >> beam.Create([self.history_path])
             | "HistoryByShard" >> beam.FlatMap(_history_by_shard, shards)
+        )
+        return known, history
+
+
+class _DecodeFileFn(beam.DoFn):
+    """A matched archive file -> its records that arrived in the range, as one batch."""
+
+    def __init__(self, kind: Kind, start_us: int, end_us: int) -> None:
+        self.kind, self.start_us, self.end_us = kind, start_us, end_us
+
+    def process(self, readable):
+        path = readable.metadata.path
+        batch = [
+            r
+            for r in decode(path, readable.read(), self.kind)
+            if self.start_us <= r.received_at_us < self.end_us
+        ]
+        if batch:
+            yield batch
+
+
+class ReadArchive(beam.PTransform):
+    """The records of an archive (``root``: its top folder, local or
+    ``gs://``) that arrived in ``[start_us, end_us)``, a batch per file.
+    Only the hour folders of the range (and an hour either side) are listed."""
+
+    def __init__(self, root: str, kind: Kind, start_us: int, end_us: int) -> None:
+        super().__init__()
+        self.root, self.kind, self.start_us, self.end_us = root, kind, start_us, end_us
+
+    def expand(self, pbegin):
+        from apache_beam.io import fileio
+
+        patterns = [f"{p}*" for p in archive_paths(self.root, self.kind, self.start_us, self.end_us)]
+        return (
+            pbegin
+            | "HourFolders" >> beam.Create(patterns)
+            # An hour without traffic has no folder: no match is not an error.
+            | "Match" >> fileio.MatchAll(empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
+            | "Read" >> fileio.ReadMatches()
+            | "Decode" >> beam.ParDo(_DecodeFileFn(self.kind, self.start_us, self.end_us))
+        )
+
+
+class _AskShardFn(beam.DoFn):
+    """``(shard, [batch, ...])`` -> ``(shard, what the warehouse holds for it)``:
+    the known ids among the shard's event ids, or the stored histories of its users.
+    The lookup is opened per shard and closed after, so no connection outlives
+    the question (the local warehouse is a file the commit must lock)."""
+
+    def __init__(self, lookup: WarehouseLookup, ask: str) -> None:
+        self.lookup, self.ask = lookup, ask
+
+    def process(self, element):
+        shard, batches = element
+        records = [rec for batch in batches for rec in batch]
+        self.lookup.open()
+        try:
+            if self.ask == "ids":
+                days = [rec["event_date"] for rec in records]
+                ids = sorted({rec["event_id"] for rec in records})
+                yield shard, sorted(self.lookup.known_ids(ids, min(days), max(days)))
+            else:
+                stored = self.lookup.histories(sorted({rec["user_key"] for rec in records}))
+                yield shard, [history_row(row) for row in stored.values()]
+        finally:
+            self.lookup.close()
+
+
+class _SplitFn(beam.DoFn):
+    def __init__(self, key: str, shards: int) -> None:
+        self.key, self.shards = key, shards
+
+    def process(self, batch):
+        yield from split_by_shard(batch, self.key, self.shards).items()
+
+
+class LookupSnapshot(beam.PTransform):
+    """Parsed event batches -> ``(known_ids, history)`` as ``ReadWarehouseSnapshot``
+    gives them (``(id shard, [event_id])``, ``(user shard, [row])``), but only
+    for the ids and users the input has, asked of the warehouse one query
+    per shard: what a replay reads instead of a snapshot of a cloud warehouse."""
+
+    def __init__(self, lookup: WarehouseLookup, shards: int) -> None:
+        super().__init__()
+        self.lookup, self.shards = lookup, shards
+
+    def expand(self, events):
+        known = (
+            events
+            | "ByIdShard" >> beam.ParDo(_SplitFn("event_id", self.shards))
+            | "GroupIds" >> beam.GroupByKey()
+            | "KnownIds" >> beam.ParDo(_AskShardFn(self.lookup, "ids"))
+        )
+        history = (
+            events
+            | "ByUserShard" >> beam.ParDo(_SplitFn("user_key", self.shards))
+            | "GroupUsers" >> beam.GroupByKey()
+            | "Histories" >> beam.ParDo(_AskShardFn(self.lookup, "histories"))
         )
         return known, history

@@ -21,7 +21,7 @@ from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from pipeline_code import host
-from pipeline_code.beam.io import ReadEventLog, ReadWarehouseSnapshot
+from pipeline_code.beam.io import LookupSnapshot, ReadEventLog, ReadWarehouseSnapshot
 from pipeline_code.beam.transforms import (
     DEAD_LETTERS,
     USER_FEATURES,
@@ -68,6 +68,14 @@ class ProcessingOptions(PipelineOptions):
         parser.add_argument(
             "--output_dataset", default=None, help="BigQuery dataset to write: <project>:<dataset>."
         )
+        # A replay on Dataflow (the same template, in batch): what to replay, from where.
+        host.add_replay_arguments(parser)
+        parser.add_argument(
+            "--archive_uri", default=None, help="The archive's root: gs://<bucket>/raw/ (replay archive)."
+        )
+        parser.add_argument(
+            "--replay_staging", default=None, help="Where a replay stages rows: gs://<bucket>/<prefix>."
+        )
 
 
 LOCAL_FLAGS = ("event_log_dir", "warehouse", "staging_dir", "chunk_bytes")
@@ -86,9 +94,16 @@ def local_runner(streaming: bool = False):
     return BundleBasedDirectRunner() if streaming else FnApiRunner()
 
 
-def build_graph(raw, known_ids, history, sink, settings: ProcessingSettings):
-    """Compose the stages. Returns the commit's PCollection of ``LoadResult``."""
+def build_graph(raw, known_ids, history, sink, settings: ProcessingSettings, lookup=None):
+    """Compose the stages. Returns the commit's PCollection of ``LoadResult``.
+
+    ``known_ids`` and ``history`` are a snapshot of the warehouse
+    (``ReadWarehouseSnapshot``); or, with a ``lookup`` (a replay on a cloud
+    warehouse), both are None and the warehouse is asked about the input's
+    ids and users (``LookupSnapshot``)."""
     parsed = raw | "ParseEvents" >> ParseEvents()
+    if lookup is not None:
+        known_ids, history = parsed.events | "LookupSnapshot" >> LookupSnapshot(lookup, settings.shards)
     losers = parsed.events | "DeduplicateEvents" >> DeduplicateEvents(known_ids, settings.shards)
     grouped = parsed.events | "ShardByUser" >> ShardByUser(history, losers, settings.shards)
     enriched = grouped | "EnrichWithHistory" >> EnrichWithHistory(settings.session_gap_minutes * 60_000_000)

@@ -25,7 +25,8 @@ def test_every_link_is_created(default):
             4,
         ),  # the pipeline's, dead letters, the fast path's push, archive
         ("bigquery/dataset:Dataset", 1),
-        ("bigquery/table:Table", len(TABLES) + sum(bigquery.is_change_log(t) for t in TABLES.values())),
+        # tables, their views, and _dataflow_batches
+        ("bigquery/table:Table", len(TABLES) + sum(bigquery.has_view(t) for t in TABLES.values()) + 1),
         ("storage/bucket:Bucket", 3),  # staging, archive, model registry
         ("storage/bucketObject:BucketObject", 1),
         ("dataflow/flexTemplateJob:FlexTemplateJob", 1),

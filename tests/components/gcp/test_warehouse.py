@@ -17,9 +17,11 @@ def test_warehouse_tables_match_the_logical_tables(default):
         assert physical["deletionProtection"] is True
         if t.partition_by:
             assert physical["timePartitioning"]["field"] == t.partition_by
-        if bigquery.is_change_log(t):
+        if bigquery.has_view(t):
             assert tables[t.name]["view"]["useLegacySql"] is False
+            assert tables[t.name]["view"]["query"] == bigquery.view_sql(t, "shop-analytics-dev", "dataflow")
     assert tables["events"]["clusterings"] == ["event_name", "user_key"]
-    assert tables["dead_letters"]["timePartitioning"]["expirationMs"] == 400 * 86_400_000
+    assert tables["dead_letters_log"]["timePartitioning"]["expirationMs"] == 400 * 86_400_000
+    assert json.loads(tables["_dataflow_batches"]["schema"]) == bigquery.BATCHES_SCHEMA
     dataset = rec.one("bigquery/dataset:Dataset").inputs
     assert dataset["deleteContentsOnDestroy"] is False and dataset["location"] == "europe-west1"
