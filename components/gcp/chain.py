@@ -92,6 +92,7 @@ class GcpChain(pulumi.ComponentResource):
             region=g.region,
             ingest=self.ingest,
             warehouse=self.warehouse,
+            archive=self.archive,
             processing=spec.processing,
             image=g.pipeline_image,
             labels=labels,

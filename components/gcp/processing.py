@@ -13,6 +13,20 @@ pipeline's subscription, insert and read on the warehouse's tables,
 object access on its own bucket, read on the image's repository, and the
 two roles that exist only at project level (``dataflow.worker`` to run as a
 worker, ``bigquery.jobUser`` to run the history lookups).
+
+A replay is the same template launched in batch with ``replay`` among its
+parameters (``pipeline_code/beam/replay_job.py``), on demand, as its own
+service account (``replay_service_account``): read on the archive bucket
+(``Archive.grant_read``), the warehouse's write grant, read on the tables
+and views its lookups and commit read, its own prefix of the staging
+bucket's objects (``replay/``), the image, and the same two project roles;
+nothing of Pub/Sub::
+
+    gcloud dataflow flex-template run replay-$(date +%Y%m%d%H%M%S) --region REGION \
+        --template-file-gcs-location gs://STAGING/templates/data-flow-streaming-chain.json \
+        --service-account-email REPLAY_SA --temp-location gs://STAGING/replay/temp \
+        --parameters replay=archive,replay_from=2026-11-01,replay_to=2026-11-02,\
+archive_uri=gs://ARCHIVE/raw/,output_dataset=PROJECT:DATASET,replay_staging=gs://STAGING/replay/rows
 """
 
 from __future__ import annotations
@@ -24,6 +38,7 @@ from pathlib import Path
 import pulumi
 import pulumi_gcp as gcp
 
+from components.gcp.archive import Archive
 from components.gcp.ingest import Ingest
 from components.gcp.storage import delete, private_bucket
 from components.gcp.warehouse import Warehouse
@@ -33,6 +48,7 @@ from pipeline_code.host import job_arguments
 TYPE = "data-flow:gcp:Processing"
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "pipeline_code" / "dataflow"
 WORKER_PROJECT_ROLES = ("roles/dataflow.worker", "roles/bigquery.jobUser")
+TEMPLATE_OBJECT = "templates/data-flow-streaming-chain.json"
 _IMAGE = re.compile(r"(?P<location>[a-z0-9-]+)-docker\.pkg\.dev/(?P<project>[^/]+)/(?P<repository>[^/]+)/.+")
 
 
@@ -88,6 +104,7 @@ class Processing(pulumi.ComponentResource):
         region: Region of the regional resources.
         ingest: The ingest link (its stream is read or written, through its grant verbs).
         warehouse: The warehouse link the job writes to (through its grant verbs).
+        archive: The archive link a replay reads (through its grant verbs).
         processing: ``data-flow:processing``: micro-batch, windows, shards, workers, retries
             (``ProcessingSpec.settings()`` becomes the job's arguments).
         image: The Flex Template image (``pipeline_code/dataflow/Dockerfile``) in Artifact Registry.
@@ -101,6 +118,7 @@ class Processing(pulumi.ComponentResource):
 
     bucket: gcp.storage.Bucket
     service_account: gcp.serviceaccount.Account
+    replay_service_account: gcp.serviceaccount.Account
     job: gcp.dataflow.FlexTemplateJob
 
     def __init__(
@@ -111,6 +129,7 @@ class Processing(pulumi.ComponentResource):
         region: str,
         ingest: Ingest,
         warehouse: Warehouse,
+        archive: Archive,
         processing: ProcessingSpec,
         image: str,
         labels: dict[str, str],
@@ -137,46 +156,54 @@ class Processing(pulumi.ComponentResource):
         self.template = gcp.storage.BucketObject(
             f"{name}-template",
             bucket=self.bucket.name,
-            name="templates/data-flow-streaming-chain.json",
+            name=TEMPLATE_OBJECT,
             content=template_spec(image),
             content_type="application/json",
             opts=child,
         )
-        self.service_account = gcp.serviceaccount.Account(
-            f"{name}-worker",
-            project=project,
-            account_id=f"{name}-worker"[:30],
-            display_name="Data-Flow Dataflow workers",
-            opts=child,
-        )
-        member = self.service_account.email.apply(lambda e: f"serviceAccount:{e}")
+        self.service_account, member = self._account(project, f"{name}-worker", "Data-Flow Dataflow workers")
         self.grants: list[pulumi.Resource] = [
-            gcp.projects.IAMMember(
-                f"{name}-worker-{role.split('/')[1].replace('.', '-').lower()}",
-                project=project,
-                role=role,
-                member=member,
-                opts=child,
-            )
-            for role in WORKER_PROJECT_ROLES
-        ]
-        self.grants.append(
+            *self._worker_grants(project, f"{name}-worker", member, image),
             gcp.storage.BucketIAMMember(
                 f"{name}-worker-uses-staging",
                 bucket=self.bucket.name,
                 role="roles/storage.objectAdmin",
                 member=member,
                 opts=child,
-            )
-        )
-        self.grants.append(grant_image_pull(self, f"{name}-worker-pulls-image", image, member))
-        self.grants += ingest.grant_consume("processing", member)
-        self.grants += warehouse.grant_write("processing", member)
-        self.grants += [
+            ),
+            *ingest.grant_consume("processing", member),
+            *warehouse.grant_write("processing", member),
             # The history lookup reads events and the user_features view (and the table behind it).
-            warehouse.tables["events"].grant_read("processing", member),
-            warehouse.views["user_features"].grant_read("processing", member),
-            warehouse.tables["user_features_changes"].grant_read("processing", member),
+            *self._lookup_reads(warehouse, "processing", member),
+        ]
+        self.replay_service_account, replay = self._account(
+            project, f"{name}-replay", "Data-Flow replays (batch Dataflow)"
+        )
+        self.replay_grants: list[pulumi.Resource] = [
+            *self._worker_grants(project, f"{name}-replay", replay, image),
+            # Its own prefix: temp files and the rows it stages for its one commit.
+            gcp.storage.BucketIAMMember(
+                f"{name}-replay-uses-staging",
+                bucket=self.bucket.name,
+                role="roles/storage.objectAdmin",
+                member=replay,
+                condition=gcp.storage.BucketIAMMemberConditionArgs(
+                    title="replay-prefix",
+                    description="Only objects under replay/ (and the template it is launched from).",
+                    expression=self.bucket.name.apply(
+                        lambda b: (
+                            f'resource.name.startsWith("projects/_/buckets/{b}/objects/replay/") || '
+                            f'resource.name == "projects/_/buckets/{b}/objects/{TEMPLATE_OBJECT}"'
+                        )
+                    ),
+                ),
+                opts=child,
+            ),
+            archive.grant_read("replay", replay),
+            *warehouse.grant_write("replay", replay),
+            *self._lookup_reads(warehouse, "replay", replay),
+            # The commit reads the dead_letters view: what is shown, what a re-run resolves.
+            warehouse.views["dead_letters"].grant_read("replay", replay),
         ]
 
         self.parameters = pulumi.Output.all(ingest.subscription.id, warehouse.dataset.dataset_id).apply(
@@ -214,5 +241,45 @@ class Processing(pulumi.ComponentResource):
                 "job_id": self.job.job_id,
                 "bucket": self.bucket.url,
                 "service_account": self.service_account.email,
+                "replay_service_account": self.replay_service_account.email,
             }
         )
+
+    def _account(self, project: str, name: str, display: str):
+        """A service account and its IAM member string."""
+        account = gcp.serviceaccount.Account(
+            name,
+            project=project,
+            account_id=name[:30],
+            display_name=display,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return account, account.email.apply(lambda e: f"serviceAccount:{e}")
+
+    def _worker_grants(
+        self, project: str, name: str, member: pulumi.Input[str], image: str
+    ) -> list[pulumi.Resource]:
+        """What any Dataflow worker of the link needs: the two project-level
+        roles and a pull of the image."""
+        return [
+            *(
+                gcp.projects.IAMMember(
+                    f"{name}-{role.split('/')[1].replace('.', '-').lower()}",
+                    project=project,
+                    role=role,
+                    member=member,
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+                for role in WORKER_PROJECT_ROLES
+            ),
+            grant_image_pull(self, f"{name}-pulls-image", image, member),
+        ]
+
+    @staticmethod
+    def _lookup_reads(warehouse: Warehouse, grantee: str, member: pulumi.Input[str]) -> list[pulumi.Resource]:
+        """The history lookup reads events and the user_features view (and the table behind it)."""
+        return [
+            warehouse.tables["events"].grant_read(grantee, member),
+            warehouse.views["user_features"].grant_read(grantee, member),
+            warehouse.tables["user_features_changes"].grant_read(grantee, member),
+        ]

@@ -42,4 +42,10 @@ def test_only_the_pubsub_agent_writes_the_bucket(default):
         if r.type.endswith("BucketIAMMember") and r.inputs["bucket"] == "dataflow-archive-raw"
     }
     agent = f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
-    assert on_bucket == {(agent, "roles/storage.objectCreator"), (agent, "roles/storage.legacyBucketReader")}
+    replay = "serviceAccount:dataflow-process-replay@shop-analytics-dev.iam.gserviceaccount.com"
+    # The agent writes; the replay job (through grant_read) only reads.
+    assert on_bucket == {
+        (agent, "roles/storage.objectCreator"),
+        (agent, "roles/storage.legacyBucketReader"),
+        (replay, "roles/storage.objectViewer"),
+    }

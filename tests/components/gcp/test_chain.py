@@ -38,7 +38,7 @@ def test_every_link_is_created(default):
         ("monitoring/alertPolicy:AlertPolicy", 12),  # 9, and the slow path's 3 log-match alerts
         ("monitoring/dashboard:Dashboard", 1),
         # + the fast path's and its push identity, the training job's and its scheduler's
-        ("serviceaccount/account:Account", 7),
+        ("serviceaccount/account:Account", 8),
         ("cloudscheduler/job:Job", 2),
     ]:
         assert len(rec.of_type(suffix)) == count, suffix

@@ -65,3 +65,34 @@ def test_workers_join_the_configured_subnetwork():
     subnet = "regions/europe-west1/subnetworks/dataflow-private"
     rec, _ = build(gcp={**gcp_config()["gcp"], "subnetwork": subnet})
     assert rec.one("FlexTemplateJob").inputs["subnetwork"] == subnet
+
+
+def test_the_replay_account_reads_the_archive_writes_the_warehouse_and_nothing_of_pubsub(default):
+    rec, _ = default
+    replay = "serviceAccount:dataflow-process-replay@shop-analytics-dev.iam.gserviceaccount.com"
+    mine = [r for r in rec.iam() if r.inputs.get("member") == replay]
+    assert not [r for r in mine if r.type.startswith("gcp:pubsub")]
+    project_roles = {r.inputs["role"] for r in mine if r.type.endswith("projects/iAMMember:IAMMember")}
+    assert project_roles == {"roles/dataflow.worker", "roles/bigquery.jobUser"}
+    buckets = {(r.inputs["bucket"], r.inputs["role"]) for r in mine if r.type.endswith("BucketIAMMember")}
+    assert buckets == {("dataflow-archive-raw", "roles/storage.objectViewer"),
+                       ("dataflow-process-staging", "roles/storage.objectAdmin")}  # fmt: skip
+    (staging,) = [
+        r
+        for r in mine
+        if r.type.endswith("BucketIAMMember") and r.inputs["bucket"] == "dataflow-process-staging"
+    ]
+    assert 'objects/replay/")' in staging.inputs["condition"]["expression"]
+    tables = {
+        (r.inputs["tableId"], r.inputs["role"])
+        for r in mine
+        if r.type.endswith("bigquery/iamMember:IamMember")
+    }
+    writes = {t for t, role in tables if role == "roles/bigquery.dataEditor"}
+    assert {"events", "dead_letters_log", "_dataflow_batches", "sessions_changes"} <= writes
+    assert "model_versions_changes" not in writes and "model_versions" not in writes
+    reads = {t for t, role in tables if role == "roles/bigquery.dataViewer"}
+    assert reads == {"events", "user_features", "user_features_changes", "dead_letters"}
+    # The streaming workers' grants are untouched by the replay's.
+    worker = rec.one("FlexTemplateJob").inputs["serviceAccountEmail"]
+    assert worker != replay.removeprefix("serviceAccount:")
