@@ -114,7 +114,7 @@ def test_the_multi_language_component_builds_the_chain_from_plain_config():
             "shop", {"cloud": "aws", "config": {"aws": dict(AWS), "processing": {"max_workers": 5}}}
         )
     )
-    assert rec.one("glue/job:Job").inputs["numberOfWorkers"] == 5
+    assert rec.one("glue/job:Job", "shop-process-job").inputs["numberOfWorkers"] == 5
     assert resolved(component.warehouse_location) == "shop-warehouse-wg/dataflow"
     with pytest.raises(Exception, match=r"data-flow:processing\.max_workers"):
         run_program(
