@@ -4,6 +4,8 @@ gates, publishes and rolls out, and the model registry it keeps.
     Data Factory trigger (model.retrain - 30 min) -> Copy: Synapse query -> Parquet in the registry
     Azure ML schedule (model.retrain) -> command job (the training image, serverless compute)
         -> gate against models/production/ -> publish to models/ -> blue/green deployments, traffic shift
+        -> its model_versions rows as Parquet in the registry (decisions/<version>.parquet)
+    Data Factory trigger (model.retrain + 4 h 30 min) -> Copy, upsert by model_version -> model_versions
 
 Why an export: the job reads Parquet through its input mount, so it needs no
 path or credentials to the dedicated SQL pool, and the copy is one query a
@@ -15,13 +17,19 @@ by the job through a datastore with identity access; it keeps
 
 Identities, each with exactly its grants:
 
-- the factory's identity reads the warehouse (``grant_read``) and writes the
-  registry container;
+- the factory's identity reads the warehouse (``grant_read``), writes
+  ``model_versions`` (``grant_record_models``) and writes the registry container;
 - the job's user-assigned identity writes the registry container and holds a
   custom role on the workspace with the model-version and online-endpoint
   actions only (register the version, create the deployment, shift traffic).
 
-With ``model.retrain`` null the trigger is stopped and the schedule
+Why the decisions go through the factory: the dedicated SQL pool is reached
+through the private route the factory already has; the job would need a
+managed network of its own. They land in ``model_versions`` once the job's
+time (4 hours) is up after each scheduled run; a run by hand is recorded
+by the next day's copy, or by running ``training-record`` on demand.
+
+With ``model.retrain`` null the triggers are stopped and the schedule
 disabled; ``az ml job create`` with the schedule's job runs it on demand.
 ``python -m pipeline_code.ml.job --rollback`` as the same job rolls back.
 """
@@ -42,6 +50,8 @@ from pipeline_code.ml.data import export_sql
 
 TYPE = "data-flow:azure:Training"
 CONTAINER = "registry"
+DECISIONS = "decisions/"
+"""Where the job writes its model_versions rows in the registry (``ml.record``'s ``registry:``)."""
 EXPERIMENT = "dataflow-training"
 INSTANCE_TYPES = {"small": "Standard_DS3_v2", "medium": "Standard_DS4_v2", "large": "Standard_DS5_v2"}
 DEPLOYER_ACTIONS = (
@@ -91,6 +101,99 @@ def export_pipeline(*, parquet_dataset: str, sql_dataset: str) -> dict[str, Any]
                 },
             ],
         }
+    }
+
+
+RECORD_DELAY_MINUTES = 4 * 60 + 30
+"""After the training schedule: the job's timeout (4 hours), then half an hour."""
+
+
+def record_pipeline(*, parquet_dataset: str, sql_dataset: str) -> dict[str, Any]:
+    """The decisions' copy as the Data Factory REST API takes it: every
+    ``decisions/*.parquet`` upserted into ``model_versions`` by its key."""
+    return {
+        "properties": {
+            "description": "Data-Flow: the training job's decisions (ml.record) into model_versions",
+            "concurrency": 1,
+            "activities": [
+                {
+                    "name": "RecordDecisions",
+                    "type": "Copy",
+                    "policy": {"retry": 2, "retryIntervalInSeconds": 300, "timeout": "0.01:00:00"},
+                    "inputs": [{"referenceName": parquet_dataset, "type": "DatasetReference"}],
+                    "outputs": [{"referenceName": sql_dataset, "type": "DatasetReference"}],
+                    "typeProperties": {
+                        "source": {
+                            "type": "ParquetSource",
+                            "storeSettings": {
+                                "type": "AzureBlobStorageReadSettings",
+                                "recursive": False,
+                                "wildcardFileName": "*.parquet",
+                            },
+                        },
+                        "sink": {
+                            "type": "SqlDWSink",
+                            "writeBehavior": "Upsert",
+                            "upsertSettings": {"keys": ["model_version"]},
+                        },
+                    },
+                }
+            ],
+        }
+    }
+
+
+def record_activities(definition: dict[str, Any]) -> list[Any]:
+    """``record_pipeline``'s activity as azure-native's typed arguments."""
+    df = datafactory
+    (copy,) = definition["properties"]["activities"]
+    c = copy["typeProperties"]
+    read = c["source"]["storeSettings"]
+    return [
+        df.CopyActivityArgs(
+            name=copy["name"],
+            type="Copy",
+            policy=df.ActivityPolicyArgs(
+                retry=copy["policy"]["retry"],
+                retry_interval_in_seconds=copy["policy"]["retryIntervalInSeconds"],
+                timeout=copy["policy"]["timeout"],
+            ),
+            inputs=[
+                df.DatasetReferenceArgs(reference_name=x["referenceName"], type=x["type"])
+                for x in copy["inputs"]
+            ],
+            outputs=[
+                df.DatasetReferenceArgs(reference_name=x["referenceName"], type=x["type"])
+                for x in copy["outputs"]
+            ],
+            source=df.ParquetSourceArgs(
+                type="ParquetSource",
+                store_settings=df.AzureBlobStorageReadSettingsArgs(
+                    type=read["type"],
+                    recursive=read["recursive"],
+                    wildcard_file_name=read["wildcardFileName"],
+                ),
+            ),
+            sink=df.SqlDWSinkArgs(
+                type="SqlDWSink",
+                write_behavior=c["sink"]["writeBehavior"],
+                upsert_settings=df.SqlDWUpsertSettingsArgs(keys=c["sink"]["upsertSettings"]["keys"]),
+            ),
+        )
+    ]
+
+
+def daily(pipeline: str, minute: int, hour: int) -> dict[str, Any]:
+    """A schedule trigger's properties: ``pipeline`` every day at ``hour:minute`` UTC."""
+    return {
+        "type": "ScheduleTrigger",
+        "recurrence": {
+            "frequency": "Day",
+            "interval": 1,
+            "time_zone": "UTC",
+            "schedule": {"minutes": [minute], "hours": [hour]},
+        },
+        "pipelines": [{"pipeline_reference": {"reference_name": pipeline, "type": "PipelineReference"}}],
     }
 
 
@@ -169,6 +272,8 @@ def command_job(
         environment_id=environment_id,
         environment_variables={
             "ROLLOUT": rollout,
+            # Its decisions, as files the factory upserts into model_versions.
+            "WAREHOUSE": f"registry:{DECISIONS}",
             # The job's health (refusals in a row, the served model's age) for Monitoring's alerts.
             "TRAINING_METRICS": "appinsights",
             "TRAINING_NAME": name,
@@ -386,21 +491,11 @@ class Training(pulumi.ComponentResource):
         self.trigger = datafactory.Trigger(
             f"{name}-export-daily",
             trigger_name="training-export",
-            properties={
-                "type": "ScheduleTrigger",
-                "recurrence": {
-                    "frequency": "Day",
-                    "interval": 1,
-                    "time_zone": "UTC",
-                    "schedule": {"minutes": [minute], "hours": [hour]},
-                },
-                "pipelines": [
-                    {"pipeline_reference": {"reference_name": "training-export", "type": "PipelineReference"}}
-                ],
-            },
+            properties=daily("training-export", minute, hour),
             **factory,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.pipeline]),
         )
+        self._record(name, factory, warehouse, train_cron)
         rollout = pulumi.Output.all(model.workspace.id, model.environment.id, model.endpoint.name).apply(
             lambda v: json.dumps(
                 {
@@ -460,6 +555,64 @@ class Training(pulumi.ComponentResource):
             "scheduled": "yes" if times else "",
         }
         self.register_outputs({"location": self.location, "identity": self.identity.id})
+
+    def _record(self, name: str, factory: dict[str, Any], warehouse: Warehouse, train_cron: str) -> None:
+        """The copy of the job's decisions into ``model_versions`` (see the module doc)."""
+        df = datafactory
+        self.record_grant = warehouse.grant_record_models("training-record", self.factory.name)
+        self.decisions_dataset = df.Dataset(
+            f"{name}-decisions",
+            dataset_name="decisions",
+            properties=df.ParquetDatasetArgs(
+                type="Parquet",
+                linked_service_name=df.LinkedServiceReferenceArgs(
+                    reference_name="registry", type="LinkedServiceReference"
+                ),
+                location=df.AzureBlobStorageLocationArgs(
+                    type="AzureBlobStorageLocation", container=CONTAINER, folder_path=DECISIONS.rstrip("/")
+                ),
+            ),
+            **factory,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.blob_service]),
+        )
+        self.model_versions_dataset = df.Dataset(
+            f"{name}-model-versions",
+            dataset_name="model_versions",
+            properties=df.AzureSqlDWTableDatasetArgs(
+                type="AzureSqlDWTable",
+                linked_service_name=df.LinkedServiceReferenceArgs(
+                    reference_name="warehouse", type="LinkedServiceReference"
+                ),
+                # The pool's default schema, dbo (azure-native names the SQL schema
+                # property after the dataset's column schema, so it cannot be set apart).
+                table="model_versions",
+            ),
+            **factory,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.sql_service]),
+        )
+        self.record_definition = record_pipeline(parquet_dataset="decisions", sql_dataset="model_versions")
+        props = self.record_definition["properties"]
+        self.record_pipeline = datafactory.Pipeline(
+            f"{name}-record-pipeline",
+            pipeline_name="training-record",
+            description=props["description"],
+            concurrency=props["concurrency"],
+            activities=record_activities(self.record_definition),
+            **factory,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.decisions_dataset, self.model_versions_dataset, self.record_grant],
+            ),
+        )
+        minute, hour = (int(v) for v in train_cron.split()[:2])
+        at = (hour * 60 + minute + RECORD_DELAY_MINUTES) % (24 * 60)
+        self.record_trigger = datafactory.Trigger(
+            f"{name}-record-daily",
+            trigger_name="training-record",
+            properties=daily("training-record", at % 60, at // 60),
+            **factory,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.record_pipeline]),
+        )
 
     def _assign(self, verb: str, role: str, grantee: str, principal_id: pulumi.Input[str]):
         return assign(

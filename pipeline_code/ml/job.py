@@ -248,9 +248,8 @@ def _release(args, env, result, store, rollout) -> str:
         from pipeline_code.ml.record import record, rows_for
 
         now = dt.datetime.now(dt.UTC)
-        record(
-            env["WAREHOUSE"], rows_for(store, version, before, served(store), now), int(now.timestamp() * 1e6)
-        )
+        rows = rows_for(store, version, before, served(store), now)
+        record(env["WAREHOUSE"], rows, int(now.timestamp() * 1e6), store)
 
     if args.rollback:
         version = previous_version(store)

@@ -2,6 +2,7 @@
 
     WAREHOUSE=redshift:WORKGROUP/DATABASE     # Data API, one transaction, as the job's role
     WAREHOUSE=bigquery:PROJECT.DATASET        # insertAll into model_versions_changes, as its account
+    WAREHOUSE=registry:decisions/             # Parquet beside the models, one file per version
 
 Locally ``dataflow train`` writes the row into DuckDB itself
 (``Warehouse.record_model_version``); a cloud job writes the same rows here:
@@ -11,6 +12,13 @@ one's with ``serving`` false. Each is rebuilt from what the registry holds
 rows. Redshift replaces each row by its key inside one
 ``BatchExecuteStatement``; BigQuery appends change rows that the
 ``model_versions`` view folds (the newest row per version wins).
+
+``registry:`` is Azure's: the dedicated SQL pool is reachable only through
+the private route Data Factory has, not from the Azure ML job, so the job
+writes each row to ``<prefix><version>.parquet`` in the registry (a row
+that changes, such as the previous version's ``serving``, overwrites its
+file) and the factory upserts every file into ``model_versions`` by
+``model_version`` after the job's time is up (``components/azure/training.py``).
 """
 
 from __future__ import annotations
@@ -87,10 +95,30 @@ def bigquery_rows(rows: list[dict], at_us: int) -> list[dict]:
     ]
 
 
-def record(target: str, rows: list[dict], at_us: int) -> None:
-    """Write ``rows`` to the warehouse ``target`` names (see the module doc)."""
+def parquet_row(row: dict) -> bytes:
+    """One ``model_versions`` row as a Parquet file with the table's own schema."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline_code.tables import arrow_schema
+
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist([row], schema=arrow_schema(TABLES["model_versions"])), buf)
+    return buf.getvalue()
+
+
+def record(target: str, rows: list[dict], at_us: int, store=None) -> None:
+    """Write ``rows`` to the warehouse ``target`` names (see the module doc);
+    ``registry:`` writes into ``store``, the registry the job publishes to."""
     kind, _, where = target.partition(":")
-    if kind == "redshift":
+    if kind == "registry":
+        if not re.fullmatch(r"[a-z0-9_-]+/", where) or store is None:
+            raise RecordError(f"WAREHOUSE must be registry:PREFIX/ (lower case), got {target!r}")
+        for row in rows:
+            store.put(f"{where}{row['model_version']}.parquet", parquet_row(row))
+    elif kind == "redshift":
         match = re.fullmatch(r"([^/]+)/([^/]+)", where)
         if not match:
             raise RecordError(f"WAREHOUSE must be redshift:WORKGROUP/DATABASE, got {target!r}")
@@ -119,4 +147,4 @@ def record(target: str, rows: list[dict], at_us: int) -> None:
         if answer.status_code >= 400 or answer.json().get("insertErrors"):
             raise RecordError(f"BigQuery refused the model_versions rows: {answer.text[:500]}")
     else:
-        raise RecordError(f"WAREHOUSE must start with redshift: or bigquery:, got {target!r}")
+        raise RecordError(f"WAREHOUSE must start with redshift:, bigquery: or registry:, got {target!r}")

@@ -27,11 +27,13 @@ def test_every_link_is_created(default):
         ("synapse:SqlPool", 1),
         ("synapse:BigDataPool", 1),
         ("datafactory:Factory", 2),  # processing's and the training export's
-        ("datafactory:Pipeline", 3),
-        ("datafactory:Trigger", 2),
+        # the stream, the replay, the training export and the decisions' copy
+        ("datafactory:Pipeline", 4),
+        ("datafactory:Trigger", 3),
         ("machinelearningservices:Schedule", 1),
-        # the Spark job definition, the factory's two Synapse roles, the export's warehouse reader
-        ("dynamic:Resource", 5),
+        # the two Spark job definitions, the factory's two Synapse roles, the export's warehouse
+        # reader and the decisions' model_versions writer
+        ("dynamic:Resource", 6),
         ("machinelearningservices:Workspace", 1),
         ("machinelearningservices:OnlineEndpoint", 1),
         ("machinelearningservices:OnlineDeployment", 1),

@@ -7,7 +7,7 @@ import re
 import sqlglot
 from azure.mgmt.datafactory import models as adf
 
-from components.azure.training import DEPLOYER_ACTIONS, export_pipeline
+from components.azure.training import DEPLOYER_ACTIONS, export_pipeline, record_pipeline
 from pipeline_code.ml.data import export_sql
 from tests.components.azure.test_artifacts import unknown_keys
 
@@ -75,3 +75,41 @@ def test_the_jobs_health_reaches_the_alerts_through_application_insights(default
     query = refused["criteria"]["allOf"][0]["query"]
     assert 'customDimensions.Job) == "dataflow-train"' in query and "value >= 3" in query
     assert refused["scopes"][0].endswith("/Component/dataflow-ml-insights")
+
+
+def test_the_decisions_copy_is_a_valid_upsert_into_model_versions():
+    definition = record_pipeline(parquet_dataset="decisions", sql_dataset="model_versions")
+    (copy,) = definition["properties"]["activities"]
+    model = adf.CopyActivity(copy)
+    sink = adf.SqlDWSink(copy["typeProperties"]["sink"])
+    assert sink.write_behavior == "Upsert" and sink.upsert_settings["keys"] == ["model_version"]
+    assert model.sink["type"] == "SqlDWSink"
+    source = adf.ParquetSource(copy["typeProperties"]["source"])
+    assert source.store_settings["wildcardFileName"] == "*.parquet"
+    assert unknown_keys(adf.SqlDWSink, copy["typeProperties"]["sink"]) == []
+    assert unknown_keys(adf.ParquetSource, copy["typeProperties"]["source"]) == []
+    assert unknown_keys(adf.CopyActivity, {k: v for k, v in copy.items() if k != "typeProperties"}) == []
+
+
+def test_the_job_writes_its_decisions_and_the_factory_upserts_them_after_its_time(default):
+    from pipeline_code.tables import TABLES
+
+    rec, _ = default
+    job = rec.one("machinelearningservices:Schedule").inputs["properties"]["action"]["jobDefinition"]
+    assert job["environmentVariables"]["WAREHOUSE"] == "registry:decisions/"
+    # Training at 03:00 with a 4-hour limit: the copy runs at 07:30.
+    trigger = rec.one("datafactory:Trigger", "dataflow-train-record-daily").inputs["properties"]
+    assert trigger["recurrence"]["schedule"] == {"minutes": [30], "hours": [7]}
+    assert trigger["pipelines"][0]["pipelineReference"]["referenceName"] == "training-record"
+    source = rec.one("datafactory:Dataset", "dataflow-train-decisions").inputs["properties"]
+    assert source["location"] == {
+        "type": "AzureBlobStorageLocation",
+        "container": "registry",
+        "folderPath": "decisions",
+    }
+    sink = rec.one("datafactory:Dataset", "dataflow-train-model-versions").inputs["properties"]
+    assert sink["table"] == "model_versions" == TABLES["model_versions"].name
+    # The factory's database user may write model_versions, and only that.
+    grant = rec.one("dynamic:Resource", "dataflow-warehouse-record-models-training-record").inputs
+    assert grant["tables"] == ["model_versions"] and grant["roles"] == []
+    assert grant["user"] == "dataflow-train-factory"  # the factory's identity signs in by its name

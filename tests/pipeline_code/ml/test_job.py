@@ -291,3 +291,22 @@ def test_the_rows_a_cloud_job_records_are_the_local_ones_in_each_dialect(growing
     fields = {f["name"] for f in schema_fields(TABLES["model_versions"])}
     for row in bigquery_rows(rows, 1_764_460_800_000_000):
         assert set(row["json"]) == fields and row["json"]["changed_at"].startswith("2025-11-30")
+    # Azure's: a Parquet file per version in the registry, with the table's schema, overwritten when it changes.
+    import pyarrow.parquet as pq
+
+    from pipeline_code.ml.record import RecordError, record
+    from pipeline_code.tables import arrow_schema
+
+    record("registry:decisions/", rows, 0, store)
+    record("registry:decisions/", rows_for(store, second.version, None, served(store), at), 0, store)
+    files = sorted(store.keys("decisions/"))
+    assert files == sorted(f"decisions/{v}.parquet" for v in (first.version, second.version))
+    back = {}
+    for key in files:
+        table = pq.read_table(tmp_path / "registry" / key)
+        assert table.schema == arrow_schema(TABLES["model_versions"])
+        back.update({r["model_version"]: r for r in table.to_pylist()})
+    assert (back[second.version]["serving"], back[first.version]["serving"]) == (True, False)
+    assert back[second.version]["reason"] == local[second.version]
+    with pytest.raises(RecordError, match="registry:PREFIX/"):
+        record("registry:Decisions", rows, 0, store)
