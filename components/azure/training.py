@@ -456,34 +456,17 @@ class Training(pulumi.ComponentResource):
             **factory,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.sql_service]),
         )
-        self.parquet_dataset = df.Dataset(
-            f"{name}-export",
-            dataset_name="training_export",
-            properties=df.ParquetDatasetArgs(
-                type="Parquet",
-                linked_service_name=df.LinkedServiceReferenceArgs(
-                    reference_name="registry", type="LinkedServiceReference"
-                ),
-                location=df.AzureBlobStorageLocationArgs(
-                    type="AzureBlobStorageLocation", container=CONTAINER, folder_path="training/latest"
-                ),
-                compression_codec="snappy",
-            ),
-            **factory,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.blob_service]),
+        self.parquet_dataset = self._registry_parquet(
+            f"{name}-export", "training_export", "training/latest", factory, compression_codec="snappy"
         )
         self.definition = export_pipeline(parquet_dataset="training_export", sql_dataset="events")
-        props = self.definition["properties"]
-        self.pipeline = datafactory.Pipeline(
+        self.pipeline = self._pipeline(
             f"{name}-export-pipeline",
-            pipeline_name="training-export",
-            description=props["description"],
-            concurrency=props["concurrency"],
-            activities=export_activities(self.definition),
-            **factory,
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[self.sql_dataset, self.parquet_dataset, *self.grants]
-            ),
+            "training-export",
+            self.definition,
+            export_activities(self.definition),
+            factory,
+            [self.sql_dataset, self.parquet_dataset, *self.grants],
         )
         times = retrain_times(model_spec)
         export_cron, train_cron = times or retrain_times(ModelSpec(retrain=DEFAULT_RETRAIN))  # type: ignore[misc]
@@ -556,24 +539,55 @@ class Training(pulumi.ComponentResource):
         }
         self.register_outputs({"location": self.location, "identity": self.identity.id})
 
-    def _record(self, name: str, factory: dict[str, Any], warehouse: Warehouse, train_cron: str) -> None:
-        """The copy of the job's decisions into ``model_versions`` (see the module doc)."""
+    def _registry_parquet(
+        self, resource_name: str, dataset: str, folder: str, factory: dict[str, Any], **extra
+    ) -> datafactory.Dataset:
+        """A Parquet dataset of the factory in the registry container's ``folder``."""
         df = datafactory
-        self.record_grant = warehouse.grant_record_models("training-record", self.factory.name)
-        self.decisions_dataset = df.Dataset(
-            f"{name}-decisions",
-            dataset_name="decisions",
+        return df.Dataset(
+            resource_name,
+            dataset_name=dataset,
             properties=df.ParquetDatasetArgs(
                 type="Parquet",
                 linked_service_name=df.LinkedServiceReferenceArgs(
                     reference_name="registry", type="LinkedServiceReference"
                 ),
                 location=df.AzureBlobStorageLocationArgs(
-                    type="AzureBlobStorageLocation", container=CONTAINER, folder_path=DECISIONS.rstrip("/")
+                    type="AzureBlobStorageLocation", container=CONTAINER, folder_path=folder
                 ),
+                **extra,
             ),
             **factory,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.blob_service]),
+        )
+
+    def _pipeline(
+        self,
+        resource_name: str,
+        pipeline: str,
+        definition: dict[str, Any],
+        activities: list[Any],
+        factory: dict[str, Any],
+        depends_on: list[pulumi.Resource],
+    ) -> datafactory.Pipeline:
+        """A pipeline of the factory from its REST definition and its typed activities."""
+        props = definition["properties"]
+        return datafactory.Pipeline(
+            resource_name,
+            pipeline_name=pipeline,
+            description=props["description"],
+            concurrency=props["concurrency"],
+            activities=activities,
+            **factory,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+        )
+
+    def _record(self, name: str, factory: dict[str, Any], warehouse: Warehouse, train_cron: str) -> None:
+        """The copy of the job's decisions into ``model_versions`` (see the module doc)."""
+        df = datafactory
+        self.record_grant = warehouse.grant_record_models("training-record", self.factory.name)
+        self.decisions_dataset = self._registry_parquet(
+            f"{name}-decisions", "decisions", DECISIONS.rstrip("/"), factory
         )
         self.model_versions_dataset = df.Dataset(
             f"{name}-model-versions",
@@ -591,18 +605,13 @@ class Training(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.sql_service]),
         )
         self.record_definition = record_pipeline(parquet_dataset="decisions", sql_dataset="model_versions")
-        props = self.record_definition["properties"]
-        self.record_pipeline = datafactory.Pipeline(
+        self.record_pipeline = self._pipeline(
             f"{name}-record-pipeline",
-            pipeline_name="training-record",
-            description=props["description"],
-            concurrency=props["concurrency"],
-            activities=record_activities(self.record_definition),
-            **factory,
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=[self.decisions_dataset, self.model_versions_dataset, self.record_grant],
-            ),
+            "training-record",
+            self.record_definition,
+            record_activities(self.record_definition),
+            factory,
+            [self.decisions_dataset, self.model_versions_dataset, self.record_grant],
         )
         minute, hour = (int(v) for v in train_cron.split()[:2])
         at = (hour * 60 + minute + RECORD_DELAY_MINUTES) % (24 * 60)

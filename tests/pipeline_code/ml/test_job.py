@@ -291,7 +291,7 @@ def test_the_rows_a_cloud_job_records_are_the_local_ones_in_each_dialect(growing
     fields = {f["name"] for f in schema_fields(TABLES["model_versions"])}
     for row in bigquery_rows(rows, 1_764_460_800_000_000):
         assert set(row["json"]) == fields and row["json"]["changed_at"].startswith("2025-11-30")
-    # Azure's: a Parquet file per version in the registry, with the table's schema, overwritten when it changes.
+    # Azure's: a Parquet file per version in the registry (the table's schema), overwritten on change.
     import pyarrow.parquet as pq
 
     from pipeline_code.ml.record import RecordError, record
