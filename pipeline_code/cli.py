@@ -503,6 +503,39 @@ def cmd_status(args: argparse.Namespace) -> None:
     out.print(t)
 
 
+def cmd_up(args: argparse.Namespace) -> None:
+    """Run the whole chain live until Ctrl-C (``pipeline_code.local.up``)."""
+    import signal
+
+    from pipeline_code.local.up import Chain, UpError, UpSettings
+    from pipeline_code.streams.eventlog import EventLogError
+    from pipeline_code.warehouses.duckdb import WarehouseError
+
+    try:
+        settings = UpSettings(
+            workdir=args.workdir,
+            batch_seconds=args.batch_seconds,
+            retrain_minutes=args.retrain_minutes,
+            min_train_events=args.min_train_events,
+            simulate=args.simulate,
+            host=args.host,
+            collector_port=args.collector_port,
+            model_port=args.model_port,
+            api_port=args.api_port,
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    chain = Chain(settings, lambda line: out.print(line, highlight=False, markup=False, soft_wrap=True))
+    signal.signal(signal.SIGINT, chain.stop)
+    signal.signal(signal.SIGTERM, chain.stop)
+    try:
+        code = chain.run()
+    except (UpError, EventLogError, WarehouseError, OSError) as exc:
+        raise UserError(str(exc)) from exc
+    if code:
+        raise UserError("the totals do not balance: see the last line")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     """Generate a store's events, run the whole local chain, train, and report."""
     from pipeline_code.ml.train import TrainSettings
@@ -748,6 +781,33 @@ def build_parser() -> argparse.ArgumentParser:
     ar.add_argument("--warehouse", type=Path, default=default_wh, help="warehouse whose event log to read")
     ar.add_argument("--log-dir", type=Path, default=None, help="event log (default: next to the warehouse)")
     ar.set_defaults(func=cmd_archive)
+
+    u = sub.add_parser(
+        "up", help="run the whole chain live: collector, processing, fast path, training, serving"
+    )
+    u.add_argument("--workdir", type=Path, default=Path(".dataflow"), help="state (default %(default)s)")
+    u.add_argument(
+        "--simulate",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="send the synthetic store at RATE events/s",
+    )
+    u.add_argument("--batch-seconds", type=float, default=5.0, help="micro-batch interval (default 5)")
+    u.add_argument(
+        "--retrain-minutes", type=float, default=10.0, help="gated retraining interval (default 10)"
+    )
+    u.add_argument(
+        "--min-train-events",
+        type=int,
+        default=2000,
+        help="events stored before the first model (default 2000)",
+    )
+    u.add_argument("--host", default="127.0.0.1", help="address the servers listen on (default 127.0.0.1)")
+    u.add_argument("--collector-port", type=int, default=8088, help="collector port (default 8088)")
+    u.add_argument("--model-port", type=int, default=8080, help="model server port (default 8080)")
+    u.add_argument("--api-port", type=int, default=8000, help="API port (default 8000)")
+    u.set_defaults(func=cmd_up)
 
     d = sub.add_parser("demo", help="generate events, run the local chain, train, report")
     d.add_argument("--events", "-n", type=int, default=50_000, help="events to generate (default 50000)")
