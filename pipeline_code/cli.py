@@ -522,6 +522,7 @@ def cmd_up(args: argparse.Namespace) -> None:
             collector_port=args.collector_port,
             model_port=args.model_port,
             api_port=args.api_port,
+            monitor_port=args.monitor_port,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from exc
@@ -807,6 +808,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--collector-port", type=int, default=8088, help="collector port (default 8088)")
     u.add_argument("--model-port", type=int, default=8080, help="model server port (default 8080)")
     u.add_argument("--api-port", type=int, default=8000, help="API port (default 8000)")
+    u.add_argument("--monitor-port", type=int, default=8090, help="monitoring page port (default 8090)")
     u.set_defaults(func=cmd_up)
 
     d = sub.add_parser("demo", help="generate events, run the local chain, train, report")

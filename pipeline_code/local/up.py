@@ -19,6 +19,14 @@ What runs, each the command a user would run on its own:
   posted to the collector's ``/v1/events`` (fresh ids and the send time as
   event time).
 
+The monitoring page (``pipeline_code.web.monitor``, on ``--monitor-port``)
+shows it live: ingest rate, lag, dead letters by stage and reason (newest
+first, payload viewable), freshness, the model and the last gate decision,
+API and model-server latency. Freshness is measured end to end: every
+``probe_seconds`` a ``view_item`` of a new probe user
+(``dataflow-probe-N``) goes through the collector, and the time until the
+API's list for that user carries it is the sample.
+
 Ctrl-C (or SIGTERM) stops the simulator, then the collector (it answers
 what it holds first), processes what the collector acknowledged, stops the
 rest and exits 0. State lives under ``--workdir``: a restart resumes from
@@ -48,6 +56,7 @@ from pipeline_code.host import ProcessingSettings
 from pipeline_code.local.run import default_log_dir, process_log
 from pipeline_code.streams.eventlog import EventLog
 from pipeline_code.warehouses.duckdb import Warehouse
+from pipeline_code.web.monitor import MonitorApp, MonitorState, latency_quantiles
 
 
 class UpError(Exception):
@@ -65,6 +74,8 @@ class UpSettings:
     collector_port: int = 8088
     model_port: int = 8080
     api_port: int = 8000
+    monitor_port: int = 8090
+    probe_seconds: float = 3.0
 
     def __post_init__(self) -> None:
         if self.batch_seconds <= 0:
@@ -261,6 +272,135 @@ def lag(log: EventLog, warehouse: Path) -> tuple[int, float | None]:
     return len(raws), ((now_us() - raws[0].received_at_us) / 1e6 if raws else None)
 
 
+def dead_letter_facts(warehouse: Path, newest: int = 20, reasons: int = 12) -> dict:
+    """Dead letters by stage and reason, and the newest with their payloads."""
+    with Warehouse(warehouse, read_only=True) as wh:
+        by_reason = wh.con.execute(
+            "SELECT failed_stage, error_message, count(*) FROM dead_letters GROUP BY ALL "
+            "ORDER BY 3 DESC, 1, 2 LIMIT ?",
+            [reasons],
+        ).fetchall()
+        rows = wh.con.execute(
+            "SELECT source_offset, dead_lettered_at, failed_stage, error_message, payload FROM dead_letters "
+            "ORDER BY dead_lettered_at DESC, source_offset DESC LIMIT ?",
+            [newest],
+        ).fetchall()
+    payloads = {}
+    listed = []
+    for offset, at, stage, reason, payload in rows:
+        text = bytes(payload).decode("utf-8", errors="replace")
+        payloads[int(offset)] = {
+            "offset": int(offset),
+            "stage": stage,
+            "reason": reason,
+            "payload_text": text,
+        }
+        preview = text if len(text) <= 80 else text[:77] + "..."
+        listed.append({"offset": int(offset), "at": at.isoformat(timespec="seconds"), "stage": stage,
+                       "reason": reason, "preview": preview})  # fmt: skip
+    return {
+        "dead_reasons": [{"stage": st, "reason": r, "rows": n} for st, r, n in by_reason],
+        "dead_newest": listed,
+        "dead_letter_payloads": payloads,
+    }
+
+
+def model_facts(models: Path) -> dict:
+    """The served version with its NDCG next to the baseline's, and the newest gate decision."""
+    out: dict = {"model": None, "gate": None}
+    latest = models / "LATEST"
+    if latest.is_file():
+        version = latest.read_text().strip()
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            meta = json.loads((models / version / "metadata.json").read_text())
+            out["model"] = {
+                "version": version,
+                "ndcg": meta["metrics"]["blend"]["ndcg"],
+                "baseline_ndcg": meta["metrics"]["popularity"]["ndcg"],
+            }
+    versions = (
+        sorted(p for p in models.glob("*") if p.is_dir() and (p / "metadata.json").is_file())
+        if models.is_dir()
+        else []
+    )
+    if versions:
+        with contextlib.suppress(OSError, ValueError):
+            gate = json.loads((versions[-1] / "metadata.json").read_text()).get("gate") or {}
+            if gate:
+                out["gate"] = {"version": versions[-1].name, "decision": gate.get("decision"),
+                               "reason": gate.get("reason")}  # fmt: skip
+    return out
+
+
+class FreshnessProbe(threading.Thread):
+    """Every ``every`` seconds: a ``view_item`` of a new probe user through the
+    collector, then the API asked for that user's list until it carries the
+    event (``fresh_items``); the milliseconds between are the sample."""
+
+    def __init__(self, host: str, collector_port: int, api_port: int, every: float) -> None:
+        super().__init__(name="freshness-probe", daemon=True)
+        self.host, self.collector_port, self.api_port, self.every = host, collector_port, api_port, every
+        self.stopping = threading.Event()
+        self._samples: list[float] = []
+        self._lock = threading.Lock()
+        self.n = 0
+        self.sent = 0
+
+    def _event(self) -> dict:
+        from pipeline_code.synth import StoreSpec, generate
+
+        self.n += 1
+        user = f"dataflow-probe-{int(time.time())}-{self.n}"
+        for line in generate(StoreSpec(events=50, seed=self.n)):
+            event = json.loads(line)
+            if event.get("event_name") == "view_item":
+                break
+        now = dt.datetime.now(dt.UTC)
+        event.update(
+            event_id=f"probe-{now.timestamp():.6f}-{self.n}",
+            user_id=user,
+            session_id=f"{user}-s",
+            event_timestamp=now.isoformat(timespec="milliseconds"),
+        )
+        return event
+
+    def _once(self) -> float | None:
+        event = self._event()
+        body = json.dumps([event]).encode()
+        sent = time.perf_counter()
+        request = urllib.request.Request(
+            f"http://{self.host}:{self.collector_port}/v1/events", body, {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            answer.read()
+        self.sent += 1
+        url = f"http://{self.host}:{self.api_port}/recommendations/{event['user_id']}?k=10"
+        while time.perf_counter() - sent < 10 and not self.stopping.is_set():
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                if json.loads(answer.read()).get("fresh_items", 0) > 0:
+                    return (time.perf_counter() - sent) * 1000
+            time.sleep(0.01)
+        return None
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.every):
+            with contextlib.suppress(OSError, ValueError):
+                ms = self._once()
+                if ms is not None:
+                    with self._lock:
+                        self._samples.append(ms)
+
+    def take(self) -> float | None:
+        """The newest sample since the last take (None if none)."""
+        with self._lock:
+            samples, self._samples = self._samples, []
+        return round(samples[-1], 1) if samples else None
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(15)
+
+
 class Chain:
     """``dataflow up``'s loop (see the module doc)."""
 
@@ -272,6 +412,11 @@ class Chain:
         self.simulator: Simulator | None = None
         self.trained_at = 0.0
         self.processing = ProcessingSettings(batch_seconds=max(1, int(settings.batch_seconds)))
+        self.monitor = MonitorState()
+        self.probe: FreshnessProbe | None = None
+        self._scrapes: dict[str, str] = {}
+        self._last_count: tuple[float, int] | None = None
+        self._batch: dict[str, float | None] = {}
 
     # --- parts ------------------------------------------------------------
 
@@ -302,6 +447,11 @@ class Chain:
                       "--host", self.s.host, "--port", str(self.s.api_port)),
         )  # fmt: skip
         wait_until_up(self._url(self.s.api_port, "/live"), self.children.running["api"].process)
+        if self.s.probe_seconds > 0:
+            self.probe = FreshnessProbe(
+                self.s.host, self.s.collector_port, self.s.api_port, self.s.probe_seconds
+            )
+            self.probe.start()
         self.say(
             f"serving: model server {self._url(self.s.model_port, '/invocations')}, "
             f"API {self._url(self.s.api_port, '/recommendations/<user_id>')}"
@@ -310,9 +460,11 @@ class Chain:
     def _process(self) -> str:
         log = EventLog(self.s.log_dir)
         waiting, age = lag(log, self.s.warehouse)
+        self._batch = {"lag_events": waiting, "lag_seconds": age, "processed_per_batch": 0}
         if not waiting:
             return "lag 0 events"
         summary = process_log(log.path, self.s.warehouse, self.processing)
+        self._batch["processed_per_batch"] = summary.events_read
         return (
             f"batch {summary.events_read:,} read, {summary.events_stored:,} stored, "
             f"{summary.duplicates_skipped:,} duplicates, {summary.dead_lettered:,} dead letters "
@@ -352,6 +504,62 @@ class Chain:
         reason = result.decision.reason if result.decision is not None else ""
         return f"model {result.version} {verdict}: {reason}"
 
+    _monitor_server = None
+
+    def _start_monitor(self) -> None:
+        from pipeline_code.web.server import make_server
+
+        server = make_server(MonitorApp(self.monitor), self.s.host, self.s.monitor_port, log_level="warning")
+        self._monitor_server = server
+        threading.Thread(target=server.run, name="monitor", daemon=True).start()
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if time.monotonic() > deadline:
+                raise UpError(f"the monitoring page could not listen on {self.s.host}:{self.s.monitor_port}")
+            time.sleep(0.05)
+        self.say(f"monitoring page {self._url(self.s.monitor_port, '/')}")
+
+    def _latency(
+        self, name: str, child: str, port: int, histogram: str, route: str
+    ) -> dict[str, float | None]:
+        if child not in self.children.running:
+            return {f"{name}_p50_ms": None, f"{name}_p99_ms": None}
+        try:
+            with urllib.request.urlopen(self._url(port, "/metrics"), timeout=2) as answer:
+                now = answer.read().decode()
+        except OSError:
+            return {f"{name}_p50_ms": None, f"{name}_p99_ms": None}
+        q = latency_quantiles(self._scrapes.get(name), now, histogram, route)
+        self._scrapes[name] = now
+        return {f"{name}_p50_ms": q[0.5], f"{name}_p99_ms": q[0.99]}
+
+    def _observe(self) -> None:
+        """One sample for the monitoring page, and its facts."""
+        log = EventLog(self.s.log_dir)
+        count = log.count_records(0, log.durable_end())
+        now = time.time()
+        rate = None
+        if self._last_count is not None and now > self._last_count[0]:
+            rate = round((count - self._last_count[1]) / (now - self._last_count[0]), 1)
+        self._last_count = (now, count)
+        sample: dict[str, float | None] = {"t": now, "ingest_per_s": rate, **self._batch}
+        sample["freshness_ms"] = self.probe.take() if self.probe is not None else None
+        api, model = self.s.api_port, self.s.model_port
+        sample |= self._latency("api", "api", api, "dataflow_api_request_duration_seconds", "recommendations")
+        sample |= self._latency(
+            "model", "model-server", model, "dataflow_model_request_duration_seconds", "predict"
+        )
+        t = totals(self.s.warehouse)
+        facts = dead_letter_facts(self.s.warehouse)
+        self.monitor.record(
+            sample,
+            totals={"log_events": count, "read": t.read, "stored": t.stored, "duplicates": t.duplicates,
+                    "dead_letters": t.dead_letters},
+            lag={"events": self._batch.get("lag_events"), "seconds": self._batch.get("lag_seconds")},
+            **model_facts(self.s.models),
+            **facts,
+        )  # fmt: skip
+
     # --- the loop ---------------------------------------------------------
 
     def run(self) -> int:
@@ -359,6 +567,7 @@ class Chain:
         Warehouse(self.s.warehouse).close()
         EventLog(self.s.log_dir)  # created here, before the collector and the fast path open it
         try:
+            self._start_monitor()
             self._start_collector()
             self.children.start("fast-path", _dataflow("fresh", "--warehouse", str(self.s.warehouse)))
             self._start_serving()
@@ -382,12 +591,17 @@ class Chain:
                     self.say(trained)
                     self._start_serving()
                 self.say(line + self._simulated())
+                self._observe()
                 self.stopping.wait(max(0.0, self.s.batch_seconds - (time.monotonic() - started)))
             return self._drain()
         finally:
             if self.simulator is not None:
                 self.simulator.stop()
+            if self.probe is not None:
+                self.probe.stop()
             self.children.stop_all()
+            if self._monitor_server is not None:
+                self._monitor_server.should_exit = True
 
     def _simulated(self) -> str:
         if self.simulator is None:
@@ -396,6 +610,8 @@ class Chain:
 
     def _drain(self) -> int:
         """Stop taking events, process what was acknowledged, stop the rest."""
+        if self.probe is not None:
+            self.probe.stop()
         if self.simulator is not None:
             self.simulator.stop()
         self.children.stop("collector")
@@ -409,6 +625,8 @@ class Chain:
         if self.simulator is not None:
             sim = self.simulator
             line += f"; the simulator had {sim.acknowledged:,} acknowledged, {sim.refused:,} refused"
+        if self.probe is not None:
+            line += f"; {self.probe.sent:,} freshness probes sent"
         self.say(line)
         return 0 if t.balanced else 1
 

@@ -4,7 +4,9 @@ Ctrl-C, restarted; every acknowledged event is accounted for once."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +26,7 @@ def _up(workdir: Path, ports: dict[str, int], *extra: str) -> tuple[subprocess.P
     argv = [
         sys.executable, "-m", "pipeline_code.cli", "up", "--workdir", str(workdir), "--batch-seconds", "2",
         "--collector-port", str(ports["collector"]), "--model-port", str(ports["model"]),
-        "--api-port", str(ports["api"]), *extra,
+        "--api-port", str(ports["api"]), "--monitor-port", str(ports["monitor"]), *extra,
     ]  # fmt: skip
     with open(out, "wb") as f:
         return subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT), out
@@ -41,6 +43,46 @@ def _wait_for(out: Path, pattern: str, process: subprocess.Popen, timeout: float
     raise AssertionError(f"{pattern!r} not seen in {timeout} s:\n{out.read_text()[-3000:]}")
 
 
+def _snapshot(monitor: str) -> dict:
+    with urllib.request.urlopen(f"{monitor}/api/snapshot", timeout=10) as r:
+        return json.loads(r.read())
+
+
+def _any(snapshot: dict, series: str) -> bool:
+    return any(v is not None for v in snapshot["series"][series])
+
+
+def _has_bad(snapshot: dict) -> bool:
+    return any("monitor-bad-1" in d["preview"] for d in snapshot.get("dead_newest", []))
+
+
+def _until(get, ok, timeout: float):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = get()
+        if ok(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(1)
+
+
+def _browse(url: str, profile: Path) -> str:
+    """The monitoring page in headless Chromium after a few seconds of live updates (its DOM)."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        if os.environ.get("DATAFLOW_BROWSER_TESTS") == "1":
+            pytest.fail("chromium is missing")
+        pytest.skip("needs chromium (.ci/run installs it)")
+    done = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", "--enable-logging=stderr", "--virtual-time-budget=6000",
+         "--window-size=1400,1000", "--dump-dom", url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "Uncaught" not in done.stderr and ":ERROR:CONSOLE" not in done.stderr, done.stderr[-3000:]
+    return done.stdout
+
+
 def _interrupt(process: subprocess.Popen, out: Path) -> str:
     process.send_signal(signal.SIGINT)
     assert process.wait(90) == 0, out.read_text()[-3000:]
@@ -50,7 +92,7 @@ def _interrupt(process: subprocess.Popen, out: Path) -> str:
 @pytest.mark.slow
 def test_the_live_chain_serves_retrained_models_drains_on_ctrl_c_and_resumes(tmp_path):
     workdir = tmp_path / "state"
-    ports = {name: free_port() for name in ("collector", "model", "api")}
+    ports = {name: free_port() for name in ("collector", "model", "api", "monitor")}
     process, out = _up(workdir, ports, "--simulate", "300", "--min-train-events", "600")
     try:
         text = _wait_for(out, r"serving: model server", process, 180)
@@ -62,6 +104,25 @@ def test_the_live_chain_serves_retrained_models_drains_on_ctrl_c_and_resumes(tmp
             body = json.loads(r.read())
         assert r.status == 200 and len(body["items"]) == 5 and body["model_version"] == served
         _wait_for(out, r"lag was", process, 60)
+        # A bad event through the collector shows on the monitoring page with its reason.
+        bad = json.dumps({"event_id": "monitor-bad-1", "event_name": "view_item"}).encode()
+        post = urllib.request.Request(
+            f"http://127.0.0.1:{ports['collector']}/v1/events", bad, {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(post, timeout=10) as r:
+            assert r.status == 200
+        monitor = f"http://127.0.0.1:{ports['monitor']}"
+        snapshot = _until(lambda: _snapshot(monitor), lambda s: _has_bad(s) and _any(s, "freshness_ms"), 60)
+        assert (
+            _any(snapshot, "api_p99_ms") and _any(snapshot, "model_p50_ms") and _any(snapshot, "ingest_per_s")
+        )
+        assert snapshot["model"]["version"] == served and snapshot["gate"]["decision"] == "promoted"
+        (dead,) = [d for d in snapshot["dead_newest"] if "monitor-bad-1" in d["preview"]]
+        with urllib.request.urlopen(f"{monitor}/dead-letters/{dead['offset']}", timeout=10) as r:
+            assert json.loads(json.loads(r.read())["payload_text"]) == json.loads(bad)
+        page = _browse(f"{monitor}/?close_after=2", tmp_path / "profile")
+        assert 'data-updates="' in page and '<pre id="errors"></pre>' in page, page[:3000]
+        assert page.count("<canvas") >= 4 and dead["reason"] in page and served in page
     finally:
         if process.poll() is None:
             text = _interrupt(process, out)
@@ -70,8 +131,10 @@ def test_the_live_chain_serves_retrained_models_drains_on_ctrl_c_and_resumes(tmp
     acknowledged = int(re.search(r"the simulator had ([\d,]+) acknowledged", last)[1].replace(",", ""))
     log = EventLog(workdir / "warehouse.eventlog")
     first = totals(workdir / "warehouse.duckdb")
-    # Every acknowledged event is in the log, and every one was processed once.
-    assert acknowledged == log.count_records(0, log.durable_end()) == first.read > 1000
+    probes = int(re.search(r"([\d,]+) freshness probes sent", last)[1].replace(",", ""))
+    # Every acknowledged event (the store's, the probes', the bad one) is in the log, processed once.
+    assert acknowledged + probes + 1 == log.count_records(0, log.durable_end()) == first.read > 1000
+    assert probes > 0
     assert first.balanced and first.stored > 0 and first.duplicates > 0  # the store retries some sends
     # No child outlives it: the ports are free again.
     for port in ports.values():
