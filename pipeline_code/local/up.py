@@ -19,7 +19,8 @@ What runs, each the command a user would run on its own:
   posted to the collector's ``/v1/events`` (fresh ids and the send time as
   event time).
 
-The monitoring page (``pipeline_code.web.monitor``, on ``--monitor-port``)
+The monitoring page and the demo shop (``pipeline_code.web.monitor``, on
+``--monitor-port``: ``/`` and ``/shop``)
 shows it live: ingest rate, lag, dead letters by stage and reason (newest
 first, payload viewable), freshness, the model and the last gate decision,
 API and model-server latency. Freshness is measured end to end: every
@@ -305,6 +306,41 @@ def dead_letter_facts(warehouse: Path, newest: int = 20, reasons: int = 12) -> d
     }
 
 
+_AISLE: dict[str, list[str]] = {}
+
+
+def shop_items(models: Path, n: int = 12) -> list[str]:
+    """Products for the demo shop's aisle: a spread (by a hash, so it stays put) of the
+    catalogue the served model knows; an item it has not seen cannot move a list."""
+    import hashlib
+
+    from pipeline_code.ml.model import ARRAYS_FILE, LATEST_FILE
+
+    latest = models / LATEST_FILE
+    if not latest.is_file():
+        return []
+    version = latest.read_text().strip()
+    if version not in _AISLE:
+        import numpy as np
+
+        with np.load(models / version / ARRAYS_FILE, allow_pickle=False) as arrays:
+            items = [str(i) for i in arrays["item_ids"]]
+        _AISLE.clear()
+        _AISLE[version] = sorted(items, key=lambda i: hashlib.sha1(i.encode()).hexdigest())[:n]
+    return _AISLE[version]
+
+
+def shop_users(warehouse: Path, n: int = 8) -> list[str]:
+    """The identified users with the most events (the probe users left out): whom the demo shop offers."""
+    with Warehouse(warehouse, read_only=True) as wh:
+        rows = wh.con.execute(
+            "SELECT user_id FROM events WHERE user_id IS NOT NULL AND user_id NOT LIKE 'dataflow-probe-%' "
+            "GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT ?",
+            [n],
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
 def model_facts(models: Path) -> dict:
     """The served version with its NDCG next to the baseline's, and the newest gate decision."""
     out: dict = {"model": None, "gate": None}
@@ -509,7 +545,12 @@ class Chain:
     def _start_monitor(self) -> None:
         from pipeline_code.web.server import make_server
 
-        server = make_server(MonitorApp(self.monitor), self.s.host, self.s.monitor_port, log_level="warning")
+        app = MonitorApp(
+            self.monitor,
+            api_url=self._url(self.s.api_port, ""),
+            collector_url=f"{self.s.host}:{self.s.collector_port}",
+        )
+        server = make_server(app, self.s.host, self.s.monitor_port, log_level="warning")
         self._monitor_server = server
         threading.Thread(target=server.run, name="monitor", daemon=True).start()
         deadline = time.monotonic() + 30
@@ -517,7 +558,10 @@ class Chain:
             if time.monotonic() > deadline:
                 raise UpError(f"the monitoring page could not listen on {self.s.host}:{self.s.monitor_port}")
             time.sleep(0.05)
-        self.say(f"monitoring page {self._url(self.s.monitor_port, '/')}")
+        self.say(
+            f"monitoring page {self._url(self.s.monitor_port, '/')}, "
+            f"demo shop {self._url(self.s.monitor_port, '/shop')}"
+        )
 
     def _latency(
         self, name: str, child: str, port: int, histogram: str, route: str
@@ -558,6 +602,8 @@ class Chain:
             lag={"events": self._batch.get("lag_events"), "seconds": self._batch.get("lag_seconds")},
             **model_facts(self.s.models),
             **facts,
+            shop_users=shop_users(self.s.warehouse),
+            shop_items=shop_items(self.s.models),
         )  # fmt: skip
 
     # --- the loop ---------------------------------------------------------

@@ -6,6 +6,13 @@ to browsers with server-sent events, drawn with uPlot.
     GET /events              text/event-stream: the snapshot now, then each time it changes
     GET /api/snapshot        the snapshot as JSON
     GET /dead-letters/OFFSET one recent dead letter with its payload
+    GET /shop                the demo storefront (static/shop.html): pick a user, see their
+                             list, click products; analytics.js (vendored) tracks the clicks
+                             to the collector, as the README tells shops to set it up
+    GET /api/shop            what the storefront needs: the collector's address, users, products
+    GET /api/recommendations/USER   the API's answer for USER (the page's origin is this server);
+                             with ?changed_from=ID,ID,...&wait_ms=N it waits (polling the API
+                             every 50 ms, up to N ms) until the list differs, and adds ``waited_ms``
     GET /live, /metrics
 
 ``MonitorState`` is written by the chain's loop (``pipeline_code.local.up``)
@@ -20,6 +27,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -39,10 +49,14 @@ from pipeline_code.web.http import (
 from pipeline_code.web.metrics import ServerMetrics
 
 STATIC = Path(__file__).with_name("static")
+JS = b"text/javascript; charset=utf-8"
 ASSETS = {
-    "uPlot.iife.min.js": b"text/javascript; charset=utf-8",
+    "uPlot.iife.min.js": JS,
     "uPlot.min.css": b"text/css; charset=utf-8",
-    "monitor.js": b"text/javascript; charset=utf-8",
+    "monitor.js": JS,
+    "shop.js": JS,
+    # Segment's analytics.js (@segment/analytics-next, MIT), with the chunks it loads beside it.
+    **{f"analytics-next/{p.name}": JS for p in sorted((STATIC / "analytics-next").glob("*.js"))},
 }
 SERIES = (
     "ingest_per_s",
@@ -125,9 +139,16 @@ def latency_quantiles(
 class MonitorApp(RoutedApp):
     """The page, its assets, the event stream and the snapshot (see the module doc)."""
 
-    def __init__(self, state: MonitorState, poll_s: float = 0.25) -> None:
+    def __init__(
+        self,
+        state: MonitorState,
+        poll_s: float = 0.25,
+        api_url: str | None = None,
+        collector_url: str | None = None,
+    ) -> None:
         self.state = state
         self.poll_s = poll_s
+        self.api_url, self.collector_url = api_url, collector_url
         self.metrics = ServerMetrics("dataflow_monitor")
 
     async def route(self, scope: Scope, receive: Receive, send: Send) -> tuple[str, int]:
@@ -145,6 +166,18 @@ class MonitorApp(RoutedApp):
                 return "static", 404
             await respond(send, 200, (STATIC / name).read_bytes(), ASSETS[name])
             return "static", 200
+        if path == "/shop":
+            await respond(send, 200, (STATIC / "shop.html").read_bytes(), b"text/html; charset=utf-8")
+            return "shop", 200
+        if path == "/api/shop":
+            snapshot = self.state.snapshot()
+            shop = {"collector": self.collector_url, "users": snapshot.get("shop_users", [])}
+            await respond_json(send, 200, {**shop, "items": snapshot.get("shop_items", [])})
+            return "shop", 200
+        if path.startswith("/api/recommendations/"):
+            user = urllib.parse.unquote(path.removeprefix("/api/recommendations/"))
+            query = urllib.parse.parse_qs(scope.get("query_string", b"").decode())
+            return "recommendations", await self._recommendations(user, query, send)
         if path == "/api/snapshot":
             await respond_json(send, 200, self.state.snapshot())
             return "snapshot", 200
@@ -165,6 +198,48 @@ class MonitorApp(RoutedApp):
             await self._stream(receive, send)
             return "events", 200
         return await respond_fallback(send, path, self.metrics.exposition, "; try / or /events")
+
+    async def _recommendations(self, user: str, query: dict[str, list[str]], send: Send) -> int:
+        """The API's answer for ``user``, passed through; or, asked to wait,
+        the first answer whose list differs from ``changed_from``."""
+        if self.api_url is None:
+            await respond_error(send, 503, "the API is not running yet: no model has been promoted")
+            return 503
+        try:
+            wait_ms = int(query.get("wait_ms", ["0"])[0])
+        except ValueError:
+            await respond_error(send, 400, f"wait_ms must be an integer, got {query['wait_ms'][0]!r}")
+            return 400
+        if not 0 <= wait_ms <= 30_000:
+            await respond_error(send, 400, f"wait_ms must be from 0 to 30000, got {wait_ms}")
+            return 400
+        before = query.get("changed_from", [""])[0].split(",") if "changed_from" in query else None
+        url = f"{self.api_url}/recommendations/{urllib.parse.quote(user, safe=':')}?k=10"
+
+        def fetch() -> tuple[int, bytes]:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    return answer.status, answer.read()
+            except urllib.error.HTTPError as exc:
+                return exc.code, exc.read()
+
+        started = time.perf_counter()
+        while True:
+            try:
+                status, body = await asyncio.to_thread(fetch)
+            except OSError as exc:
+                await respond_error(send, 502, f"the API at {self.api_url} did not answer: {exc}")
+                return 502
+            waited = (time.perf_counter() - started) * 1000
+            if status != 200 or before is None:
+                break
+            answer = msgspec.json.decode(body)
+            if [i["item_id"] for i in answer["items"]] != before or waited >= wait_ms:
+                await respond_json(send, 200, {**answer, "waited_ms": round(waited, 1)})
+                return 200
+            await asyncio.sleep(0.05)
+        await respond(send, status, body)
+        return status
 
     async def _stream(self, receive: Receive, send: Send) -> None:
         """Server-sent events: the snapshot now, then each new version, until the browser leaves."""

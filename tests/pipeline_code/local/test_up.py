@@ -65,8 +65,16 @@ def _until(get, ok, timeout: float):
         time.sleep(1)
 
 
-def _browse(url: str, profile: Path) -> str:
-    """The monitoring page in headless Chromium after a few seconds of live updates (its DOM)."""
+# A browser's own user agent: headless Chromium names itself, and the chain leaves bots' events
+# out of user state (that filter is tested elsewhere).
+BROWSER_UA = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36"
+)
+
+
+def _browse(url: str, profile: Path, *flags: str) -> str:
+    """A page in headless Chromium, its DOM after a few seconds of virtual time (which stands
+    still while a request is open: the shop's wait for its list runs in real time)."""
     chromium = shutil.which("chromium")
     if chromium is None:
         if os.environ.get("DATAFLOW_BROWSER_TESTS") == "1":
@@ -75,7 +83,7 @@ def _browse(url: str, profile: Path) -> str:
     done = subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", "--enable-logging=stderr", "--virtual-time-budget=6000",
+         f"--user-data-dir={profile}", "--enable-logging=stderr", "--virtual-time-budget=6000", *flags,
          "--window-size=1400,1000", "--dump-dom", url],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -123,6 +131,17 @@ def test_the_live_chain_serves_retrained_models_drains_on_ctrl_c_and_resumes(tmp
         page = _browse(f"{monitor}/?close_after=2", tmp_path / "profile")
         assert 'data-updates="' in page and '<pre id="errors"></pre>' in page, page[:3000]
         assert page.count("<canvas") >= 4 and dead["reason"] in page and served in page
+        # The shop: analytics.js sends a new shopper's click to the collector and their list changes.
+        assert snapshot["shop_users"] and len(snapshot["shop_items"]) == 12
+        shop = _browse(
+            f"{monitor}/shop?user=demo-shopper-1&autoclick=1",
+            tmp_path / "profile-shop",
+            f"--user-agent={BROWSER_UA}",
+        )
+        assert '<pre id="errors"></pre>' in shop, shop[:3000]
+        changed = re.search(r'data-changed-ms="(\d+)"', shop)
+        assert changed and int(changed[1]) < 1000, shop[:3000]  # within a second
+        assert "Your list changed" in shop
     finally:
         if process.poll() is None:
             text = _interrupt(process, out)
@@ -132,8 +151,9 @@ def test_the_live_chain_serves_retrained_models_drains_on_ctrl_c_and_resumes(tmp
     log = EventLog(workdir / "warehouse.eventlog")
     first = totals(workdir / "warehouse.duckdb")
     probes = int(re.search(r"([\d,]+) freshness probes sent", last)[1].replace(",", ""))
-    # Every acknowledged event (the store's, the probes', the bad one) is in the log, processed once.
-    assert acknowledged + probes + 1 == log.count_records(0, log.durable_end()) == first.read > 1000
+    # Every acknowledged event (the store's, the probes', the bad one, the shop's identify and click)
+    # is in the log, processed once.
+    assert acknowledged + probes + 1 + 2 == log.count_records(0, log.durable_end()) == first.read > 1000
     assert probes > 0
     assert first.balanced and first.stored > 0 and first.duplicates > 0  # the store retries some sends
     # No child outlives it: the ports are free again.

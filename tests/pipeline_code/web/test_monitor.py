@@ -12,7 +12,9 @@ from pipeline_code.web.metrics import ServerMetrics
 from pipeline_code.web.monitor import MonitorApp, MonitorState, latency_quantiles
 
 
-def call(app, path: str, method: str = "GET", disconnect_after: int = 1) -> tuple[int, dict, bytes]:
+def call(
+    app, path: str, method: str = "GET", disconnect_after: int = 1, query: bytes = b""
+) -> tuple[int, dict, bytes]:
     """One request to the ASGI app; the client leaves after ``disconnect_after`` body parts."""
     sent: list[dict] = []
 
@@ -24,7 +26,7 @@ def call(app, path: str, method: str = "GET", disconnect_after: int = 1) -> tupl
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "method": method, "path": path, "headers": [], "query_string": b""}
+    scope = {"type": "http", "method": method, "path": path, "headers": [], "query_string": query}
     asyncio.run(asyncio.wait_for(app(scope, receive, send), 10))
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
@@ -81,3 +83,19 @@ def test_latency_quantiles_are_over_the_requests_between_two_scrapes():
     assert q == {0.5: 0.5, 0.95: 5.0, 0.99: 5.0}
     assert latency_quantiles(after, after, "dataflow_test_request_duration_seconds", "predict")[0.5] is None
     assert latency_quantiles(None, after, "dataflow_test_request_duration_seconds", "other")[0.99] is None
+
+
+def test_the_shops_proxy_names_what_is_wrong_and_never_answers_5xx_for_bad_input():
+    from tests.pipeline_code.serving.servers import free_port
+
+    app = MonitorApp(MonitorState(), api_url=f"http://127.0.0.1:{free_port()}", collector_url="127.0.0.1:1")
+    status, _, body = call(app, "/api/recommendations/u1", query=b"wait_ms=soon")
+    assert status == 400 and json.loads(body)["message"] == "wait_ms must be an integer, got 'soon'"
+    status, _, body = call(app, "/api/recommendations/u1", query=b"wait_ms=99999")
+    assert status == 400 and "from 0 to 30000, got 99999" in json.loads(body)["message"]
+    # Nothing listens on the API's port: the upstream's failure, named.
+    status, _, body = call(app, "/api/recommendations/u1")
+    assert status == 502 and "did not answer" in json.loads(body)["message"]
+    assert json.loads(call(app, "/api/shop")[2]) == {"collector": "127.0.0.1:1", "users": [], "items": []}
+    status, _, body = call(MonitorApp(MonitorState()), "/api/recommendations/u1")
+    assert status == 503 and "no model has been promoted" in json.loads(body)["message"]
