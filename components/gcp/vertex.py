@@ -11,7 +11,9 @@ an endpoint, so this provider does it with the Vertex SDK
 - diff: a new image or new model files replace the deployment (the new one
   is deployed before the old one is undeployed, so serving never stops);
   new replica bounds or machine type are updated in place;
-- update: mutate the deployed model's replica bounds;
+- update: mutate the replica bounds of the deployed model that serves now
+  (``serving_model``): the training job's rollouts replace the one this
+  resource deployed, so its id may be gone;
 - delete: undeploy, then delete the uploaded model.
 
 ``diff``, ``check`` and the request bodies are pure and unit-tested (the
@@ -68,6 +70,15 @@ def deploy_request(props: dict[str, Any], model_name: str) -> dict[str, Any]:
     if props.get("service_account"):
         deployed["serviceAccount"] = props["service_account"]
     return {"deployedModel": deployed, "trafficSplit": {"0": 100}}
+
+
+def serving_model(endpoint: dict[str, Any], fallback: str) -> str:
+    """The deployed model with the largest share of the endpoint's traffic
+    (``fallback`` when the endpoint reports none)."""
+    split = {k: int(v) for k, v in (endpoint.get("trafficSplit") or {}).items()}
+    deployed = {d.get("id") for d in endpoint.get("deployedModels", [])}
+    live = [k for k in sorted(split, key=lambda k: (-split[k], k)) if split[k] > 0 and k in deployed]
+    return live[0] if live else fallback
 
 
 def mutate_request(deployed_model_id: str, props: dict[str, Any]) -> dict[str, Any]:
@@ -154,9 +165,10 @@ class VertexDeploymentProvider(ResourceProvider):
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         vertex = _Vertex(news["location"])
-        body = mutate_request(olds["deployed_model_id"], news)
+        live = serving_model(vertex.call("GET", news["endpoint_id"]), olds["deployed_model_id"])
+        body = mutate_request(live, news)
         vertex.wait(vertex.call("POST", f"{news['endpoint_id']}:mutateDeployedModel", body))
-        return UpdateResult(outs={**olds, **news})
+        return UpdateResult(outs={**olds, **news, "deployed_model_id": live})
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         vertex = _Vertex(props["location"])

@@ -80,3 +80,17 @@ def test_the_rest_bodies_are_the_vertex_api_messages():
     ]
     with pytest.raises(Exception, match="deployedModell"):
         parse_as({"deployedModell": {}}, types.DeployModelRequest)
+
+
+def test_an_update_mutates_the_model_that_serves_now_not_the_one_first_deployed():
+    from components.gcp.vertex import serving_model
+
+    # After a training rollout: the first deployment (111) is gone, 222 serves.
+    endpoint = {"deployedModels": [{"id": "222"}], "trafficSplit": {"222": 100}}
+    assert serving_model(endpoint, "111") == "222"
+    # Mid-canary: the larger share is the one that serves.
+    canary = {"deployedModels": [{"id": "222"}, {"id": "333"}], "trafficSplit": {"222": 90, "333": 10}}
+    assert serving_model(canary, "111") == "222"
+    # A split naming a model no longer deployed, or none at all: what Pulumi knows.
+    assert serving_model({"deployedModels": [], "trafficSplit": {"222": 100}}, "111") == "111"
+    assert serving_model({}, "111") == "111"
