@@ -5,7 +5,7 @@
 
 What runs, each the command a user would run on its own:
 
-- children (their own process groups, so Ctrl-C reaches this process only
+- children (their own sessions, so Ctrl-C reaches this process only
   and it decides the order things stop in): the collector (``dataflow
   collect``), the fast path (``dataflow fresh``), and once a model exists the
   model server (``dataflow serve``, following the registry's ``LATEST``) and
@@ -19,11 +19,12 @@ What runs, each the command a user would run on its own:
   posted to the collector's ``/v1/events`` (fresh ids and the send time as
   event time).
 
-The monitoring page and the demo shop (``pipeline_code.web.monitor``, on
-``--monitor-port``: ``/`` and ``/shop``)
-shows it live: ingest rate, lag, dead letters by stage and reason (newest
-first, payload viewable), freshness, the model and the last gate decision,
-API and model-server latency. Freshness is measured end to end: every
+The monitoring page (``pipeline_code.web.monitor``, ``/`` on
+``--monitor-port``) shows it live: ingest rate, lag, dead letters by stage
+and reason (newest first, payload viewable), freshness, the model and the
+last gate decision, API and model-server latency; the demo shop (``/shop``)
+sends clicks with analytics.js and shows the list change. Freshness is
+measured end to end: every
 ``probe_seconds`` a ``view_item`` of a new probe user
 (``dataflow-probe-N``) goes through the collector, and the time until the
 API's list for that user carries it is the sample.
