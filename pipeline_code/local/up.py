@@ -102,6 +102,16 @@ class UpSettings:
         return default_log_dir(self.warehouse)
 
 
+def _die_with_parent() -> None:
+    """In a child, before exec: on Linux, ask for SIGTERM when the parent dies,
+    so a ``dataflow up`` killed outright (SIGKILL) leaves no server behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _dataflow(*args: str) -> list[str]:
     """The ``dataflow`` command, run by this interpreter."""
     return [sys.executable, "-m", "pipeline_code.cli", *args]
@@ -131,6 +141,7 @@ class Children:
                 stderr=subprocess.STDOUT,
                 # Its own session: Ctrl-C in the terminal reaches dataflow up only.
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         self.running[name] = _Child(name, process, path)

@@ -183,3 +183,29 @@ def test_a_child_that_stops_names_itself_and_its_log(tmp_path):
     with pytest.raises(UpError, match=r"broken stopped \(exit 3\).*broken.log ends:\ncannot bind"):
         children.check()
     assert Chain(UpSettings(workdir=tmp_path)).stopping.is_set() is False
+
+
+def test_children_stop_when_dataflow_up_is_killed_outright(tmp_path):
+    """SIGKILL leaves no time to stop anything: the children ask the kernel to stop them."""
+    import os
+
+    script = (
+        "import sys, time; from pathlib import Path; from pipeline_code.local.up import Children; "
+        f"c = Children(Path({str(tmp_path / 'logs')!r})); "
+        "c.start('sleeper', [sys.executable, '-c', 'import time; time.sleep(120)']); "
+        "print(c.running['sleeper'].process.pid, flush=True); time.sleep(120)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    os.kill(child, 0)  # alive
+    parent.kill()
+    parent.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError(f"child {child} outlived its killed parent")
