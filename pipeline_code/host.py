@@ -86,9 +86,10 @@ def sagemaker_endpoint(name: str) -> str:
     return f"sagemaker:{name}"
 
 
-def azureml_endpoint(scoring_uri: str, deployment: str) -> str:
-    """``azureml:<scoring uri>#<deployment>`` (the deployment is pinned by a header)."""
-    return f"azureml:{scoring_uri}#{deployment}"
+def azureml_endpoint(scoring_uri: str, deployment: str | None = None) -> str:
+    """``azureml:<scoring uri>``, or ``azureml:<scoring uri>#<deployment>`` to pin a
+    deployment by a header (a test of one; the chain follows the endpoint's traffic)."""
+    return f"azureml:{scoring_uri}#{deployment}" if deployment else f"azureml:{scoring_uri}"
 
 
 def parse_endpoint(value: str | None) -> Endpoint:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import pulumi
 from pulumi_azure_native import authorization, keyvault, machinelearningservices
 
+from components.azure.endpoint_traffic import EndpointTraffic
 from components.azure.security import Lake, app_insights, assign, private_endpoint
 from components.spec import ModelSpec
 
@@ -200,6 +201,14 @@ class Model(pulumi.ComponentResource):
             tags=tags,
             **ws,
             opts=child,
+        )
+        # The endpoint's first traffic (it cannot name a deployment before it exists); the
+        # training job's rollouts move it after that.
+        self.traffic = EndpointTraffic(
+            f"{name}-traffic",
+            endpoint_id=self.endpoint.id,
+            deployment=DEPLOYMENT,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.deployment]),
         )
         # Only scoring, nothing else of the workspace: a role with one action.
         self.scorer_role = authorization.RoleDefinition(

@@ -23,7 +23,7 @@ from pulumi_azure_native import web
 
 from components.azure.fastpath import UserState
 from components.azure.functions import function_app, function_host
-from components.azure.model import DEPLOYMENT, Model
+from components.azure.model import Model
 from components.spec import FastPathSpec, ServeSpec
 from pipeline_code import host
 
@@ -91,7 +91,9 @@ class Serve(pulumi.ComponentResource):
             tags=tags,
         )
         self.plan, self.host_storage = self.function_host.plan, self.function_host.storage
-        endpoint = model.scoring_uri.apply(lambda uri: host.azureml_endpoint(uri, DEPLOYMENT))
+        # No deployment pinned: the endpoint's traffic decides, so the training job's
+        # blue/green rollouts reach the API (a pinned one would be deleted by the first).
+        endpoint = model.scoring_uri.apply(host.azureml_endpoint)
         self.app, principal, storage_grant = function_app(
             self,
             name,

@@ -32,8 +32,8 @@ def test_every_link_is_created(default):
         ("datafactory:Trigger", 3),
         ("machinelearningservices:Schedule", 1),
         # the two Spark job definitions, the factory's two Synapse roles, the export's warehouse
-        # reader and the decisions' model_versions writer
-        ("dynamic:Resource", 6),
+        # reader, the decisions' model_versions writer and the endpoint's first traffic
+        ("dynamic:Resource", 7),
         ("machinelearningservices:Workspace", 1),
         ("machinelearningservices:OnlineEndpoint", 1),
         ("machinelearningservices:OnlineDeployment", 1),

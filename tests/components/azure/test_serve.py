@@ -22,6 +22,8 @@ def test_the_api_may_score_that_endpoint_only(default):
     assert {a["scope"] for a in api if "OnlineEndpoint" in a["scope"]} == {endpoint_id}
     app = rec.one("web:WebApp", "dataflow-serve-app").inputs
     settings = {s["name"]: s["value"] for s in app["siteConfig"]["appSettings"]}
-    assert settings["MODEL_ENDPOINT"] == (
-        "azureml:https://dataflow-ml-endpoint.westeurope.inference.ml.azure.com/score#primary"
+    # No deployment pinned: the API follows the endpoint's traffic, which the rollouts move.
+    assert (
+        settings["MODEL_ENDPOINT"]
+        == "azureml:https://dataflow-ml-endpoint.westeurope.inference.ml.azure.com/score"
     )

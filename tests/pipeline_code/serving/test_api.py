@@ -297,3 +297,9 @@ def test_azureml_endpoints_target_the_named_deployment():
     assert isinstance(endpoint, AzureMLEndpoint)
     assert endpoint.url == "https://dataflow-ml-endpoint.westeurope.inference.ml.azure.com/score"
     assert endpoint.client.headers["azureml-model-deployment"] == "primary"
+    # What the chain deploys: no deployment named, the endpoint's traffic decides.
+    from pipeline_code.host import azureml_endpoint
+
+    uri = "https://dataflow-ml-endpoint.westeurope.inference.ml.azure.com/score"
+    follows = endpoint_from_env(azureml_endpoint(uri))
+    assert isinstance(follows, AzureMLEndpoint) and "azureml-model-deployment" not in follows.client.headers
