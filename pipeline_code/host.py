@@ -322,20 +322,6 @@ class ReplayRequest:
         since = _iso(self.since_us) if self.since_us is not None else "any"
         return f"dead_letters stage={self.stage or 'any'} since={since}"
 
-    def arguments(self) -> dict[str, str]:
-        """The request as a batch job's ``--name value`` arguments."""
-        out = {"--replay": self.mode}
-        for flag, us in (
-            ("--replay_from", self.start_us),
-            ("--replay_to", self.end_us),
-            ("--replay_since", self.since_us),
-        ):
-            if us is not None:
-                out[flag] = _iso(us)
-        if self.stage is not None:
-            out["--replay_stage"] = self.stage
-        return out
-
 
 def _iso(us: int) -> str:
     return (dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us)).isoformat()

@@ -343,11 +343,12 @@ def shop_items(models: Path, n: int = 12) -> list[str]:
 
 
 def shop_users(warehouse: Path, n: int = 8) -> list[str]:
-    """The identified users with the most events (the probe users left out): whom the demo shop offers."""
+    """The identified users with the most events (bots and the probe users left out): whom the
+    demo shop offers. One row per user in ``user_features``, not a scan of ``events``."""
     with Warehouse(warehouse, read_only=True) as wh:
         rows = wh.con.execute(
-            "SELECT user_id FROM events WHERE user_id IS NOT NULL AND user_id NOT LIKE 'dataflow-probe-%' "
-            "GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT ?",
+            "SELECT user_key FROM user_features WHERE NOT is_bot AND user_key NOT LIKE 'anon:%' "
+            "AND user_key NOT LIKE 'dataflow-probe-%' ORDER BY lifetime_events DESC, 1 LIMIT ?",
             [n],
         ).fetchall()
     return [r[0] for r in rows]
@@ -399,7 +400,9 @@ class FreshnessProbe(threading.Thread):
 
         self.n += 1
         user = f"dataflow-probe-{int(time.time())}-{self.n}"
-        for line in generate(StoreSpec(events=50, seed=self.n)):
+        # A view_item of the synthetic store (a different item for each seed); lines the
+        # generator makes malformed on purpose are passed over.
+        for line in generate(StoreSpec(events=200, seed=self.n, malformed_share=0.0)):
             event = json.loads(line)
             if event.get("event_name") == "view_item":
                 break
@@ -463,7 +466,8 @@ class Chain:
         self.monitor = MonitorState()
         self.probe: FreshnessProbe | None = None
         self._scrapes: dict[str, str] = {}
-        self._last_count: tuple[float, int] | None = None
+        # (when, log end, records up to it): each sample counts only what the log gained.
+        self._last_count: tuple[float, int, int] | None = None
         self._batch: dict[str, float | None] = {}
 
     # --- parts ------------------------------------------------------------
@@ -592,12 +596,11 @@ class Chain:
     def _observe(self) -> None:
         """One sample for the monitoring page, and its facts."""
         log = EventLog(self.s.log_dir)
-        count = log.count_records(0, log.durable_end())
-        now = time.time()
-        rate = None
-        if self._last_count is not None and now > self._last_count[0]:
-            rate = round((count - self._last_count[1]) / (now - self._last_count[0]), 1)
-        self._last_count = (now, count)
+        end, now = log.durable_end(), time.time()
+        then, start, before = self._last_count or (now, 0, 0)
+        count = before + log.count_records(start, end)
+        rate = round((count - before) / (now - then), 1) if self._last_count and now > then else None
+        self._last_count = (now, end, count)
         sample: dict[str, float | None] = {"t": now, "ingest_per_s": rate, **self._batch}
         sample["freshness_ms"] = self.probe.take() if self.probe is not None else None
         api, model = self.s.api_port, self.s.model_port

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_code.local.up import Chain, UpSettings, totals
+from pipeline_code.local.up import UpSettings, totals
 from pipeline_code.streams.eventlog import EventLog
 from tests.pipeline_code.serving.servers import free_port
 
@@ -182,7 +182,6 @@ def test_a_child_that_stops_names_itself_and_its_log(tmp_path):
     children.running["broken"].process.wait(30)
     with pytest.raises(UpError, match=r"broken stopped \(exit 3\).*broken.log ends:\ncannot bind"):
         children.check()
-    assert Chain(UpSettings(workdir=tmp_path)).stopping.is_set() is False
 
 
 def test_children_stop_when_dataflow_up_is_killed_outright(tmp_path):

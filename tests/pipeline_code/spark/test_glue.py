@@ -137,16 +137,3 @@ def test_the_glue_job_imports_only_its_requirements_and_glues_runtime():
     assert done.returncode == 0, done.stderr[-2000:]
     assert {"apache_beam", "duckdb"} <= set(outside)  # the check has teeth here
     assert not {"apache_beam", "duckdb", "scipy", "pulumi"} & set(done.stdout.split())
-
-
-def test_a_replay_request_round_trips_through_its_job_arguments():
-    from pipeline_code.host import ReplayRequest
-
-    base = REPLAY_ARGS[: REPLAY_ARGS.index("--replay")]
-    for request in (
-        ReplayRequest("archive", 1_764_547_200_000_000, 1_764_550_800_000_001),
-        ReplayRequest("dead_letters", stage="parse", since_us=1_764_547_200_000_000),
-        ReplayRequest("dead_letters"),
-    ):
-        argv = [*base, *(x for kv in request.arguments().items() for x in kv)]
-        assert parse_replay_args(argv).request == request
