@@ -87,6 +87,7 @@ def _process(
     log_dir: Path | None,
     settings: ProcessingSettings,
     engine: str = "beam",
+    run_bytes: int | None = None,
 ) -> RunSummary:
     from pipeline_code.local.run import InputError, process_files
     from pipeline_code.spark.local import SparkUnavailable
@@ -97,7 +98,7 @@ def _process(
         with _progress() as progress:
             task = progress.add_task("ingesting, processing, loading", total=None)
             summary = process_files(
-                inputs, warehouse, log_dir, settings, lambda n: progress.advance(task, n), engine
+                inputs, warehouse, log_dir, settings, lambda n: progress.advance(task, n), engine, run_bytes
             )
     except (InputError, WarehouseError, EventLogError, SparkUnavailable) as exc:
         raise UserError(str(exc)) from exc
@@ -163,7 +164,11 @@ def cmd_process(args: argparse.Namespace) -> None:
         )
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    _print_summary(_process(args.input, args.warehouse, args.log_dir, settings, args.engine))
+    if args.run_mb < 1:
+        raise UserError(f"--run-mb must be at least 1, got {args.run_mb}")
+    _print_summary(
+        _process(args.input, args.warehouse, args.log_dir, settings, args.engine, args.run_mb << 20)
+    )
 
 
 def _train(warehouse: Path, model_dir: Path, settings: TrainSettings, tolerance: float = 0.02) -> TrainResult:
@@ -642,6 +647,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["beam", "spark"],
         default="beam",
         help="beam: Beam's local runner (default); spark: the Spark adapter Glue and Synapse run",
+    )
+    p.add_argument(
+        "--run-mb",
+        type=int,
+        default=64,
+        help="log MB per committed run (beam): memory grows with this, not the input (default 64)",
     )
     p.set_defaults(func=cmd_process)
 

@@ -21,6 +21,7 @@ import datetime as dt
 import functools
 import re
 import time
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import msgspec
@@ -196,6 +197,43 @@ def parse_event(raw: RawEvent) -> tuple[dict[str, Any] | None, dict[str, Any] | 
     if problem is not None:
         return None, dead_letter(raw, problem, STAGE_VALIDATE, ev.event_id)
     return _normalise(ev, ts_us, raw), None
+
+
+class _Keys(msgspec.Struct, gc=False):
+    """Just the fields a line's keys come from, of any type (``Event`` checks them)."""
+
+    event_id: object = None
+    user_id: object = None
+    anonymous_id: object = None
+
+
+_keys_decoder = msgspec.json.Decoder(_Keys)
+
+
+def candidate_keys(raws: Iterable[RawEvent]) -> tuple[set[str], set[str]]:
+    """``(event ids, user keys)`` that parsing these lines can give, without
+    parsing them: what a run's warehouse snapshot must hold, and no more.
+
+    A superset: every line that ``parse_event`` accepts has its ``event_id``
+    and ``user_key`` here (the same decoder reads the same fields, cleaned
+    the same way); lines it would reject may add keys that match nothing.
+    About a tenth of the cost of ``parse_event``."""
+    ids: set[str] = set()
+    users: set[str] = set()
+    for raw in raws:
+        if len(raw.payload) > MAX_EVENT_BYTES:
+            continue
+        try:
+            keys = _keys_decoder.decode(raw.payload)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            continue  # parse_event dead-letters it: no key
+        if isinstance(keys.event_id, str):
+            ids.add(keys.event_id.strip())
+        if isinstance(keys.user_id, str) and (user := keys.user_id.strip()):
+            users.add(user)
+        if isinstance(keys.anonymous_id, str) and (anonymous := keys.anonymous_id.strip()):
+            users.add(f"anon:{anonymous}")
+    return ids, users
 
 
 def parse_batch(

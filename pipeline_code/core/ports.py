@@ -92,6 +92,9 @@ class RunSummary:
     dead_lettered: int
     started_at: float
     seconds: float
+    runs: int = 1
+    """How many committed runs it took: a long range of the log is processed
+    in several, each with its checkpoint."""
 
     @property
     def events_per_second(self) -> float:

@@ -13,11 +13,13 @@ conservation rule: read = stored + duplicates skipped + dead-lettered.
 from __future__ import annotations
 
 import collections
+import contextlib
+import gc
 import hashlib
 import itertools
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from apache_beam.metrics.metric import MetricsFilter
@@ -25,6 +27,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline_code import host
 from pipeline_code.beam.pipeline import ProcessingOptions, local_pipeline, settings_from_options
+from pipeline_code.core.parse import candidate_keys
 from pipeline_code.core.ports import RunSummary
 from pipeline_code.host import ProcessingSettings
 from pipeline_code.streams.eventlog import EventLog, EventLogError, iter_input_lines
@@ -139,6 +142,12 @@ def _counter(result, name: str) -> int:
     return sum(c.committed or 0 for c in found["counters"])
 
 
+RUN_BYTES = 64 << 20
+"""Log bytes one committed run reads at most (about 110,000 store events):
+a longer range is processed as several runs, each committed with its
+checkpoint, so memory grows with this and not with the input."""
+
+
 def process_log(
     log_dir: str | Path,
     warehouse: str | Path,
@@ -146,18 +155,72 @@ def process_log(
     staging_dir: str | None = None,
     chunk_bytes: int = 1 << 20,
     options: PipelineOptions | None = None,
+    run_bytes: int = RUN_BYTES,
 ) -> RunSummary:
-    """Run the pipeline over the log past the checkpoint and commit it."""
+    """Run the pipeline over the log past the checkpoint and commit it: in
+    runs of at most ``run_bytes`` of log, each with its own commit and
+    checkpoint (a stop between two loses nothing: the next run resumes at
+    the checkpoint). Returns the runs' summary, summed."""
     settings = settings or ProcessingSettings()
     log = EventLog(log_dir)
     started = time.time()
+    with Warehouse(warehouse) as wh:
+        checkpoint = wh.checkpoint(log.log_id)
+    start, end = log.unread_range(checkpoint)
+    runs = [
+        _process_range(log, warehouse, lo, hi, settings, staging_dir, chunk_bytes, options)
+        for lo, hi in log.slices(start, end, run_bytes)
+    ]
+    return RunSummary(
+        run_id=runs[-1].run_id,
+        log_id=log.log_id,
+        from_offset=start,
+        to_offset=end,
+        events_read=sum(r.events_read for r in runs),
+        events_stored=sum(r.events_stored for r in runs),
+        duplicates_skipped=sum(r.duplicates_skipped for r in runs),
+        dead_lettered=sum(r.dead_lettered for r in runs),
+        started_at=started,
+        seconds=time.time() - started,
+        runs=len(runs),
+    )
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Python's cyclic collector rescans every live record each time
+    allocations pass its threshold; a run allocates millions of short-lived
+    objects and makes no cycles of its own, so it runs with a larger
+    threshold (about 13% faster here) and collects once after."""
+    before = gc.get_threshold()
+    gc.set_threshold(100_000, 50, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.collect()
+
+
+def _process_range(
+    log: EventLog,
+    warehouse: str | Path,
+    from_offset: int,
+    to_offset: int,
+    settings: ProcessingSettings,
+    staging_dir: str | None,
+    chunk_bytes: int,
+    options: PipelineOptions | None,
+) -> RunSummary:
+    """One committed run over ``[from_offset, to_offset)`` of the log."""
+    started = time.time()
     run_id = uuid.uuid4().hex
     with run_staging(warehouse, run_id, staging_dir) as stage:
+        # The snapshot holds only what these lines can touch: their ids and users.
+        ranges = log.ranges(from_offset, to_offset, chunk_bytes)
+        keys = candidate_keys(raw for lo, hi in ranges for raw in log.read_range(lo, hi))
         with Warehouse(warehouse) as wh:
-            from_offset = wh.checkpoint(log.log_id)
-            snapshot = wh.export_snapshot(stage / "snapshot")
+            snapshot = wh.export_snapshot(stage / "snapshot", keys)
             generation = wh.generation()
-        from_offset, to_offset = log.unread_range(from_offset)
         run = {
             "run_id": run_id,
             "started_at": started,
@@ -178,8 +241,9 @@ def process_log(
             run,
         )
         try:
-            result = pipeline.run()
-            result.wait_until_finish()
+            with _fewer_collections():
+                result = pipeline.run()
+                result.wait_until_finish()
         except Exception as exc:
             # Beam wraps the commit's error in its own: say the real cause, in one line.
             if root_cause(exc) is exc:
@@ -215,10 +279,12 @@ def process_files(
     settings: ProcessingSettings | None = None,
     on_progress: Callable[[int], None] | None = None,
     engine: str = "beam",
+    run_bytes: int | None = None,
 ) -> RunSummary:
     """``dataflow process``: ingest the inputs into the log, then process
-    with ``engine``: ``beam`` (the local runner) or ``spark`` (the Spark
-    adapter on local PySpark; the ``spark`` extra and Java 17+)."""
+    with ``engine``: ``beam`` (the local runner, in runs of ``run_bytes`` of
+    log: ``RUN_BYTES`` by default) or ``spark`` (the Spark adapter on local
+    PySpark; the ``spark`` extra and Java 17+)."""
     if engine not in ("beam", "spark"):
         raise ValueError(f"engine must be 'beam' or 'spark', got {engine!r}")
     files = [f for i in inputs for f in input_files(i)]
@@ -232,7 +298,7 @@ def process_files(
         ingest_files(log, files, on_progress)
         return process_log_spark(log.path, warehouse, settings, spark=spark)
     ingest_files(log, files, on_progress)
-    return process_log(log.path, warehouse, settings)
+    return process_log(log.path, warehouse, settings, run_bytes=run_bytes or RUN_BYTES)
 
 
 def run(argv: list[str] | None = None) -> RunSummary:

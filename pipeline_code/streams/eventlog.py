@@ -248,6 +248,34 @@ class EventLog:
                 pos += chunk_bytes
         return out
 
+    def record_start(self, offset: int) -> int:
+        """The first record boundary at or after ``offset`` (``offset`` itself
+        when it is one, or at or past the end of the log)."""
+        for base, p in self._segments():
+            size = p.stat().st_size
+            if base < offset < base + size:
+                with open(p, "rb") as f:
+                    f.seek(offset - base - 1)
+                    if f.read(1) == b"\n":
+                        return offset
+                    f.readline()
+                    return base + f.tell()
+        return offset
+
+    def slices(self, start: int, end: int, max_bytes: int) -> list[tuple[int, int]]:
+        """``[start, end)`` (both record boundaries) cut into ranges at the
+        first record boundary at or past ``max_bytes`` from each range's
+        start (so all but a range's last record fit in ``max_bytes``); one
+        empty range when ``start == end``."""
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be at least 1, got {max_bytes}")
+        out, pos = [], start
+        while pos < end:
+            cut = min(end, self.record_start(pos + max_bytes))
+            out.append((pos, cut))
+            pos = cut
+        return out or [(start, end)]
+
     def read_range(self, start: int, end: int) -> list[RawEvent]:
         """Records that *start* in ``[start, end)``, read whole even when they
         run past ``end`` (Hadoop line-split rules: ranges tile without loss

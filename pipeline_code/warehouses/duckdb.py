@@ -191,15 +191,32 @@ class Warehouse:
         ).fetchone()
         return row[0] if row else 0
 
-    def export_snapshot(self, directory: Path) -> tuple[str, str]:
-        """Known event ids and user histories as Parquet, for dedup and enrichment."""
+    def export_snapshot(
+        self, directory: Path, keys: tuple[set[str], set[str]] | None = None
+    ) -> tuple[str, str]:
+        """Known event ids and user histories as Parquet, for dedup and enrichment.
+
+        With ``keys`` (``(event ids, user keys)``: ``core.parse.candidate_keys``
+        of the run's lines), only the stored ids and histories among them: the
+        snapshot, and the run's memory, then grow with the run, not with the
+        warehouse."""
         directory.mkdir(parents=True, exist_ok=True)
         ids = directory / "known_ids.parquet"
         hist = directory / "user_history.parquet"
+        id_filter = user_filter = ""
+        if keys is not None:
+            self.con.register("wanted_ids", pa.table({"event_id": pa.array(list(keys[0]), pa.string())}))
+            self.con.register("wanted_users", pa.table({"user_key": pa.array(list(keys[1]), pa.string())}))
+            id_filter = " WHERE event_id IN (SELECT event_id FROM wanted_ids)"
+            user_filter = " WHERE user_key IN (SELECT user_key FROM wanted_users)"
+        known = f"SELECT event_id, user_key FROM events{id_filter}"
+        self.con.execute(f"COPY ({known}) TO {_sql_str(str(ids))} (FORMAT parquet)")
         self.con.execute(
-            f"COPY (SELECT event_id, user_key FROM events) TO {_sql_str(str(ids))} (FORMAT parquet)"
+            f"COPY (SELECT * FROM user_features{user_filter}) TO {_sql_str(str(hist))} (FORMAT parquet)"
         )
-        self.con.execute(f"COPY (SELECT * FROM user_features) TO {_sql_str(str(hist))} (FORMAT parquet)")
+        if keys is not None:
+            self.con.unregister("wanted_ids")
+            self.con.unregister("wanted_users")
         return str(ids), str(hist)
 
     # -- the run's single transaction -----------------------------------------

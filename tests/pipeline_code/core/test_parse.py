@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline_code.core.parse import RawEvent, is_bot_user_agent, parse_batch, parse_event
+from pipeline_code.core.parse import RawEvent, candidate_keys, is_bot_user_agent, parse_batch, parse_event
 from tests.conftest import HOSTILE, RECEIVED_US, line
 
 
@@ -97,3 +97,30 @@ def test_batch_conserves_every_line(hostile_lines):
 )
 def test_bot_user_agents(ua, bot):
     assert is_bot_user_agent(ua) is bot
+
+
+def test_candidate_keys_hold_every_key_parsing_can_give():
+    """The snapshot filter: every accepted line's id and user key is among
+    the candidates, whatever the spelling (padding, duplicate keys, escapes),
+    and lines that cannot parse add nothing that is not theirs."""
+    lines = [
+        line(event_id=" padded ", user_id=" u-pad "),
+        line(event_id="anon", user_id=None, anonymous_id="  a-1 "),
+        line(event_id="both", user_id="   ", anonymous_id="a-2"),
+        line(event_id="accent", user_id="u-\u00e9"),  # json.dumps escapes it: \u00e9
+        b'{"event_id": "first", "event_id": "dup", "event_name": "page_view", "user_id": "u",'
+        b' "event_timestamp": "2026-01-01T10:00:00Z"}',
+        b'{"event_id": "\\u0078-esc", "event_name": "page_view", "user_id": "\\u0075-esc",'
+        b' "event_timestamp": "2026-01-01T10:00:00Z"}',
+        *(payload for _, payload, _, _ in HOSTILE),
+    ]
+    raws = [raw(p, offset=i) for i, p in enumerate(lines)]
+    ids, users = candidate_keys(raws)
+    records, dead = parse_batch(raws)
+    assert len(records) == 6 and len(dead) == len(HOSTILE)
+    assert {r["event_id"] for r in records} <= ids
+    assert {r["user_key"] for r in records} <= users
+    assert {"padded", "dup", "x-esc"} <= ids
+    assert {"u-pad", "anon:a-1", "anon:a-2", "u-esc", "u-\u00e9"} <= users
+    # Nothing invented: beyond the accepted lines' keys, only the hostile lines' own (the default id).
+    assert ids - {r["event_id"] for r in records} == {"e-1"}

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline_code.local.run import InputError, process_files, process_log
 from pipeline_code.streams.eventlog import EventLog
-from pipeline_code.warehouses.duckdb import LocalWarehouseSink
+from pipeline_code.synth import StoreSpec, write
+from pipeline_code.tables import TABLES
+from pipeline_code.warehouses.duckdb import LocalWarehouseSink, Warehouse
 from tests.conftest import HOSTILE, line
 
 
@@ -293,3 +296,76 @@ def test_a_killed_runs_staging_is_removed_by_the_next_run_and_a_live_ones_is_not
         assert process_log(log_dir, wh).events_stored == 3
         left = sorted(p.name for p in staging.iterdir())
     assert left == ["live-run", "live-run.lock"]  # the run's own folder went too
+
+
+def chain_tables(warehouse) -> dict[str, list[tuple]]:
+    """Every chain table's rows, sorted, without the one column that says
+    when (not what): ``dead_lettered_at``."""
+    out = {}
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        for name in TABLES:
+            cols = [c for c, *_ in con.execute(f"DESCRIBE {name}").fetchall() if c != "dead_lettered_at"]
+            out[name] = sorted(map(repr, con.execute(f"SELECT {', '.join(cols)} FROM {name}").fetchall()))
+    return out
+
+
+@pytest.fixture
+def store_log(tmp_path, corpus):
+    """One log with a synthetic store's 3,000 events, the hostile corpus and
+    a retry, ingested once (so every warehouse reads the same offsets and
+    arrival times)."""
+    data = tmp_path / "store.jsonl"
+    with open(data, "wb") as f:
+        write(StoreSpec(events=3_000), f)
+    log = EventLog(tmp_path / "log")
+    log.append(data.read_bytes().splitlines())
+    log.append(corpus.read_bytes().splitlines())
+    return log
+
+
+def test_a_long_log_is_processed_in_committed_runs_that_give_the_tables_of_one(tmp_path, store_log):
+    one = process_log(store_log.path, tmp_path / "one.duckdb")
+    runs = process_log(store_log.path, tmp_path / "runs.duckdb", run_bytes=500_000)
+    assert one.runs == 1 and runs.runs == len(store_log.slices(0, store_log.end_offset(), 500_000)) > 4
+    counts = ("events_read", "events_stored", "duplicates_skipped", "dead_lettered")
+    assert [getattr(runs, k) for k in counts] == [getattr(one, k) for k in counts]
+    assert runs.balanced and (runs.from_offset, runs.to_offset) == (0, store_log.end_offset())
+    assert chain_tables(tmp_path / "runs.duckdb") == chain_tables(tmp_path / "one.duckdb")
+    with duckdb.connect(str(tmp_path / "runs.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM _dataflow_runs").fetchone()[0] == runs.runs
+
+
+def test_a_stop_between_runs_keeps_the_committed_ones_and_the_rest_follows(tmp_path, store_log, monkeypatch):
+    real = LocalWarehouseSink.commit
+    calls = []
+
+    def third_commit_fails(self, files):
+        calls.append(self.from_offset)
+        if len(calls) == 3:
+            raise RuntimeError("power cut")
+        return real(self, files)
+
+    monkeypatch.setattr(LocalWarehouseSink, "commit", third_commit_fails)
+    with pytest.raises(Exception, match="power cut"):
+        process_log(store_log.path, tmp_path / "w.duckdb", run_bytes=500_000)
+    monkeypatch.undo()
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        (checkpoint,) = con.execute("SELECT log_offset FROM _dataflow_checkpoints").fetchone()
+    assert checkpoint == calls[2]  # two runs committed; the third stored nothing
+    rest = process_log(store_log.path, tmp_path / "w.duckdb", run_bytes=500_000)
+    assert rest.from_offset == checkpoint and rest.balanced
+    process_log(store_log.path, tmp_path / "whole.duckdb")
+    assert chain_tables(tmp_path / "w.duckdb") == chain_tables(tmp_path / "whole.duckdb")
+
+
+def test_a_runs_snapshot_holds_only_the_ids_and_users_its_lines_name(tmp_path, store_log):
+    process_log(store_log.path, tmp_path / "w.duckdb")
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        stored = wh.con.execute("SELECT event_id, user_key FROM events ORDER BY event_id LIMIT 3").fetchall()
+        ids, hist = wh.export_snapshot(
+            tmp_path / "snap", ({stored[0][0], stored[1][0], "never-stored"}, {stored[2][1], "anon:nobody"})
+        )
+        whole = wh.export_snapshot(tmp_path / "whole")
+    assert sorted(pq.read_table(ids).column("event_id").to_pylist()) == [stored[0][0], stored[1][0]]
+    assert pq.read_table(hist).column("user_key").to_pylist() == [stored[2][1]]
+    assert pq.read_table(whole[0]).num_rows == counts(tmp_path / "w.duckdb")["events"]

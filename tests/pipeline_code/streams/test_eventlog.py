@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 
 import pytest
 
@@ -133,3 +134,33 @@ def test_count_records_matches_what_reading_finds_across_segments(tmp_path):
         start = records[a].offset
         end = records[b].offset if b < len(records) else log.durable_end()
         assert log.count_records(start, end) == b - a
+
+
+@pytest.mark.parametrize("max_bytes", [1, 50, 299, 1 << 20])
+def test_slices_cut_at_record_boundaries_and_tile_the_range(tmp_path, max_bytes):
+    log = EventLog(tmp_path / "log", segment_bytes=300)
+    payloads = [b"y" * (i % 41) + b"%d" % i for i in range(120)]
+    log.append(payloads[:60])
+    log.append(payloads[60:])
+    start = log.record_start(700)  # a boundary inside the log, not its start
+    end = log.end_offset()
+    slices = log.slices(start, end, max_bytes)
+    assert slices[0][0] == start and slices[-1][1] == end
+    assert all(hi == lo2 for (_, hi), (lo2, _) in itertools.pairwise(slices))
+    starts = {r.offset for r in log.read()} | {end}
+    assert all(lo in starts and hi in starts and lo < hi for lo, hi in slices)  # boundaries only
+    # Each slice ends at the first boundary at or past max_bytes: all but its last record fit.
+    for lo, hi in slices:
+        last = max(r.offset for r in log.read(lo, hi))
+        assert last - lo < max_bytes
+    got = [r.payload for lo, hi in slices for r in log.read(lo, hi)]
+    assert got == [r.payload for r in log.read() if r.offset >= start]
+    assert log.count_records(start, end) == sum(log.count_records(lo, hi) for lo, hi in slices)
+
+
+def test_an_empty_range_is_one_empty_slice_and_a_bad_size_is_named(tmp_path):
+    log = EventLog(tmp_path / "log")
+    log.append([b"a", b"b"])
+    assert log.slices(log.end_offset(), log.end_offset(), 10) == [(log.end_offset(), log.end_offset())]
+    with pytest.raises(ValueError, match="max_bytes must be at least 1, got 0"):
+        log.slices(0, log.end_offset(), 0)
