@@ -4,6 +4,7 @@
     dataflow plan --stack gcp-dev --write            # update stacks/plans/gcp-dev.plan
     dataflow plan --stack gcp-dev --diff-against main            # vs the plan at a git ref
     dataflow plan --stack gcp-dev --diff-against old.plan        # vs a plan file
+    dataflow plan --all --diff-against main          # every stack, in parallel processes
 
 The stack's config (``stacks/Pulumi.<stack>.yaml``) is validated and the
 program runs on the offline engine (``components/mocks.py``); every resource
@@ -25,8 +26,11 @@ import argparse
 import contextlib
 import hashlib
 import json
+import multiprocessing
+import os
 import subprocess
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,6 +124,21 @@ def plan_text(stack: str) -> str:
     return render(resources(stack), stack)
 
 
+def plan_texts(names: list[str], jobs: int | None = None) -> dict[str, str]:
+    """Several stacks' plans, each in its own fresh process, ``jobs`` at a
+    time (default: one per core): a process imports only its own cloud's
+    SDK, and the clouds' imports and programs run side by side. One stack
+    is planned here, in this process."""
+    if len(names) <= 1:
+        return {name: plan_text(name) for name in names}
+    for name in names:
+        stack_spec(name)  # a wrong stack or spec fails here, before any process starts
+    workers = min(len(names), jobs or os.cpu_count() or 1)
+    # spawn: a child starts clean (no SDK imported, no engine state), on every OS.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return dict(zip(names, pool.map(plan_text, names), strict=True))
+
+
 @dataclass(frozen=True)
 class PlanDiff:
     added: list[str]
@@ -187,26 +206,44 @@ def baseline(stack: str, ref_or_file: str) -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
-    """Print a stack's offline plan, write it as the golden plan, or diff it.
+    """Print stacks' offline plans, write them as the golden plans, or diff
+    them (several stacks: planned in parallel processes, shown in order).
     A wrong stack, spec or ref raises ``ValueError``/``OSError`` (the CLI
     prints them as one line)."""
-    text = plan_text(args.stack)
-    if args.diff_against:
-        changes = diff(baseline(args.stack, args.diff_against), text)
-        sys.stdout.write(changes.text() if changes else "no changes\n")
-    elif args.write:
-        path = golden_path(args.stack)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        print(f"wrote {path.relative_to(ROOT)} ({text.count(chr(10))} lines)")
-    else:
-        sys.stdout.write(text)
+    names = stacks() if args.all else list(dict.fromkeys(args.stack or []))
+    if not names:
+        raise ValueError("name a stack with --stack (repeatable), or --all")
+    several = len(names) > 1
+    for name, text in plan_texts(names, args.jobs).items():
+        if args.diff_against:
+            changes = diff(baseline(name, args.diff_against), text)
+            if several:
+                sys.stdout.write(f"# {name}\n")
+            sys.stdout.write(changes.text() if changes else "no changes\n")
+        elif args.write:
+            path = golden_path(name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path.relative_to(ROOT)} ({text.count(chr(10))} lines)")
+        else:
+            sys.stdout.write(text)
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {value!r}")
+    return int(value)
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
     """``dataflow plan``: registered as a ``dataflow.commands`` entry point."""
     pl = sub.add_parser("plan", help="a stack's resources, offline (no cloud account, no Pulumi CLI)")
-    pl.add_argument("--stack", required=True, help="stack name: stacks/Pulumi.<stack>.yaml")
+    which = pl.add_mutually_exclusive_group(required=True)
+    which.add_argument("--stack", action="append", help="stack name: stacks/Pulumi.<stack>.yaml (repeatable)")
+    which.add_argument("--all", action="store_true", help="every committed stack")
+    pl.add_argument(
+        "--jobs", type=_positive, default=None, help="stacks planned at once (default: one per core)"
+    )
     pl.add_argument("--diff-against", default=None, help="a plan file, or a git ref holding stacks/plans/")
     pl.add_argument("--write", action="store_true", help="write stacks/plans/<stack>.plan")
     pl.set_defaults(func=cmd_plan)

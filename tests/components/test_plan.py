@@ -64,11 +64,18 @@ def test_one_config_builds_every_link_on_any_cloud(cloud):
     assert set(chain.outputs()) == set(OUTPUTS)
 
 
+@pytest.fixture(scope="module")
+def planned() -> dict[str, str]:
+    """Every stack's plan, planned as `dataflow plan --all` plans them: a
+    fresh process per stack, side by side."""
+    return plan.plan_texts(plan.stacks())
+
+
 @pytest.mark.parametrize("stack", plan.stacks())
-def test_every_stack_matches_its_committed_plan(stack):
+def test_every_stack_matches_its_committed_plan(stack, planned):
     golden = plan.golden_path(stack)
     assert golden.exists(), f"no {golden.name}: run `dataflow plan --stack {stack} --write`"
-    changes = plan.diff(golden.read_text(), plan.plan_text(stack))
+    changes = plan.diff(golden.read_text(), planned[stack])
     assert not changes, (
         f"stack {stack} changed; review and run `dataflow plan --stack {stack} --write`:\n{changes.text()}"
     )
@@ -111,6 +118,18 @@ def test_the_cli_diffs_against_a_plan_file(tmp_path, capsys):
     assert "- retentionPeriod: 24.0" in out and "+ retentionPeriod: 168.0" in out
     assert main(["plan", "--stack", "aws-dev", "--diff-against", str(plan.golden_path("aws-dev"))]) == 0
     assert capsys.readouterr().out == "no changes\n"
+
+
+def test_the_cli_plans_several_stacks_in_order(tmp_path, capsys):
+    old = tmp_path / "old.plan"
+    old.write_text(plan.golden_path("gcp-dev").read_text())
+    assert main(["plan", "--stack", "gcp-dev", "--stack", "gcp-dev", "--diff-against", str(old)]) == 0
+    assert capsys.readouterr().out == "no changes\n"  # a stack named twice is planned once
+    assert main(["plan", "--stack", "gcp-dev", "--stack", "aws-dev", "--jobs", "2"]) == 0
+    golden = [plan.golden_path(s).read_text() for s in ("gcp-dev", "aws-dev")]
+    assert capsys.readouterr().out == "".join(golden)  # in the order named
+    assert main(["plan", "--all", "--jobs", "0"]) != 0
+    assert "--jobs: must be a whole number of at least 1, got '0'" in capsys.readouterr().err
 
 
 def test_bad_stacks_and_refs_are_named(capsys):
