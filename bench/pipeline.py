@@ -1,8 +1,8 @@
-"""Throughput of ``dataflow process`` (Beam, local runner) against two
-references measured in the same run, each in its own process (events/s, CPU
-seconds per 1,000 events, peak memory):
+"""Throughput of ``dataflow process`` (Beam, local runner, in its default
+runs of 64 MB of log) against two references measured in the same run, each
+in its own process (events/s, CPU seconds per 1,000 events, peak memory):
 
-    python bench/pipeline.py --events 100000
+    python bench/pipeline.py --events 200000
 
 - **plain SQL** (the honest reference, issue 20): DuckDB over the same NDJSON
   file, parsing, deduplicating by event id, and building sessions (30-minute
@@ -169,7 +169,7 @@ def fingerprint(warehouse: Path) -> dict[str, tuple]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=2, help="best of N runs each")
     args = parser.parse_args()
 

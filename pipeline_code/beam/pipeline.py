@@ -108,7 +108,7 @@ def build_graph(raw, known_ids, history, sink, settings: ProcessingSettings, loo
     grouped = parsed.events | "ShardByUser" >> ShardByUser(history, losers, settings.shards)
     enriched = grouped | "EnrichWithHistory" >> EnrichWithHistory(settings.session_gap_minutes * 60_000_000)
     tables = enriched.events | "BuildFeatures" >> BuildFeatures(
-        settings.window_minutes * 60_000_000, settings.allowed_lateness_minutes * 60
+        settings.window_minutes * 60_000_000, settings.allowed_lateness_minutes * 60, bounded=True
     )
     tables["events"] = enriched.events
     tables[USER_FEATURES] = enriched[USER_FEATURES]

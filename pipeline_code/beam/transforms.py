@@ -257,14 +257,37 @@ class CountItemPopularity(beam.PTransform):
     *discarding* (each is a delta), because the warehouse adds them up.
     Elements later than that are dropped here by Beam, but their events are
     already stored in ``events``: only this aggregate misses them.
+
+    ``bounded`` (a batch run: the local log, a replay): nothing can be late,
+    so each window fires exactly once, at the end; the counts are summed per
+    window start as a plain key, which gives the same rows without Beam's
+    trigger bookkeeping per element.
     """
 
-    def __init__(self, window_us: int, allowed_lateness_s: int) -> None:
+    def __init__(self, window_us: int, allowed_lateness_s: int, bounded: bool = False) -> None:
         super().__init__()
         self.window_us = window_us
         self.allowed_lateness_s = allowed_lateness_s
+        self.bounded = bounded
 
     def expand(self, events):
+        window_us = self.window_us
+        if self.bounded:
+            rows = (
+                events
+                | "CountPerWindow" >> beam.FlatMap(lambda b: feat.popularity_counts(b, window_us).items())
+                | "SumPerWindow" >> beam.CombinePerKey(_MergeCountsFn())
+                | "ToRows" >> beam.MapTuple(lambda start, c: feat.popularity_rows(start, window_us, c))
+            )
+        else:
+            rows = self._windowed(events)
+        return (
+            rows
+            | "Rebatch" >> beam.BatchElements(min_batch_size=256, max_batch_size=4096)
+            | "Concat" >> beam.Map(lambda parts: [row for rows in parts for row in rows])
+        )
+
+    def _windowed(self, events):
         window_us = self.window_us
         return (
             events
@@ -287,8 +310,6 @@ class CountItemPopularity(beam.PTransform):
             | "SumPerWindow" >> beam.CombinePerKey(_MergeCountsFn())
             | "ToRows" >> beam.ParDo(_ToPopularityRowsFn(window_us))
             | "BackToGlobalWindow" >> beam.WindowInto(window.GlobalWindows())
-            | "Rebatch" >> beam.BatchElements(min_batch_size=256, max_batch_size=4096)
-            | "Concat" >> beam.Map(lambda parts: [row for rows in parts for row in rows])
         )
 
 
@@ -296,10 +317,11 @@ class BuildFeatures(beam.PTransform):
     """Enriched event batches -> ``{table name: PCollection of row batches}``
     for every feature table except ``user_features`` (EnrichWithHistory's)."""
 
-    def __init__(self, window_us: int, allowed_lateness_s: int) -> None:
+    def __init__(self, window_us: int, allowed_lateness_s: int, bounded: bool = False) -> None:
         super().__init__()
         self.window_us = window_us
         self.allowed_lateness_s = allowed_lateness_s
+        self.bounded = bounded
 
     def expand(self, events):
         return {
@@ -308,7 +330,7 @@ class BuildFeatures(beam.PTransform):
             "item_features": events | "ItemFeatures" >> beam.Map(feat.item_features),
             "item_cooccurrence": events | "CoOccurrence" >> beam.Map(feat.item_cooccurrence),
             "item_popularity": events
-            | "ItemPopularity" >> CountItemPopularity(self.window_us, self.allowed_lateness_s),
+            | "ItemPopularity" >> CountItemPopularity(self.window_us, self.allowed_lateness_s, self.bounded),
         }
 
 

@@ -15,6 +15,7 @@ today's history.
 
 from __future__ import annotations
 
+import copy
 import zlib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -132,7 +133,8 @@ def enrich_user(
         h = UserHistory(user_key=user_key, first_seen_at=first, last_seen_at=first)
         previous_at: int | None = None
     else:
-        h = UserHistory(**asdict(h))
+        # A shallow copy: the lists in a history are replaced, never changed in place.
+        h = copy.copy(h)
         previous_at = h.last_seen_at
     for rec in ordered:
         ts = rec["event_timestamp"]

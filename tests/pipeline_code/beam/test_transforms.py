@@ -148,15 +148,18 @@ def test_popularity_windows_fire_on_time_then_late_then_drop_too_late_data():
         )
 
 
-def test_popularity_in_batch_sums_every_window():
+@pytest.mark.parametrize("bounded", [False, True])
+def test_popularity_in_batch_sums_every_window(bounded):
+    """Windowed with triggers, or (``bounded``: the batch graph's way) keyed
+    by window start: the same rows, late events included."""
     with batch_pipeline() as p:
         rows = (
             p
-            | beam.Create([[view(1), view(2)], [view(3), view(61, "b")]])
-            | CountItemPopularity(window_us=HOUR_US, allowed_lateness_s=0)
+            | beam.Create([[view(1), view(2)], [view(3), view(61, "b")], [view(-500), view(59, "b")]])
+            | CountItemPopularity(window_us=HOUR_US, allowed_lateness_s=0, bounded=bounded)
             | beam.FlatMap(_pane_rows)
         )
-        assert_that(rows, equal_to([("a", 0, 3), ("b", 3600, 1)]))
+        assert_that(rows, equal_to([("a", 0, 3), ("b", 3600, 1), ("a", -32400, 1), ("b", 0, 1)]))
 
 
 def test_pipeline_module_runs_from_its_own_flags(tmp_path):
