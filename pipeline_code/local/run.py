@@ -143,9 +143,10 @@ def _counter(result, name: str) -> int:
 
 
 RUN_BYTES = 64 << 20
-"""Log bytes one committed run reads at most (about 110,000 store events):
-a longer range is processed as several runs, each committed with its
-checkpoint, so memory grows with this and not with the input."""
+"""Log bytes one committed run reads (about 110,000 store events; a run ends
+at the first record boundary past it): a longer range is processed as
+several runs, each committed with its checkpoint, so memory grows with this
+and not with the input."""
 
 
 def process_log(
@@ -158,7 +159,7 @@ def process_log(
     run_bytes: int = RUN_BYTES,
 ) -> RunSummary:
     """Run the pipeline over the log past the checkpoint and commit it: in
-    runs of at most ``run_bytes`` of log, each with its own commit and
+    runs of about ``run_bytes`` of log, each with its own commit and
     checkpoint (a stop between two loses nothing: the next run resumes at
     the checkpoint). Returns the runs' summary, summed."""
     settings = settings or ProcessingSettings()
