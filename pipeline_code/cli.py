@@ -97,8 +97,22 @@ def _process(
     try:
         with _progress() as progress:
             task = progress.add_task("ingesting, processing, loading", total=None)
+            done = [0, 0]  # events, runs: a long log is processed in several committed runs
+
+            def on_run(run: RunSummary) -> None:
+                done[0] += run.events_read
+                done[1] += 1
+                progress.update(task, description=f"processed {done[0]:,} events in {done[1]} committed runs")
+
             summary = process_files(
-                inputs, warehouse, log_dir, settings, lambda n: progress.advance(task, n), engine, run_bytes
+                inputs,
+                warehouse,
+                log_dir,
+                settings,
+                lambda n: progress.advance(task, n),
+                engine,
+                run_bytes,
+                on_run,
             )
     except (InputError, WarehouseError, EventLogError, SparkUnavailable) as exc:
         raise UserError(str(exc)) from exc
@@ -111,6 +125,8 @@ def _print_summary(s: RunSummary, title: str = "dataflow process") -> None:
     t.add_row("stored", f"{s.events_stored:,}")
     t.add_row("duplicates skipped", f"{s.duplicates_skipped:,}")
     t.add_row("dead-lettered", f"{s.dead_lettered:,}")
+    if s.runs > 1:
+        t.add_row("committed runs", f"{s.runs:,}")
     t.add_row("seconds", f"{s.seconds:.2f}")
     t.add_row("events/s", f"{s.events_per_second:,.0f}")
     out.print(t)

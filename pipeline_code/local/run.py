@@ -157,21 +157,24 @@ def process_log(
     chunk_bytes: int = 1 << 20,
     options: PipelineOptions | None = None,
     run_bytes: int = RUN_BYTES,
+    on_run: Callable[[RunSummary], None] | None = None,
 ) -> RunSummary:
     """Run the pipeline over the log past the checkpoint and commit it: in
     runs of about ``run_bytes`` of log, each with its own commit and
     checkpoint (a stop between two loses nothing: the next run resumes at
-    the checkpoint). Returns the runs' summary, summed."""
+    the checkpoint). ``on_run`` hears of each run once it is committed.
+    Returns the runs' summary, summed."""
     settings = settings or ProcessingSettings()
     log = EventLog(log_dir)
     started = time.time()
     with Warehouse(warehouse) as wh:
         checkpoint = wh.checkpoint(log.log_id)
     start, end = log.unread_range(checkpoint)
-    runs = [
-        _process_range(log, warehouse, lo, hi, settings, staging_dir, chunk_bytes, options)
-        for lo, hi in log.slices(start, end, run_bytes)
-    ]
+    runs = []
+    for lo, hi in log.slices(start, end, run_bytes):
+        runs.append(_process_range(log, warehouse, lo, hi, settings, staging_dir, chunk_bytes, options))
+        if on_run is not None:
+            on_run(runs[-1])
     return RunSummary(
         run_id=runs[-1].run_id,
         log_id=log.log_id,
@@ -281,11 +284,12 @@ def process_files(
     on_progress: Callable[[int], None] | None = None,
     engine: str = "beam",
     run_bytes: int | None = None,
+    on_run: Callable[[RunSummary], None] | None = None,
 ) -> RunSummary:
     """``dataflow process``: ingest the inputs into the log, then process
     with ``engine``: ``beam`` (the local runner, in runs of ``run_bytes`` of
-    log: ``RUN_BYTES`` by default) or ``spark`` (the Spark adapter on local
-    PySpark; the ``spark`` extra and Java 17+)."""
+    log, ``RUN_BYTES`` by default, each reported to ``on_run``) or ``spark``
+    (the Spark adapter on local PySpark; the ``spark`` extra and Java 17+)."""
     if engine not in ("beam", "spark"):
         raise ValueError(f"engine must be 'beam' or 'spark', got {engine!r}")
     files = [f for i in inputs for f in input_files(i)]
@@ -299,7 +303,7 @@ def process_files(
         ingest_files(log, files, on_progress)
         return process_log_spark(log.path, warehouse, settings, spark=spark)
     ingest_files(log, files, on_progress)
-    return process_log(log.path, warehouse, settings, run_bytes=run_bytes or RUN_BYTES)
+    return process_log(log.path, warehouse, settings, run_bytes=run_bytes or RUN_BYTES, on_run=on_run)
 
 
 def run(argv: list[str] | None = None) -> RunSummary:

@@ -33,6 +33,12 @@ def test_process_prints_a_summary_that_matches_the_warehouse(tmp_path, capsys):
     assert "events read" in printed and "2,000" in printed
     assert f"{stored:,}" in printed and f"{dead:,}" in printed
     assert stored + dead < 2000  # the generator's retries were skipped as duplicates
+    assert "committed runs" not in printed  # one run: nothing to say
+    assert (
+        main(["process", "--input", str(data), "--warehouse", str(tmp_path / "r.duckdb"), "--run-mb", "1"])
+        == 0
+    )
+    assert "committed runs     │ 2 " in capsys.readouterr().out  # 2,000 events are about 1.2 MB of log
 
 
 @pytest.mark.slow

@@ -325,7 +325,12 @@ def store_log(tmp_path, corpus):
 
 def test_a_long_log_is_processed_in_committed_runs_that_give_the_tables_of_one(tmp_path, store_log):
     one = process_log(store_log.path, tmp_path / "one.duckdb")
-    runs = process_log(store_log.path, tmp_path / "runs.duckdb", run_bytes=500_000)
+    heard = []
+    runs = process_log(store_log.path, tmp_path / "runs.duckdb", run_bytes=500_000, on_run=heard.append)
+    assert [(r.from_offset, r.to_offset) for r in heard] == store_log.slices(
+        0, store_log.end_offset(), 500_000
+    )
+    assert sum(r.events_read for r in heard) == runs.events_read and heard[-1].run_id == runs.run_id
     assert one.runs == 1 and runs.runs == len(store_log.slices(0, store_log.end_offset(), 500_000)) > 4
     counts = ("events_read", "events_stored", "duplicates_skipped", "dead_lettered")
     assert [getattr(runs, k) for k in counts] == [getattr(one, k) for k in counts]
