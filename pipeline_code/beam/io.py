@@ -15,6 +15,7 @@ from __future__ import annotations
 import apache_beam as beam
 import pyarrow.parquet as pq
 
+from pipeline_code.beam.batch import RecordBatch
 from pipeline_code.core.history import shard_of, split_by_shard
 from pipeline_code.core.ports import WarehouseLookup, history_row
 from pipeline_code.streams.archive import Kind, archive_paths, decode
@@ -31,7 +32,7 @@ class _ReadRangeFn(beam.DoFn):
         self.log = EventLog(self.log_dir)
 
     def process(self, byte_range: tuple[int, int]):
-        yield self.log.read_range(*byte_range)
+        yield RecordBatch(self.log.read_range(*byte_range))
 
 
 class ReadEventLog(beam.PTransform):
@@ -110,7 +111,7 @@ class _DecodeFileFn(beam.DoFn):
             if self.start_us <= r.received_at_us < self.end_us
         ]
         if batch:
-            yield batch
+            yield RecordBatch(batch)
 
 
 class ReadArchive(beam.PTransform):

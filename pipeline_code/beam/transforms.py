@@ -2,11 +2,11 @@
 
 Every stage is a small ``PTransform`` around a pure function of
 ``pipeline_code.core``; none of them knows which cloud it runs on.
-Elements are *batches* (lists of records), not single events: Beam's
-per-element overhead is paid once per batch, which is what makes the local
-runner fast (see ``bench/pipeline.py``). Keyed work (dedup by event id,
-history by user) is shuffled by hash shard, so a shard's batch holds every
-record of its keys.
+Elements are *batches* (``RecordBatch``: lists of records that Beam sizes
+cheaply), not single events: Beam's per-element overhead is paid once per
+batch, which is what makes the local runner fast (see ``bench/pipeline.py``).
+Keyed work (dedup by event id, history by user) is shuffled by hash shard,
+so a shard's batch holds every record of its keys.
 
     raw batches -> ParseEvents -> ShardByUser (dropping DeduplicateEvents' copies) -> EnrichWithHistory
                 -> BuildFeatures -> WriteToWarehouse
@@ -25,6 +25,7 @@ from apache_beam.transforms import trigger, window
 from apache_beam.utils.timestamp import Timestamp
 
 from pipeline_code import host
+from pipeline_code.beam.batch import RecordBatch, batched
 from pipeline_code.core import features as feat
 from pipeline_code.core.history import (
     SESSION_GAP_US,
@@ -55,9 +56,9 @@ class _ParseBatchFn(beam.DoFn):
         self.read.inc(len(raws))
         if dead:
             self.rejected.inc(len(dead))
-            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, dead)
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, RecordBatch(dead))
         if records:
-            yield records
+            yield RecordBatch(records)
 
 
 class ParseEvents(beam.PTransform):
@@ -205,8 +206,8 @@ class _EnrichShardFn(beam.DoFn):
             row["user_key"]: UserHistory.from_row(row) for row in history_rows if row["user_key"] in users
         }
         enriched, updated = enrich_shard(records, histories, self.session_gap_us)
-        yield enriched
-        yield beam.pvalue.TaggedOutput(USER_FEATURES, [h.to_row() for h in updated])
+        yield RecordBatch(enriched)
+        yield beam.pvalue.TaggedOutput(USER_FEATURES, RecordBatch([h.to_row() for h in updated]))
 
 
 class EnrichWithHistory(beam.PTransform):
@@ -284,7 +285,7 @@ class CountItemPopularity(beam.PTransform):
         return (
             rows
             | "Rebatch" >> beam.BatchElements(min_batch_size=256, max_batch_size=4096)
-            | "Concat" >> beam.Map(lambda parts: [row for rows in parts for row in rows])
+            | "Concat" >> beam.Map(lambda parts: RecordBatch(row for rows in parts for row in rows))
         )
 
     def _windowed(self, events):
@@ -325,10 +326,11 @@ class BuildFeatures(beam.PTransform):
 
     def expand(self, events):
         return {
-            "sessions": events | "Sessions" >> beam.Map(feat.session_rows),
-            "user_item_interactions": events | "Interactions" >> beam.Map(feat.user_item_interactions),
-            "item_features": events | "ItemFeatures" >> beam.Map(feat.item_features),
-            "item_cooccurrence": events | "CoOccurrence" >> beam.Map(feat.item_cooccurrence),
+            "sessions": events | "Sessions" >> beam.Map(batched(feat.session_rows)),
+            "user_item_interactions": events
+            | "Interactions" >> beam.Map(batched(feat.user_item_interactions)),
+            "item_features": events | "ItemFeatures" >> beam.Map(batched(feat.item_features)),
+            "item_cooccurrence": events | "CoOccurrence" >> beam.Map(batched(feat.item_cooccurrence)),
             "item_popularity": events
             | "ItemPopularity" >> CountItemPopularity(self.window_us, self.allowed_lateness_s, self.bounded),
         }
