@@ -15,7 +15,7 @@ everywhere. ``merge`` says how a run's rows combine with rows already stored:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 
@@ -307,6 +307,16 @@ def _arrow_field(col: Column) -> pa.Field:
 def arrow_schema(table: Table) -> pa.Schema:
     """The table as an Arrow schema (what staged Parquet files carry)."""
     return pa.schema([_arrow_field(c) for c in table.columns])
+
+
+def arrow_table(table: Table, rows: list[dict[str, Any]]) -> pa.Table:
+    """Rows (dicts; a missing key is null, keys beyond the columns are
+    ignored) as an Arrow table of ``table``'s schema: what
+    ``pa.Table.from_pylist`` gives, converted as one struct array, which
+    walks each row once in C instead of once per column in Python (about
+    twice as fast on ``events`` rows)."""
+    schema = arrow_schema(table)
+    return pa.Table.from_struct_array(pa.array(rows, type=pa.struct(list(schema)))).cast(schema)
 
 
 _DUCKDB = {

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from pipeline_code.core.parse import RawEvent
 from pipeline_code.core.ports import USER_FEATURES, Replay, RunSummary, history_row
-from pipeline_code.tables import TABLES, Table, arrow_schema, duckdb_ddl
+from pipeline_code.tables import TABLES, Table, arrow_schema, arrow_table, duckdb_ddl
 
 _META_DDL = (
     """CREATE TABLE IF NOT EXISTS _dataflow_checkpoints (
@@ -496,7 +496,7 @@ class LocalWarehouseSink:
     def stage(self, table: str, rows: list[dict]) -> str:
         path = Path(self.staging_dir) / table / f"{uuid.uuid4().hex}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema(TABLES[table])), path)
+        pq.write_table(arrow_table(TABLES[table], rows), path)
         return str(path)
 
     def commit(self, files: dict[str, list[str]]) -> LoadResult:

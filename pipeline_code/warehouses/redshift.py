@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 from pipeline_code.core.history import UserHistory
 from pipeline_code.core.parse import RawEvent
 from pipeline_code.core.ports import EPOCH, USER_FEATURES, Replay, history_row
-from pipeline_code.tables import TABLES, Column, Table, arrow_schema
+from pipeline_code.tables import TABLES, Column, Table, arrow_table
 
 BATCHES = "_dataflow_batches"
 BATCHES_DDL = (
@@ -354,14 +354,13 @@ class RedshiftSink:
         self.prefix = batch_prefix
 
     def stage(self, table: str, rows: list[dict[str, Any]]) -> str:
-        import pyarrow as pa
         import pyarrow.parquet as pq
         from pyarrow import fs
 
         url = urlparse(f"{self.prefix}/{table}/{uuid.uuid4().hex}.parquet")
         s3 = fs.S3FileSystem(region=self.region)
         pq.write_table(
-            pa.Table.from_pylist(rows, schema=arrow_schema(TABLES[table])),
+            arrow_table(TABLES[table], rows),
             f"{url.netloc}{url.path}",
             filesystem=s3,
         )

@@ -6,8 +6,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline_code.tables import TABLES, arrow_schema, duckdb_ddl
+from pipeline_code.contract import EVENT_NAMES
+from pipeline_code.core.history import enrich_shard
+from pipeline_code.core.parse import RawEvent, parse_batch
+from pipeline_code.tables import TABLES, arrow_schema, arrow_table, duckdb_ddl
 from pipeline_code.warehouses.duckdb import Warehouse, WarehouseError
+from tests.conftest import line
 
 
 def stage(tmp_path, table: str, rows: list[dict], name: str) -> str:
@@ -25,6 +29,29 @@ def test_every_table_has_ddl_and_an_arrow_schema():
         assert table.name in duckdb_ddl(table)
         assert arrow_schema(table).names == table.column_names()
         assert set(table.key) <= set(table.column_names())
+
+
+def test_arrow_table_is_what_from_pylist_gives(hostile_lines):
+    """The staging conversion, on the rows a run stages: enriched events
+    (with the features step's own key beside the columns), dead letters
+    (nulls in optional columns), user features, and no rows at all."""
+    good = [line(event_id=f"e{i}", user_id=f"u{i % 2}", event_name=n) for i, n in enumerate(EVENT_NAMES)]
+    raws = [RawEvent(i, 1_767_225_600_000_000, p) for i, p in enumerate([*good, *hostile_lines])]
+    records, dead = parse_batch(raws)
+    enriched, users = enrich_shard(records, {})
+    cases = {
+        "events": enriched,
+        "dead_letters": dead,
+        "user_features": [u.to_row() for u in users],
+        "item_cooccurrence": [],
+    }
+    for name, rows in cases.items():
+        expected = pa.Table.from_pylist(rows, schema=arrow_schema(TABLES[name]))
+        got = arrow_table(TABLES[name], rows)
+        assert got.schema == expected.schema and got.equals(expected), name
+    # A row without a required value is refused, by column name (from_pylist would stage the null).
+    with pytest.raises(ValueError, match="field 'started_at' with null values"):
+        arrow_table(TABLES["sessions"], [{"session_key": "s", "user_key": "u"}])
 
 
 def test_additive_tables_sum_partials_within_and_across_loads(tmp_path):
