@@ -88,6 +88,7 @@ def _process(
     settings: ProcessingSettings,
     engine: str = "beam",
     run_bytes: int | None = None,
+    workers: int | None = None,
 ) -> RunSummary:
     from pipeline_code.local.run import InputError, process_files
     from pipeline_code.spark.local import SparkUnavailable
@@ -113,6 +114,7 @@ def _process(
                 engine,
                 run_bytes,
                 on_run,
+                workers,
             )
     except (InputError, WarehouseError, EventLogError, SparkUnavailable) as exc:
         raise UserError(str(exc)) from exc
@@ -182,8 +184,12 @@ def cmd_process(args: argparse.Namespace) -> None:
         raise UserError(str(exc)) from exc
     if args.run_mb < 1:
         raise UserError(f"--run-mb must be at least 1, got {args.run_mb}")
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
     _print_summary(
-        _process(args.input, args.warehouse, args.log_dir, settings, args.engine, args.run_mb << 20)
+        _process(
+            args.input, args.warehouse, args.log_dir, settings, args.engine, args.run_mb << 20, args.workers
+        )
     )
 
 
@@ -669,6 +675,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=64,
         help="log MB per committed run (beam): memory grows with this, not the input (default 64)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes a run is shared by (beam; default: one per core, up to 4, for runs of 16 MB or more)",
     )
     p.set_defaults(func=cmd_process)
 

@@ -28,12 +28,13 @@ from pipeline_code.beam.transforms import (
     BuildFeatures,
     DeduplicateEvents,
     EnrichWithHistory,
+    KeepOwnUsers,
     ParseEvents,
     ShardByUser,
     WriteToWarehouse,
 )
 from pipeline_code.host import ProcessingSettings
-from pipeline_code.warehouses.duckdb import LocalWarehouseSink
+from pipeline_code.warehouses.duckdb import LocalWarehouseSink, PartSink
 
 
 class ProcessingOptions(PipelineOptions):
@@ -94,25 +95,42 @@ def local_runner(streaming: bool = False):
     return BundleBasedDirectRunner() if streaming else FnApiRunner()
 
 
-def build_graph(raw, known_ids, history, sink, settings: ProcessingSettings, lookup=None):
+def build_graph(
+    raw,
+    known_ids,
+    history,
+    sink,
+    settings: ProcessingSettings,
+    lookup=None,
+    part: tuple[int, int] | None = None,
+):
     """Compose the stages. Returns the commit's PCollection of ``LoadResult``.
 
     ``known_ids`` and ``history`` are a snapshot of the warehouse
     (``ReadWarehouseSnapshot``); or, with a ``lookup`` (a replay on a cloud
     warehouse), both are None and the warehouse is asked about the input's
-    ids and users (``LookupSnapshot``)."""
+    ids and users (``LookupSnapshot``).
+
+    ``part`` (``(index, count)``: one of several processes sharing a local
+    run) keeps the user shards that process owns (``KeepOwnUsers``) after
+    deduplication, which still sees every line, and lets only the first
+    process keep the dead letters: the parts' tables add up to the whole run's."""
     parsed = raw | "ParseEvents" >> ParseEvents()
     if lookup is not None:
         known_ids, history = parsed.events | "LookupSnapshot" >> LookupSnapshot(lookup, settings.shards)
     losers = parsed.events | "DeduplicateEvents" >> DeduplicateEvents(known_ids, settings.shards)
-    grouped = parsed.events | "ShardByUser" >> ShardByUser(history, losers, settings.shards)
+    events = parsed.events
+    if part is not None:
+        events = events | "KeepOwnUsers" >> KeepOwnUsers(part, settings.shards)
+    grouped = events | "ShardByUser" >> ShardByUser(history, losers, settings.shards)
     enriched = grouped | "EnrichWithHistory" >> EnrichWithHistory(settings.session_gap_minutes * 60_000_000)
     tables = enriched.events | "BuildFeatures" >> BuildFeatures(
         settings.window_minutes * 60_000_000, settings.allowed_lateness_minutes * 60, bounded=True
     )
     tables["events"] = enriched.events
     tables[USER_FEATURES] = enriched[USER_FEATURES]
-    tables[DEAD_LETTERS] = parsed[DEAD_LETTERS]
+    if part is None or part[0] == 0:
+        tables[DEAD_LETTERS] = parsed[DEAD_LETTERS]
     return tables | "WriteToWarehouse" >> WriteToWarehouse(sink)
 
 
@@ -128,14 +146,24 @@ def local_pipeline(
     chunk_bytes: int = 1 << 20,
     options: PipelineOptions | None = None,
     run: dict | None = None,
+    part: tuple[int, int] | None = None,
+    manifest: str | None = None,
 ) -> beam.Pipeline:
     """The local chain's pipeline: event log -> stages -> DuckDB (``run`` is
-    recorded with the commit: ``LocalWarehouseSink``)."""
+    recorded with the commit: ``LocalWarehouseSink``).
+
+    With ``part`` (``(index, count)``, see ``build_graph``) it is one
+    process's share of a sharded run: it stages its rows and, instead of
+    committing, lists the staged files in ``manifest`` (``PartSink``)."""
     opts = options or PipelineOptions()
     runner = opts.view_as(StandardOptions).runner or local_runner()
     p = beam.Pipeline(runner=runner, options=opts)
     raw = p | "ReadEventLog" >> ReadEventLog(log_dir, from_offset, to_offset, chunk_bytes)
     known_ids, history = p | "ReadWarehouseSnapshot" >> ReadWarehouseSnapshot(*snapshot, settings.shards)
     sink = LocalWarehouseSink(warehouse, staging_dir, log_id, from_offset, to_offset, run)
-    build_graph(raw, known_ids, history, sink, settings)
+    if part is not None:
+        if manifest is None:
+            raise ValueError("a part of a sharded run needs a manifest path for its staged files")
+        sink = PartSink(sink, manifest)
+    build_graph(raw, known_ids, history, sink, settings, part=part)
     return p

@@ -31,6 +31,7 @@ from pipeline_code.core.history import (
     SESSION_GAP_US,
     UserHistory,
     enrich_shard,
+    shard_of,
     split_by_shard,
 )
 from pipeline_code.core.parse import RawEvent, parse_batch
@@ -189,6 +190,31 @@ class ShardByUser(beam.PTransform):
             {"new": keyed, "history": self.history}
             | "GroupByUserShard" >> beam.CoGroupByKey()
             | "FirstCopies" >> beam.FlatMap(_first_copies, beam.pvalue.AsSingleton(self.losers))
+        )
+
+
+def _own_records(batch: Batch, part: tuple[int, int], shards: int) -> RecordBatch:
+    index, count = part
+    return RecordBatch(rec for rec in batch if shard_of(rec["user_key"], shards) % count == index)
+
+
+class KeepOwnUsers(beam.PTransform):
+    """Record batches -> only the records of the user shards one process of
+    several owns (``part``: ``(index, count)``; it owns the shards ``s`` with
+    ``s % count == index``): a local run sharded across processes, where
+    every process parses every line (so each decides the same duplicates)
+    but enriches and stages only its own users."""
+
+    def __init__(self, part: tuple[int, int], shards: int) -> None:
+        super().__init__()
+        self.part = part
+        self.shards = shards
+
+    def expand(self, events):
+        return (
+            events
+            | "OwnRecords" >> beam.Map(_own_records, self.part, self.shards)
+            | "DropEmpty" >> beam.Filter(bool)
         )
 
 

@@ -48,8 +48,6 @@ from pipeline_code.warehouses.duckdb import (
     LocalWarehouseSink,
     Warehouse,
     check_run,
-    one_line_error,
-    root_cause,
     run_staging,
 )
 
@@ -189,17 +187,11 @@ def _run(
         known_ids, history = p | "ReadWarehouseSnapshot" >> ReadWarehouseSnapshot(*snapshot, settings.shards)
         sink = LocalWarehouseSink(str(warehouse), str(stage), kind, 0, 0, run, replaced)
         build_graph(raw, known_ids, history, sink, settings)
-        try:
-            result = p.run()
-            result.wait_until_finish()
-        except Exception as exc:
-            if root_cause(exc) is exc:
-                raise
-            raise one_line_error(exc, warehouse) from exc
+        from pipeline_code.local.run import _counter, run_pipeline
+
+        result = run_pipeline(p, warehouse)
 
         def counter(name: str) -> int:
-            from pipeline_code.local.run import _counter
-
             return _counter(result, name)
 
         present = counter("dead_letters_present")

@@ -17,9 +17,15 @@ import contextlib
 import gc
 import hashlib
 import itertools
+import json
+import multiprocessing
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from apache_beam.metrics.metric import MetricsFilter
@@ -31,7 +37,15 @@ from pipeline_code.core.parse import candidate_keys
 from pipeline_code.core.ports import RunSummary
 from pipeline_code.host import ProcessingSettings
 from pipeline_code.streams.eventlog import EventLog, EventLogError, iter_input_lines
-from pipeline_code.warehouses.duckdb import Warehouse, check_run, one_line_error, root_cause, run_staging
+from pipeline_code.warehouses.duckdb import (
+    LocalWarehouseSink,
+    Warehouse,
+    WarehouseError,
+    check_run,
+    one_line_error,
+    root_cause,
+    run_staging,
+)
 
 INGEST_BATCH = 50_000
 """Lines appended (and fsynced) at a time; a crash re-appends at most one batch's worth."""
@@ -148,6 +162,31 @@ at the first record boundary past it): a longer range is processed as
 several runs, each committed with its checkpoint, so memory grows with this
 and not with the input."""
 
+SHARDED_MIN_BYTES = 16 << 20
+"""A run this long or longer is shared by several processes when the
+machine has the cores (``default_workers``); a shorter one runs in this
+process, where starting workers would cost more than they save."""
+
+MAX_WORKERS = 4
+"""Each worker reads and parses the run's every line (so that each decides
+the same duplicates); past a few workers that repeated share outweighs the
+share they split."""
+
+
+def default_workers() -> int:
+    """Processes a long run is shared by: one per core this process may use, up to ``MAX_WORKERS``."""
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
+
+
+def _start_pool(workers: int) -> ProcessPoolExecutor:
+    """Processes forked now, before the run opens anything: they start with
+    the imports this process has (Beam, pyarrow, DuckDB) at no cost, hold
+    none of its files or connections, and carry no script to import again
+    (as spawned processes must, each paying Beam's import)."""
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    pool.submit(int).result()  # a fork pool starts all its processes at the first task
+    return pool
+
 
 def process_log(
     log_dir: str | Path,
@@ -158,12 +197,21 @@ def process_log(
     options: PipelineOptions | None = None,
     run_bytes: int = RUN_BYTES,
     on_run: Callable[[RunSummary], None] | None = None,
+    workers: int | None = None,
 ) -> RunSummary:
     """Run the pipeline over the log past the checkpoint and commit it: in
     runs of about ``run_bytes`` of log, each with its own commit and
     checkpoint (a stop between two loses nothing: the next run resumes at
     the checkpoint). ``on_run`` hears of each run once it is committed.
-    Returns the runs' summary, summed."""
+    Returns the runs' summary, summed.
+
+    ``workers``: processes each run is shared by, by user shard
+    (``build_graph``'s ``part``), with one commit per run made here. By
+    default ``default_workers()`` for runs of ``SHARDED_MIN_BYTES`` or more
+    and this process alone for shorter ones; a number given is used for
+    every run."""
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     settings = settings or ProcessingSettings()
     log = EventLog(log_dir)
     started = time.time()
@@ -171,10 +219,18 @@ def process_log(
         checkpoint = wh.checkpoint(log.log_id)
     start, end = log.unread_range(checkpoint)
     runs = []
-    for lo, hi in log.slices(start, end, run_bytes):
-        runs.append(_process_range(log, warehouse, lo, hi, settings, staging_dir, chunk_bytes, options))
-        if on_run is not None:
-            on_run(runs[-1])
+    slices = [
+        (lo, hi, workers or (default_workers() if hi - lo >= SHARDED_MIN_BYTES else 1))
+        for lo, hi in log.slices(start, end, run_bytes)
+    ]
+    with contextlib.ExitStack() as stack:
+        most = max((n for _, _, n in slices), default=1)
+        pool = stack.enter_context(_start_pool(most)) if most > 1 else None
+        for lo, hi, n in slices:
+            job = _Run(str(log.path), log.log_id, str(warehouse), lo, hi, settings, chunk_bytes, options)
+            runs.append(_process_range(log, job, staging_dir, pool if n > 1 else None, n))
+            if on_run is not None:
+                on_run(runs[-1])
     return RunSummary(
         run_id=runs[-1].run_id,
         log_id=log.log_id,
@@ -205,68 +261,139 @@ def _fewer_collections() -> Iterator[None]:
         gc.collect()
 
 
+@dataclass
+class _Run:
+    """What a run's pipeline needs, picklable for the processes that share it."""
+
+    log_dir: str
+    log_id: str
+    warehouse: str
+    from_offset: int
+    to_offset: int
+    settings: ProcessingSettings
+    chunk_bytes: int
+    options: PipelineOptions | None
+    snapshot: tuple[str, str] = ("", "")
+    stage: str = ""
+    run: dict = field(default_factory=dict)
+
+    def pipeline(self, part: tuple[int, int] | None = None, manifest: str | None = None):
+        return local_pipeline(
+            self.log_dir,
+            self.log_id,
+            self.warehouse,
+            self.from_offset,
+            self.to_offset,
+            self.snapshot,
+            self.stage,
+            self.settings,
+            self.chunk_bytes,
+            self.options,
+            self.run,
+            part,
+            manifest,
+        )
+
+
+def run_pipeline(pipeline, warehouse: str | Path):
+    """Run a local pipeline to the end; a failure is raised as its real
+    cause, in one line (``one_line_error``)."""
+    try:
+        with _fewer_collections():
+            result = pipeline.run()
+            result.wait_until_finish()
+    except Exception as exc:
+        # Beam wraps the commit's error in its own: say the real cause, in one line.
+        if root_cause(exc) is exc:
+            raise
+        raise one_line_error(exc, warehouse) from exc
+    return result
+
+
+def _counts(result) -> dict[str, int]:
+    return {
+        "events_read": _counter(result, "events_read"),
+        "events_stored": _counter(result, "events_stored"),
+        "duplicates_skipped": _counter(result, "duplicates_skipped") + _counter(result, "duplicates_at_load"),
+        "dead_lettered": _counter(result, "dead_lettered"),
+    }
+
+
+def _run_part(job: _Run, part: tuple[int, int]) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """In a worker: one part of a sharded run, staged, not committed.
+    Returns the staged files by table and the part's counts."""
+    manifest = Path(job.stage) / f"part-{part[0]}-of-{part[1]}.json"
+    result = run_pipeline(job.pipeline(part, str(manifest)), job.warehouse)
+    return json.loads(manifest.read_text()), _counts(result)
+
+
+def _run_sharded(job: _Run, pool: ProcessPoolExecutor, workers: int) -> dict[str, int]:
+    """The parts in the workers, then one commit of all they staged.
+
+    Every part parses every line, so the first part's counts of lines read,
+    dead letters and duplicates are the run's; the others count the same."""
+    futures = [pool.submit(_run_part, job, (i, workers)) for i in range(workers)]
+    try:
+        parts = [f.result() for f in futures]
+    except BrokenProcessPool as exc:
+        raise WarehouseError(
+            f"warehouse {job.warehouse}: the run failed, nothing was stored: a worker process died "
+            "(killed, or out of memory); run it again, with fewer --workers if memory is short"
+        ) from exc
+    files: dict[str, list[str]] = {}
+    for staged, _ in parts:
+        for table, paths in staged.items():
+            files.setdefault(table, []).extend(paths)
+    sink = LocalWarehouseSink(job.warehouse, job.stage, job.log_id, job.from_offset, job.to_offset, job.run)
+    loaded = sink.commit(files)
+    counts = parts[0][1]
+    return {
+        "events_read": counts["events_read"],
+        "events_stored": loaded.events_stored,
+        "duplicates_skipped": counts["duplicates_skipped"] + loaded.duplicates_at_load,
+        "dead_lettered": counts["dead_lettered"],
+    }
+
+
 def _process_range(
     log: EventLog,
-    warehouse: str | Path,
-    from_offset: int,
-    to_offset: int,
-    settings: ProcessingSettings,
+    job: _Run,
     staging_dir: str | None,
-    chunk_bytes: int,
-    options: PipelineOptions | None,
+    pool: ProcessPoolExecutor | None,
+    workers: int,
 ) -> RunSummary:
-    """One committed run over ``[from_offset, to_offset)`` of the log."""
+    """One committed run over ``[job.from_offset, job.to_offset)`` of the
+    log: in this process, or shared by ``workers`` processes of ``pool``."""
     started = time.time()
     run_id = uuid.uuid4().hex
-    with run_staging(warehouse, run_id, staging_dir) as stage:
+    with run_staging(job.warehouse, run_id, staging_dir) as stage:
         # The snapshot holds only what these lines can touch: their ids and users.
-        ranges = log.ranges(from_offset, to_offset, chunk_bytes)
+        ranges = log.ranges(job.from_offset, job.to_offset, job.chunk_bytes)
         keys = candidate_keys(raw for lo, hi in ranges for raw in log.read_range(lo, hi))
-        with Warehouse(warehouse) as wh:
-            snapshot = wh.export_snapshot(stage / "snapshot", keys)
+        with Warehouse(job.warehouse) as wh:
+            job.snapshot = wh.export_snapshot(stage / "snapshot", keys)
             generation = wh.generation()
-        run = {
+        job.stage = str(stage)
+        job.run = {
             "run_id": run_id,
             "started_at": started,
-            "events_read": log.count_records(from_offset, to_offset),
+            "events_read": log.count_records(job.from_offset, job.to_offset),
             "generation": generation,
         }
-        pipeline = local_pipeline(
-            str(log.path),
-            log.log_id,
-            str(warehouse),
-            from_offset,
-            to_offset,
-            snapshot,
-            str(stage),
-            settings,
-            chunk_bytes,
-            options,
-            run,
-        )
-        try:
-            with _fewer_collections():
-                result = pipeline.run()
-                result.wait_until_finish()
-        except Exception as exc:
-            # Beam wraps the commit's error in its own: say the real cause, in one line.
-            if root_cause(exc) is exc:
-                raise
-            raise one_line_error(exc, warehouse) from exc
+        if pool is None:
+            counts = _counts(run_pipeline(job.pipeline(), job.warehouse))
+        else:
+            counts = _run_sharded(job, pool, workers)
         summary = RunSummary(
             run_id=run_id,
             log_id=log.log_id,
-            from_offset=from_offset,
-            to_offset=to_offset,
-            events_read=_counter(result, "events_read"),
-            events_stored=_counter(result, "events_stored"),
-            duplicates_skipped=_counter(result, "duplicates_skipped")
-            + _counter(result, "duplicates_at_load"),
-            dead_lettered=_counter(result, "dead_lettered"),
+            from_offset=job.from_offset,
+            to_offset=job.to_offset,
             started_at=started,
             seconds=time.time() - started,
+            **counts,
         )
-        check_run(warehouse, summary)
+        check_run(job.warehouse, summary)
         return summary
 
 
@@ -285,11 +412,13 @@ def process_files(
     engine: str = "beam",
     run_bytes: int | None = None,
     on_run: Callable[[RunSummary], None] | None = None,
+    workers: int | None = None,
 ) -> RunSummary:
     """``dataflow process``: ingest the inputs into the log, then process
     with ``engine``: ``beam`` (the local runner, in runs of ``run_bytes`` of
-    log, ``RUN_BYTES`` by default, each reported to ``on_run``) or ``spark``
-    (the Spark adapter on local PySpark; the ``spark`` extra and Java 17+)."""
+    log, ``RUN_BYTES`` by default, each reported to ``on_run``, shared by
+    ``workers`` processes as ``process_log`` says) or ``spark`` (the Spark
+    adapter on local PySpark; the ``spark`` extra and Java 17+)."""
     if engine not in ("beam", "spark"):
         raise ValueError(f"engine must be 'beam' or 'spark', got {engine!r}")
     files = [f for i in inputs for f in input_files(i)]
@@ -303,7 +432,9 @@ def process_files(
         ingest_files(log, files, on_progress)
         return process_log_spark(log.path, warehouse, settings, spark=spark)
     ingest_files(log, files, on_progress)
-    return process_log(log.path, warehouse, settings, run_bytes=run_bytes or RUN_BYTES, on_run=on_run)
+    return process_log(
+        log.path, warehouse, settings, run_bytes=run_bytes or RUN_BYTES, on_run=on_run, workers=workers
+    )
 
 
 def run(argv: list[str] | None = None) -> RunSummary:

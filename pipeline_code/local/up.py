@@ -515,7 +515,9 @@ class Chain:
         self._batch = {"lag_events": waiting, "lag_seconds": age, "processed_per_batch": 0}
         if not waiting:
             return "lag 0 events"
-        summary = process_log(log.path, self.s.warehouse, self.processing)
+        # In this process: forking a process that runs servers on threads could
+        # copy a lock one of them holds (a backlog runs in 64 MB runs all the same).
+        summary = process_log(log.path, self.s.warehouse, self.processing, workers=1)
         self._batch["processed_per_batch"] = summary.events_read
         return (
             f"batch {summary.events_read:,} read, {summary.events_stored:,} stored, "

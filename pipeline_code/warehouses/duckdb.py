@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import time
@@ -504,6 +505,24 @@ class LocalWarehouseSink:
             if self.run is not None and "kind" in self.run:
                 return wh.replay(files, self.run, self.replaced_dead_letters)
             return wh.load(files, self.log_id, self.from_offset, self.to_offset, self.run)
+
+
+class PartSink:
+    """One process's share of a run sharded across processes: it stages as
+    ``inner`` does, and its commit, instead of loading, writes the staged
+    files' list to ``manifest`` (JSON), for the process that commits the
+    whole run once (``pipeline_code.local.run``). Picklable, like ``inner``."""
+
+    def __init__(self, inner: LocalWarehouseSink, manifest: str) -> None:
+        self.inner = inner
+        self.manifest = manifest
+
+    def stage(self, table: str, rows: list[dict]) -> str:
+        return self.inner.stage(table, rows)
+
+    def commit(self, files: dict[str, list[str]]) -> LoadResult:
+        Path(self.manifest).write_text(json.dumps(files))
+        return LoadResult(events_stored=0, duplicates_at_load=0, dead_letters_stored=0)
 
 
 class DuckDBLookup:

@@ -81,6 +81,7 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
         (["generate", "--out", str(data), "--events", "0"], 1, "events must be at least 1, got 0"),
         (["process", "--input", str(data), "--shards", "0"], 1, "shards must be at least 1, got 0"),
         (["process", "--input", str(data), "--run-mb", "0"], 1, "--run-mb must be at least 1, got 0"),
+        (["process", "--input", str(data), "--workers", "0"], 1, "--workers must be at least 1, got 0"),
         (
             ["train", "--warehouse", str(tmp_path / "none.duckdb")],
             1,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import duckdb
 import pyarrow.parquet as pq
 import pytest
@@ -10,7 +13,7 @@ from pipeline_code.local.run import InputError, process_files, process_log
 from pipeline_code.streams.eventlog import EventLog
 from pipeline_code.synth import StoreSpec, write
 from pipeline_code.tables import TABLES
-from pipeline_code.warehouses.duckdb import LocalWarehouseSink, Warehouse
+from pipeline_code.warehouses.duckdb import LocalWarehouseSink, Warehouse, WarehouseError
 from tests.conftest import HOSTILE, line
 
 
@@ -374,3 +377,50 @@ def test_a_runs_snapshot_holds_only_the_ids_and_users_its_lines_name(tmp_path, s
     assert sorted(pq.read_table(ids).column("event_id").to_pylist()) == [stored[0][0], stored[1][0]]
     assert pq.read_table(hist).column("user_key").to_pylist() == [stored[2][1]]
     assert pq.read_table(whole[0]).num_rows == counts(tmp_path / "w.duckdb")["events"]
+
+
+RUN_COUNTS = ("events_read", "events_stored", "duplicates_skipped", "dead_lettered")
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_runs_shared_by_processes_give_the_tables_of_one_process(tmp_path, store_log, workers):
+    # Several runs: later ones meet ids and users the earlier ones stored.
+    one = process_log(store_log.path, tmp_path / "one.duckdb", run_bytes=700_000, workers=1)
+    shared = process_log(store_log.path, tmp_path / "shared.duckdb", run_bytes=700_000, workers=workers)
+    assert shared.runs == one.runs > 2
+    assert [getattr(shared, k) for k in RUN_COUNTS] == [getattr(one, k) for k in RUN_COUNTS]
+    assert shared.balanced and one.duplicates_skipped > 0 and one.dead_lettered >= len(HOSTILE)
+    assert chain_tables(tmp_path / "shared.duckdb") == chain_tables(tmp_path / "one.duckdb")
+
+
+def test_a_failing_worker_stores_nothing_and_says_why(tmp_path, store_log, monkeypatch):
+    def disk_full(self, table, rows):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(LocalWarehouseSink, "stage", disk_full)  # the workers fork with it
+    with pytest.raises(WarehouseError, match="the run failed, nothing was stored: No space left on device"):
+        process_log(store_log.path, tmp_path / "w.duckdb", workers=2)
+    assert counts(tmp_path / "w.duckdb")["events"] == 0
+
+
+def test_a_killed_worker_stores_nothing_and_the_next_run_completes(tmp_path, store_log, monkeypatch):
+    real = LocalWarehouseSink.stage
+
+    def killed(self, table, rows):
+        if table == "sessions":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(self, table, rows)
+
+    monkeypatch.setattr(LocalWarehouseSink, "stage", killed)
+    with pytest.raises(WarehouseError, match="a worker process died"):
+        process_log(store_log.path, tmp_path / "w.duckdb", workers=2)
+    assert counts(tmp_path / "w.duckdb")["events"] == 0
+    monkeypatch.undo()
+    assert process_log(store_log.path, tmp_path / "w.duckdb", workers=2).balanced
+    process_log(store_log.path, tmp_path / "one.duckdb", workers=1)
+    assert chain_tables(tmp_path / "w.duckdb") == chain_tables(tmp_path / "one.duckdb")
+
+
+def test_a_bad_number_of_workers_is_refused_by_name(tmp_path, store_log):
+    with pytest.raises(ValueError, match="workers must be at least 1, got 0"):
+        process_log(store_log.path, tmp_path / "w.duckdb", workers=0)
