@@ -24,12 +24,14 @@ from pipeline_code import host
 from pipeline_code.beam.io import LookupSnapshot, ReadEventLog, ReadWarehouseSnapshot
 from pipeline_code.beam.transforms import (
     DEAD_LETTERS,
+    OTHERS,
     USER_FEATURES,
     BuildFeatures,
     DeduplicateEvents,
     EnrichWithHistory,
-    KeepOwnUsers,
     ParseEvents,
+    Part,
+    RouteLines,
     ShardByUser,
     WriteToWarehouse,
 )
@@ -102,7 +104,7 @@ def build_graph(
     sink,
     settings: ProcessingSettings,
     lookup=None,
-    part: tuple[int, int] | None = None,
+    part: Part | None = None,
 ):
     """Compose the stages. Returns the commit's PCollection of ``LoadResult``.
 
@@ -111,26 +113,29 @@ def build_graph(
     warehouse), both are None and the warehouse is asked about the input's
     ids and users (``LookupSnapshot``).
 
-    ``part`` (``(index, count)``: one of several processes sharing a local
-    run) keeps the user shards that process owns (``KeepOwnUsers``) after
-    deduplication, which still sees every line, and lets only the first
-    process keep the dead letters: the parts' tables add up to the whole run's."""
-    parsed = raw | "ParseEvents" >> ParseEvents()
+    ``part`` (one of several processes sharing a local run, ``Part``)
+    parses and keeps only the lines of the users it owns (``RouteLines``),
+    and parses the others' lines whose ids it shares only to decide its
+    duplicates: the parts' tables and counts add up to the whole run's."""
+    if part is None:
+        parsed = raw | "ParseEvents" >> ParseEvents()
+        copies = parsed.events
+    else:
+        routed = raw | "RouteLines" >> RouteLines(part, settings.shards)
+        parsed = routed.own | "ParseEvents" >> ParseEvents()
+        others = routed[OTHERS] | "ParseOthers" >> ParseEvents(counted=False)
+        copies = (parsed.events, others.events) | "AllCopies" >> beam.Flatten()
     if lookup is not None:
         known_ids, history = parsed.events | "LookupSnapshot" >> LookupSnapshot(lookup, settings.shards)
-    losers = parsed.events | "DeduplicateEvents" >> DeduplicateEvents(known_ids, settings.shards)
-    events = parsed.events
-    if part is not None:
-        events = events | "KeepOwnUsers" >> KeepOwnUsers(part, settings.shards)
-    grouped = events | "ShardByUser" >> ShardByUser(history, losers, settings.shards)
+    losers = copies | "DeduplicateEvents" >> DeduplicateEvents(known_ids, settings.shards)
+    grouped = parsed.events | "ShardByUser" >> ShardByUser(history, losers, settings.shards)
     enriched = grouped | "EnrichWithHistory" >> EnrichWithHistory(settings.session_gap_minutes * 60_000_000)
     tables = enriched.events | "BuildFeatures" >> BuildFeatures(
         settings.window_minutes * 60_000_000, settings.allowed_lateness_minutes * 60, bounded=True
     )
     tables["events"] = enriched.events
     tables[USER_FEATURES] = enriched[USER_FEATURES]
-    if part is None or part[0] == 0:
-        tables[DEAD_LETTERS] = parsed[DEAD_LETTERS]
+    tables[DEAD_LETTERS] = parsed[DEAD_LETTERS]
     return tables | "WriteToWarehouse" >> WriteToWarehouse(sink)
 
 
@@ -146,13 +151,13 @@ def local_pipeline(
     chunk_bytes: int = 1 << 20,
     options: PipelineOptions | None = None,
     run: dict | None = None,
-    part: tuple[int, int] | None = None,
+    part: Part | None = None,
     manifest: str | None = None,
 ) -> beam.Pipeline:
     """The local chain's pipeline: event log -> stages -> DuckDB (``run`` is
     recorded with the commit: ``LocalWarehouseSink``).
 
-    With ``part`` (``(index, count)``, see ``build_graph``) it is one
+    With ``part`` (see ``build_graph``) it is one
     process's share of a sharded run: it stages its rows and, instead of
     committing, lists the staged files in ``manifest`` (``PartSink``)."""
     opts = options or PipelineOptions()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
@@ -34,7 +35,7 @@ from pipeline_code.core.history import (
     shard_of,
     split_by_shard,
 )
-from pipeline_code.core.parse import RawEvent, parse_batch
+from pipeline_code.core.parse import RawEvent, line_keys, parse_batch
 
 EVENTS = "events"
 DEAD_LETTERS = "dead_letters"
@@ -48,25 +49,91 @@ class _ParseBatchFn(beam.DoFn):
     """``[RawEvent(0, 1767225600000000, b'{"event_id": "e1", ...}'), ...]``
     -> a batch of records (main) and a batch of dead letters (tagged)."""
 
-    def __init__(self) -> None:
+    def __init__(self, counted: bool = True) -> None:
+        self.counted = counted
         self.read = Metrics.counter(NAMESPACE, "events_read")
         self.rejected = Metrics.counter(NAMESPACE, "dead_lettered")
 
     def process(self, raws: list[RawEvent]):
         records, dead = parse_batch(raws)
-        self.read.inc(len(raws))
+        if self.counted:
+            self.read.inc(len(raws))
         if dead:
-            self.rejected.inc(len(dead))
+            if self.counted:
+                self.rejected.inc(len(dead))
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, RecordBatch(dead))
         if records:
             yield RecordBatch(records)
 
 
 class ParseEvents(beam.PTransform):
-    """Raw batches -> ``{"events": record batches, "dead_letters": batches}``."""
+    """Raw batches -> ``{"events": record batches, "dead_letters": batches}``.
+    ``counted=False`` parses lines another process reads and counts (``Part``)."""
+
+    def __init__(self, counted: bool = True) -> None:
+        super().__init__()
+        self.counted = counted
 
     def expand(self, raws):
-        return raws | "ParseBatch" >> beam.ParDo(_ParseBatchFn()).with_outputs(DEAD_LETTERS, main=EVENTS)
+        return raws | "ParseBatch" >> beam.ParDo(_ParseBatchFn(self.counted)).with_outputs(
+            DEAD_LETTERS, main=EVENTS
+        )
+
+
+@dataclass(frozen=True)
+class Part:
+    """One of ``count`` processes sharing a local run: it owns the lines
+    whose user (``line_keys``) falls in the user shards ``s`` with
+    ``s % count == index`` (lines with no user: the first process), and
+    needs the other processes' lines only where their event id is among
+    ``repeated`` (the run's ids on more than one line)."""
+
+    index: int
+    count: int
+    repeated: frozenset[str] = frozenset()
+
+    def owner(self, user_key: str | None, shards: int) -> int:
+        return 0 if user_key is None else shard_of(user_key, shards) % self.count
+
+
+OTHERS = "others"
+
+
+class _RouteLinesFn(beam.DoFn):
+    """A raw batch -> the lines this part owns (main) and, tagged, the
+    others' lines whose id is repeated in the run: one of those may be the
+    first copy of an id this part holds a later copy of."""
+
+    def __init__(self, part: Part, shards: int) -> None:
+        self.part = part
+        self.shards = shards
+
+    def process(self, raws: list[RawEvent]):
+        own, others = RecordBatch(), RecordBatch()
+        for raw in raws:
+            event_id, user_key = line_keys(raw.payload)
+            if self.part.owner(user_key, self.shards) == self.part.index:
+                own.append(raw)
+            elif event_id in self.part.repeated:
+                others.append(raw)
+        if own:
+            yield own
+        if others:
+            yield beam.pvalue.TaggedOutput(OTHERS, others)
+
+
+class RouteLines(beam.PTransform):
+    """Raw batches -> ``{"own": raw batches, "others": raw batches}`` for one ``Part``."""
+
+    def __init__(self, part: Part, shards: int) -> None:
+        super().__init__()
+        self.part = part
+        self.shards = shards
+
+    def expand(self, raws):
+        return raws | "Route" >> beam.ParDo(_RouteLinesFn(self.part, self.shards)).with_outputs(
+            OTHERS, main="own"
+        )
 
 
 def pack(records: Batch) -> bytes:
@@ -108,9 +175,6 @@ class _LosersFn(beam.DoFn):
     ``(id, offset)`` of every copy that is not the first: stored before, or
     after an earlier copy in log order, whoever the user."""
 
-    def __init__(self) -> None:
-        self.duplicates = Metrics.counter(NAMESPACE, "duplicates_skipped")
-
     def process(self, element):
         _, grouped = element
         keys = sorted((k for keys in grouped["new"] for k in keys), key=lambda k: k[1])
@@ -124,7 +188,6 @@ class _LosersFn(beam.DoFn):
             else:
                 seen.add(event_id)
         if losers:
-            self.duplicates.inc(len(losers))
             yield losers
 
 
@@ -160,16 +223,27 @@ class DeduplicateEvents(beam.PTransform):
         )
 
 
-def _first_copies(element, losers: frozenset):
-    _, grouped = element
-    records = [
-        rec
-        for packed in grouped["new"]
-        for rec in unpack(packed)
-        if (rec["event_id"], rec["source_offset"]) not in losers
-    ]
-    if records:
-        yield records, [row for rows in grouped["history"] for row in rows]
+class _FirstCopiesFn(beam.DoFn):
+    """``(user shard, {"new": [packed batch], "history": [[row]]})`` -> the
+    shard's records that are not losers, with its stored history rows; the
+    losers dropped here are the run's duplicates (counted where the records
+    are, so processes sharing a run count each once)."""
+
+    def __init__(self) -> None:
+        self.duplicates = Metrics.counter(NAMESPACE, "duplicates_skipped")
+
+    def process(self, element, losers: frozenset):
+        _, grouped = element
+        records, dropped = [], 0
+        for packed in grouped["new"]:
+            for rec in unpack(packed):
+                if (rec["event_id"], rec["source_offset"]) in losers:
+                    dropped += 1
+                else:
+                    records.append(rec)
+        self.duplicates.inc(dropped)
+        if records:
+            yield records, [row for rows in grouped["history"] for row in rows]
 
 
 class ShardByUser(beam.PTransform):
@@ -189,32 +263,7 @@ class ShardByUser(beam.PTransform):
         return (
             {"new": keyed, "history": self.history}
             | "GroupByUserShard" >> beam.CoGroupByKey()
-            | "FirstCopies" >> beam.FlatMap(_first_copies, beam.pvalue.AsSingleton(self.losers))
-        )
-
-
-def _own_records(batch: Batch, part: tuple[int, int], shards: int) -> RecordBatch:
-    index, count = part
-    return RecordBatch(rec for rec in batch if shard_of(rec["user_key"], shards) % count == index)
-
-
-class KeepOwnUsers(beam.PTransform):
-    """Record batches -> only the records of the user shards one process of
-    several owns (``part``: ``(index, count)``; it owns the shards ``s`` with
-    ``s % count == index``): a local run sharded across processes, where
-    every process parses every line (so each decides the same duplicates)
-    but enriches and stages only its own users."""
-
-    def __init__(self, part: tuple[int, int], shards: int) -> None:
-        super().__init__()
-        self.part = part
-        self.shards = shards
-
-    def expand(self, events):
-        return (
-            events
-            | "OwnRecords" >> beam.Map(_own_records, self.part, self.shards)
-            | "DropEmpty" >> beam.Filter(bool)
+            | "FirstCopies" >> beam.ParDo(_FirstCopiesFn(), beam.pvalue.AsSingleton(self.losers))
         )
 
 

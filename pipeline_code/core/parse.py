@@ -210,30 +210,56 @@ class _Keys(msgspec.Struct, gc=False):
 _keys_decoder = msgspec.json.Decoder(_Keys)
 
 
-def candidate_keys(raws: Iterable[RawEvent]) -> tuple[set[str], set[str]]:
-    """``(event ids, user keys)`` that parsing these lines can give, without
-    parsing them: what a run's warehouse snapshot must hold, and no more.
+def _text(value: object) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def line_keys(payload: bytes) -> tuple[str | None, str | None]:
+    """``(event_id, user_key)`` of a line as ``parse_event`` would give them
+    if it accepts the line (cleaned the same way, from the same fields), read
+    without parsing it; ``None`` for what the line does not have as a string.
+    A line that fails to decode has neither. Under a tenth of the cost of
+    ``parse_event`` (0.7 µs a line here, against 10)."""
+    if len(payload) > MAX_EVENT_BYTES:
+        return None, None
+    try:
+        keys = _keys_decoder.decode(payload)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None, None  # parse_event dead-letters it: no key
+    event_id = keys.event_id.strip() if isinstance(keys.event_id, str) else None
+    user = _text(keys.user_id)
+    anonymous = _text(keys.anonymous_id)
+    return event_id, user or (f"anon:{anonymous}" if anonymous else None)
+
+
+class CandidateKeys(NamedTuple):
+    """What parsing a run's lines can give: its event ids and user keys
+    (what the warehouse snapshot must hold), and the ids more than one line
+    names (the only ones two lines can compete for)."""
+
+    ids: set[str]
+    users: set[str]
+    repeated: set[str]
+
+
+def candidate_keys(raws: Iterable[RawEvent]) -> CandidateKeys:
+    """The keys of these lines (``line_keys``), without parsing them.
 
     A superset: every line that ``parse_event`` accepts has its ``event_id``
-    and ``user_key`` here (the same decoder reads the same fields, cleaned
-    the same way); lines it would reject may add keys that match nothing.
-    Under a tenth of the cost of ``parse_event`` (0.7 µs a line here, against 10)."""
+    and ``user_key`` here; lines it would reject may add keys that match
+    nothing, and ids to ``repeated`` that no two accepted lines share."""
     ids: set[str] = set()
     users: set[str] = set()
+    repeated: set[str] = set()
     for raw in raws:
-        if len(raw.payload) > MAX_EVENT_BYTES:
-            continue
-        try:
-            keys = _keys_decoder.decode(raw.payload)
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-            continue  # parse_event dead-letters it: no key
-        if isinstance(keys.event_id, str):
-            ids.add(keys.event_id.strip())
-        if isinstance(keys.user_id, str) and (user := keys.user_id.strip()):
-            users.add(user)
-        if isinstance(keys.anonymous_id, str) and (anonymous := keys.anonymous_id.strip()):
-            users.add(f"anon:{anonymous}")
-    return ids, users
+        event_id, user_key = line_keys(raw.payload)
+        if event_id is not None:
+            if event_id in ids:
+                repeated.add(event_id)
+            ids.add(event_id)
+        if user_key is not None:
+            users.add(user_key)
+    return CandidateKeys(ids, users, repeated)
 
 
 def parse_batch(

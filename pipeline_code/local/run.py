@@ -33,6 +33,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline_code import host
 from pipeline_code.beam.pipeline import ProcessingOptions, local_pipeline, settings_from_options
+from pipeline_code.beam.transforms import Part
 from pipeline_code.core.parse import candidate_keys
 from pipeline_code.core.ports import RunSummary
 from pipeline_code.host import ProcessingSettings
@@ -168,9 +169,9 @@ machine has the cores (``default_workers``); a shorter one runs in this
 process, where starting workers would cost more than they save."""
 
 MAX_WORKERS = 4
-"""Each worker reads and parses the run's every line (so that each decides
-the same duplicates); past a few workers that repeated share outweighs the
-share they split."""
+"""Each worker reads the run's every line and reads the keys of each (to
+find its own); past a few workers that repeated share, and the memory each
+worker holds, outweigh the share they split."""
 
 
 def default_workers() -> int:
@@ -276,8 +277,10 @@ class _Run:
     snapshot: tuple[str, str] = ("", "")
     stage: str = ""
     run: dict = field(default_factory=dict)
+    repeated: frozenset[str] = frozenset()
+    """The run's event ids on more than one line (``CandidateKeys``)."""
 
-    def pipeline(self, part: tuple[int, int] | None = None, manifest: str | None = None):
+    def pipeline(self, part: Part | None = None, manifest: str | None = None):
         return local_pipeline(
             self.log_dir,
             self.log_id,
@@ -319,20 +322,19 @@ def _counts(result) -> dict[str, int]:
     }
 
 
-def _run_part(job: _Run, part: tuple[int, int]) -> tuple[dict[str, list[str]], dict[str, int]]:
+def _run_part(job: _Run, index: int, count: int) -> tuple[dict[str, list[str]], dict[str, int]]:
     """In a worker: one part of a sharded run, staged, not committed.
     Returns the staged files by table and the part's counts."""
-    manifest = Path(job.stage) / f"part-{part[0]}-of-{part[1]}.json"
+    manifest = Path(job.stage) / f"part-{index}-of-{count}.json"
+    part = Part(index, count, job.repeated)
     result = run_pipeline(job.pipeline(part, str(manifest)), job.warehouse)
     return json.loads(manifest.read_text()), _counts(result)
 
 
 def _run_sharded(job: _Run, pool: ProcessPoolExecutor, workers: int) -> dict[str, int]:
-    """The parts in the workers, then one commit of all they staged.
-
-    Every part parses every line, so the first part's counts of lines read,
-    dead letters and duplicates are the run's; the others count the same."""
-    futures = [pool.submit(_run_part, job, (i, workers)) for i in range(workers)]
+    """The parts in the workers, then one commit of all they staged. Each
+    line is counted by the part that owns it: the parts' counts add up."""
+    futures = [pool.submit(_run_part, job, i, workers) for i in range(workers)]
     try:
         parts = [f.result() for f in futures]
     except BrokenProcessPool as exc:
@@ -346,12 +348,15 @@ def _run_sharded(job: _Run, pool: ProcessPoolExecutor, workers: int) -> dict[str
             files.setdefault(table, []).extend(paths)
     sink = LocalWarehouseSink(job.warehouse, job.stage, job.log_id, job.from_offset, job.to_offset, job.run)
     loaded = sink.commit(files)
-    counts = parts[0][1]
+
+    def total(name: str) -> int:
+        return sum(counts[name] for _, counts in parts)
+
     return {
-        "events_read": counts["events_read"],
+        "events_read": total("events_read"),
         "events_stored": loaded.events_stored,
-        "duplicates_skipped": counts["duplicates_skipped"] + loaded.duplicates_at_load,
-        "dead_lettered": counts["dead_lettered"],
+        "duplicates_skipped": total("duplicates_skipped") + loaded.duplicates_at_load,
+        "dead_lettered": total("dead_lettered"),
     }
 
 
@@ -373,6 +378,7 @@ def _process_range(
         with Warehouse(job.warehouse) as wh:
             job.snapshot = wh.export_snapshot(stage / "snapshot", keys)
             generation = wh.generation()
+        job.repeated = frozenset(keys.repeated)
         job.stage = str(stage)
         job.run = {
             "run_id": run_id,

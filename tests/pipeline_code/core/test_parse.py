@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline_code.core.parse import RawEvent, candidate_keys, is_bot_user_agent, parse_batch, parse_event
+from pipeline_code.core.parse import (
+    RawEvent,
+    candidate_keys,
+    is_bot_user_agent,
+    line_keys,
+    parse_batch,
+    parse_event,
+)
 from tests.conftest import HOSTILE, RECEIVED_US, line
 
 
@@ -115,8 +122,13 @@ def test_candidate_keys_hold_every_key_parsing_can_give():
         *(payload for _, payload, _, _ in HOSTILE),
     ]
     raws = [raw(p, offset=i) for i, p in enumerate(lines)]
-    ids, users = candidate_keys(raws)
+    ids, users, repeated = candidate_keys(raws)
     records, dead = parse_batch(raws)
+    # Each accepted line's keys read without parsing are the ones parsing gives.
+    accepted = {r["source_offset"]: (r["event_id"], r["user_key"]) for r in records}
+    assert {r.offset: line_keys(r.payload) for r in raws if r.offset in accepted} == accepted
+    # Only ids on more than one line are repeated: the hostile lines share the default one.
+    assert repeated == {"e-1"}
     assert len(records) == 6 and len(dead) == len(HOSTILE)
     assert {r["event_id"] for r in records} <= ids
     assert {r["user_key"] for r in records} <= users

@@ -9,6 +9,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline_code.core.history import shard_of
 from pipeline_code.local.run import InputError, process_files, process_log
 from pipeline_code.streams.eventlog import EventLog
 from pipeline_code.synth import StoreSpec, write
@@ -391,6 +392,40 @@ def test_runs_shared_by_processes_give_the_tables_of_one_process(tmp_path, store
     assert [getattr(shared, k) for k in RUN_COUNTS] == [getattr(one, k) for k in RUN_COUNTS]
     assert shared.balanced and one.duplicates_skipped > 0 and one.dead_lettered >= len(HOSTILE)
     assert chain_tables(tmp_path / "shared.duckdb") == chain_tables(tmp_path / "one.duckdb")
+
+
+def test_ids_reused_across_processes_keep_the_first_valid_copy_in_log_order(tmp_path):
+    """Users owned by different processes share ids: the first valid copy in
+    log order wins wherever it is, a rejected first copy does not count, and
+    an id stored by an earlier run is a duplicate in whichever process meets it."""
+    users = [f"u{i}" for i in range(40)]
+    a = next(u for u in users if shard_of(u, 32) % 2 == 0)
+    b = next(u for u in users if shard_of(u, 32) % 2 == 1)
+    at = "2026-01-01T10:00:00Z"
+    first = [
+        line(event_id="stored", user_id=a, event_timestamp=at),
+        line(event_id="x", user_id=b, event_timestamp="1971-01-01T00:00:00Z"),  # rejected
+        line(event_id="x", user_id=a, event_timestamp=at),  # the first valid copy
+        line(event_id="x", user_id=b, event_timestamp=at),
+        line(event_id="y", user_id=b, event_timestamp=at),
+        line(event_id="y", user_id=a, event_timestamp=at),
+    ]
+    later = [
+        line(event_id="stored", user_id=b, event_timestamp=at),
+        line(event_id="z", user_id=b, event_timestamp=at),
+    ]
+    log = EventLog(tmp_path / "log")  # one log: both warehouses read the same arrivals
+    results = {}
+    for lines in (first, later):
+        log.append(lines)
+        for workers in (1, 2):
+            results[workers] = process_log(log.path, tmp_path / f"w{workers}.duckdb", workers=workers)
+    for workers in (1, 2):
+        with duckdb.connect(str(tmp_path / f"w{workers}.duckdb"), read_only=True) as con:
+            kept = con.execute("SELECT event_id, user_key FROM events ORDER BY event_id").fetchall()
+        assert kept == [("stored", a), ("x", a), ("y", b), ("z", b)]
+    assert results[2].duplicates_skipped == results[1].duplicates_skipped == 1
+    assert chain_tables(tmp_path / "w2.duckdb") == chain_tables(tmp_path / "w1.duckdb")
 
 
 def test_a_failing_worker_stores_nothing_and_says_why(tmp_path, store_log, monkeypatch):
