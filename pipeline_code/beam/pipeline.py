@@ -124,7 +124,7 @@ def build_graph(
         routed = raw | "RouteLines" >> RouteLines(part, settings.shards)
         parsed = routed.own | "ParseEvents" >> ParseEvents()
         others = routed[OTHERS] | "ParseOthers" >> ParseEvents(counted=False)
-        copies = (parsed.events, others.events) | "AllCopies" >> beam.Flatten()
+        copies = (parsed.events, others.events)
     if lookup is not None:
         known_ids, history = parsed.events | "LookupSnapshot" >> LookupSnapshot(lookup, settings.shards)
     losers = copies | "DeduplicateEvents" >> DeduplicateEvents(known_ids, settings.shards)

@@ -204,7 +204,8 @@ class DeduplicateEvents(beam.PTransform):
     ``(id shard, [event_id, ...])``); the result is one set, read as a side
     input where the records meet by user (``ShardByUser``). So an id reused
     under another user is a duplicate before any feature counts it, and the
-    derived tables agree with ``events``.
+    derived tables agree with ``events``. Input: record batches, or a tuple
+    of PCollections of them.
     """
 
     def __init__(self, known_ids, shards: int) -> None:
@@ -213,7 +214,16 @@ class DeduplicateEvents(beam.PTransform):
         self.shards = shards
 
     def expand(self, events):
-        keys = events | "KeysByIdShard" >> beam.ParDo(_EventKeysFn(self.shards))
+        if isinstance(events, tuple):
+            # Several inputs (a ``Part``'s own records and the others' it
+            # parsed): key each, then flatten only the keys, so no record
+            # batch is encoded where the flatten joins them.
+            keys = [
+                pcoll | f"KeysByIdShard{i}" >> beam.ParDo(_EventKeysFn(self.shards))
+                for i, pcoll in enumerate(events)
+            ] | "AllKeys" >> beam.Flatten()
+        else:
+            keys = events | "KeysByIdShard" >> beam.ParDo(_EventKeysFn(self.shards))
         return (
             {"new": keys, "known": self.known_ids}
             | "GroupByIdShard" >> beam.CoGroupByKey()
