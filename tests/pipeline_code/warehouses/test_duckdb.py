@@ -77,6 +77,22 @@ def test_a_moved_checkpoint_refuses_the_load_and_stores_nothing(tmp_path):
         assert wh.checkpoint("log") == 10
 
 
+def test_events_stored_before_are_skipped_at_load_and_counted(tmp_path):
+    """Events load as new; one whose id is stored after all (or is staged
+    twice) makes the load start again skipping present keys: the first copy
+    in log order stays, the rest count as duplicates at load."""
+    raws = [RawEvent(i, 1_767_225_600_000_000, line(event_id=f"e{i % 3}", user_id="u")) for i in range(5)]
+    enriched, _ = enrich_shard(parse_batch(raws)[0], {})
+    first = stage(tmp_path, "events", enriched[:2], "1")
+    again = stage(tmp_path, "events", enriched[1:], "2")
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        assert wh.load({"events": [first]}, "log", 0, 10).events_stored == 2
+        result = wh.load({"events": [again]}, "log", 10, 20)
+        assert (result.events_stored, result.duplicates_at_load) == (1, 3)
+        rows = wh.con.execute("SELECT event_id, source_offset FROM events ORDER BY 1").fetchall()
+        assert rows == [("e0", 0), ("e1", 1), ("e2", 2)] and wh.checkpoint("log") == 20
+
+
 def test_unreadable_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.duckdb"
     bad.write_text("not a database")
