@@ -29,7 +29,6 @@ import multiprocessing
 import os
 import resource
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -159,22 +158,12 @@ def tree_rss(root: int) -> int:
 
 
 def _measured(target, path: Path, warehouse: Path, staging: Path, out) -> None:
-    """In a child: run ``target`` and send back its seconds, CPU seconds
-    (its own and its finished workers') and the peak of the process tree's RSS."""
+    """In a child: run ``target`` and send back its seconds, CPU seconds (its
+    own and its finished workers') and its largest single-process peak RSS."""
     logging.getLogger().setLevel(logging.ERROR)
-    peak, done = [0], threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.1):
-            peak[0] = max(peak[0], tree_rss(os.getpid()))
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     wall, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     read = target(path, warehouse, staging)
     after = resource.getrusage(resource.RUSAGE_SELF)
-    done.set()
-    sampler.join()
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (
         (after.ru_utime - before.ru_utime)
@@ -182,21 +171,25 @@ def _measured(target, path: Path, warehouse: Path, staging: Path, out) -> None:
         + kids.ru_utime
         + kids.ru_stime
     )
-    # The sampler can miss a short peak; a single process's own peak is exact.
-    biggest = max(after.ru_maxrss, kids.ru_maxrss) * 1024
-    out.send((read, time.perf_counter() - wall, cpu, max(peak[0], biggest) / 2**20))
+    out.send((read, time.perf_counter() - wall, cpu, max(after.ru_maxrss, kids.ru_maxrss) / 1024))
 
 
 def measure(target, path: Path, warehouse: Path, staging: Path) -> tuple[int, float, float, float]:
-    """``(events read, seconds, CPU seconds, peak MB)`` of ``target`` in a fresh process."""
+    """``(events read, seconds, CPU seconds, peak MB)`` of ``target`` in a
+    fresh process. The peak is the larger of its processes' summed RSS,
+    sampled from here (so the sampling costs the measured process nothing),
+    and its largest single process's own peak (exact, where sampling can miss)."""
     mine, theirs = multiprocessing.Pipe()
     child = multiprocessing.get_context("spawn").Process(
         target=_measured, args=(target, path, warehouse, staging, theirs)
     )
     child.start()
-    result = mine.recv()
+    peak = 0
+    while not mine.poll(0.1):
+        peak = max(peak, tree_rss(child.pid))
+    read, seconds, cpu, biggest = mine.recv()
     child.join()
-    return result
+    return read, seconds, cpu, max(biggest, peak / 2**20)
 
 
 def fingerprint(warehouse: Path) -> dict[str, tuple]:
