@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
 import gc
 import hashlib
 import itertools
 import json
 import multiprocessing
 import os
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -179,12 +181,33 @@ def default_workers() -> int:
     return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    """In a worker: be killed when the process that forked it dies (Linux),
+    so a ``dataflow process`` killed outright leaves no worker staging into
+    a folder the next run removes."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return  # no prctl here: an orphan finishes its part and exits
+    if os.getppid() != parent:  # it died before the line above
+        os._exit(1)
+
+
 def _start_pool(workers: int) -> ProcessPoolExecutor:
     """Processes forked now, before the run opens anything: they start with
     the imports this process has (Beam, pyarrow, DuckDB) at no cost, hold
     none of its files or connections, and carry no script to import again
     (as spawned processes must, each paying Beam's import)."""
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_die_with,
+        initargs=(os.getpid(),),
+    )
     pool.submit(int).result()  # a fork pool starts all its processes at the first task
     return pool
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 
 import duckdb
 import pyarrow.parquet as pq
@@ -454,6 +457,50 @@ def test_a_killed_worker_stores_nothing_and_the_next_run_completes(tmp_path, sto
     assert process_log(store_log.path, tmp_path / "w.duckdb", workers=2).balanced
     process_log(store_log.path, tmp_path / "one.duckdb", workers=1)
     assert chain_tables(tmp_path / "w.duckdb") == chain_tables(tmp_path / "one.duckdb")
+
+
+def _state(pid: int) -> tuple[str, int] | None:
+    """``(state, parent)`` of a process, or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[1])
+
+
+def _alive(pid: int) -> bool:
+    state = _state(pid)
+    return state is not None and state[0] != "Z"  # a zombie is dead, waiting to be reaped
+
+
+def _children(pid: int) -> list[int]:
+    return [
+        int(entry)
+        for entry in os.listdir("/proc")
+        if entry.isdigit() and (state := _state(int(entry))) and state[1] == pid and _alive(int(entry))
+    ]
+
+
+@pytest.mark.slow
+def test_workers_die_with_a_run_killed_outright(tmp_path, store_log):
+    """SIGKILL runs no cleanup: the workers must not outlive the run and
+    stage into a folder the next run removes."""
+    code = (
+        "import sys; from pipeline_code.local.run import process_log; "
+        "process_log(sys.argv[1], sys.argv[2], workers=2)"
+    )
+    run = subprocess.Popen([sys.executable, "-c", code, str(store_log.path), str(tmp_path / "w.duckdb")])
+    deadline = time.monotonic() + 60
+    while len(workers := _children(run.pid)) < 2:
+        assert run.poll() is None and time.monotonic() < deadline, "the workers never started"
+        time.sleep(0.01)
+    run.kill()
+    run.wait()
+    deadline = time.monotonic() + 10
+    while alive := [w for w in workers if _alive(w)]:
+        assert time.monotonic() < deadline, f"workers {alive} outlived the run"
+        time.sleep(0.05)
 
 
 def test_a_bad_number_of_workers_is_refused_by_name(tmp_path, store_log):
