@@ -11,6 +11,10 @@ so a shard's batch holds every record of its keys.
     raw batches -> ParseEvents -> ShardByUser (dropping DeduplicateEvents' copies) -> EnrichWithHistory
                 -> BuildFeatures -> WriteToWarehouse
                        \\-> dead letters ------------------^
+
+A local run shared by processes (``Part``) puts ``RouteLines`` first: each
+process parses its own users' lines, and the others' only where an id is
+repeated, for ``DeduplicateEvents``.
 """
 
 from __future__ import annotations

@@ -5,9 +5,11 @@
 
 ``process_files`` is what ``dataflow process`` runs: append the input's
 lines to the durable event log, then ``process_log`` runs the Beam pipeline
-over everything past the warehouse's checkpoint and commits it. The
-summary comes from the pipeline's metrics and is checked against the
-conservation rule: read = stored + duplicates skipped + dead-lettered.
+over everything past the warehouse's checkpoint and commits it, in runs of
+``RUN_BYTES`` of log; a long run is shared by worker processes, each running
+the pipeline for the users it owns, and committed once here. The summary
+comes from the pipeline's metrics and is checked against the conservation
+rule: read = stored + duplicates skipped + dead-lettered.
 """
 
 from __future__ import annotations
