@@ -11,6 +11,7 @@ import time
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline_code.core.history import shard_of
 from pipeline_code.local.run import InputError, process_files, process_log
@@ -506,3 +507,7 @@ def test_workers_die_with_a_run_killed_outright(tmp_path, store_log):
 def test_a_bad_number_of_workers_is_refused_by_name(tmp_path, store_log):
     with pytest.raises(ValueError, match="workers must be at least 1, got 0"):
         process_log(store_log.path, tmp_path / "w.duckdb", workers=0)
+    for flag in ("--direct_num_workers=2", "--direct_num_workers=0"):
+        with pytest.raises(ValueError, match=f"--direct_num_workers must be 1 .*got {flag[-1]}.*--workers"):
+            process_log(store_log.path, tmp_path / "w.duckdb", options=PipelineOptions([flag]))
+    assert not (tmp_path / "w.duckdb").exists()  # refused before anything is touched
