@@ -16,6 +16,7 @@ today's history.
 from __future__ import annotations
 
 import copy
+import operator
 import zlib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -99,10 +100,7 @@ class UserHistory:
         return asdict(self)
 
 
-def _interest_items(rec: dict[str, Any]) -> list[str]:
-    if rec["event_name"] not in INTEREST_EVENTS:
-        return []
-    return [i["item_id"] for i in rec["items"]]
+_EVENT_ORDER = operator.itemgetter("event_timestamp", "source_offset")
 
 
 def _remember(items: list[str], new: list[str], limit: int) -> list[str]:
@@ -126,7 +124,7 @@ def enrich_user(
     ``seconds_since_previous_event``, ``session_key`` and, for the features
     step only, ``_session_items_before``.
     """
-    ordered = sorted(records, key=lambda r: (r["event_timestamp"], r["source_offset"]))
+    ordered = sorted(records, key=_EVENT_ORDER)
     h = history
     if h is None:
         first = ordered[0]["event_timestamp"]
@@ -136,42 +134,62 @@ def enrich_user(
         # A shallow copy: the lists in a history are replaced, never changed in place.
         h = copy.copy(h)
         previous_at = h.last_seen_at
+    # The walk keeps the history in locals and shares lists between records
+    # where it can: a list is replaced when it changes, never changed in place,
+    # so a record's ``user_recent_items`` and ``_session_items_before`` stay
+    # what they were when it was enriched.
+    events, purchases, revenue = h.lifetime_events, h.lifetime_purchases, h.lifetime_revenue
+    recent, last_key, session_items = h.recent_items, h.last_session_key, h.last_session_items
+    # A stored list is used as it is once, then normalised (distinct, bounded) by the first event.
+    tidy = len(session_items) <= SESSION_ITEMS and len(set(session_items)) == len(session_items)
+    recent_shown, shown_of = recent[:RECENT_ITEMS_ON_EVENT], recent
+    first_seen, last_seen, is_bot = h.first_seen_at, h.last_seen_at, h.is_bot
     for rec in ordered:
         ts = rec["event_timestamp"]
-        if rec["session_id"] is not None:
-            session_key = f"{user_key}/{rec['session_id']}"
-        elif (
-            h.last_session_key is not None
-            and previous_at is not None
-            and 0 <= ts - previous_at <= session_gap_us
-        ):
-            session_key = h.last_session_key
+        session_id = rec["session_id"]
+        if session_id is not None:
+            session_key = f"{user_key}/{session_id}"
+        elif last_key is not None and previous_at is not None and 0 <= ts - previous_at <= session_gap_us:
+            session_key = last_key
         else:
             session_key = f"{user_key}/t{ts // 1_000_000}"
-        same_session = session_key == h.last_session_key
+        same_session = session_key == last_key
+        if recent is not shown_of:
+            recent_shown, shown_of = recent[:RECENT_ITEMS_ON_EVENT], recent
         rec["session_key"] = session_key
-        rec["_session_items_before"] = list(h.last_session_items) if same_session else []
-        rec["user_event_number"] = h.lifetime_events + 1
-        rec["user_purchases_before"] = h.lifetime_purchases
-        rec["user_revenue_before"] = round(h.lifetime_revenue, 2)
-        rec["user_recent_items"] = h.recent_items[:RECENT_ITEMS_ON_EVENT]
+        rec["_session_items_before"] = session_items if same_session else []
+        rec["user_event_number"] = events + 1
+        rec["user_purchases_before"] = purchases
+        rec["user_revenue_before"] = round(revenue, 2)
+        rec["user_recent_items"] = recent_shown
         rec["seconds_since_previous_event"] = (ts - previous_at) / 1e6 if previous_at is not None else None
 
-        items = _interest_items(rec)
-        h.lifetime_events += 1
-        if rec["event_name"] == "purchase":
-            h.lifetime_purchases += 1
-            h.lifetime_revenue += rec["value"] or 0.0
-        elif rec["event_name"] == "refund":
-            h.lifetime_revenue -= rec["value"] or 0.0
-        h.recent_items = _remember(h.recent_items, items, RECENT_ITEMS)
-        session_items = h.last_session_items if same_session else []
-        h.last_session_items = list(dict.fromkeys([*session_items, *items]))[:SESSION_ITEMS]
-        h.last_session_key = session_key
-        h.first_seen_at = min(h.first_seen_at, ts)
-        h.last_seen_at = max(h.last_seen_at, ts)
-        h.is_bot = h.is_bot or rec["is_bot"]
-        previous_at = ts if previous_at is None else max(previous_at, ts)
+        name = rec["event_name"]
+        items = [i["item_id"] for i in rec["items"]] if name in INTEREST_EVENTS else []
+        events += 1
+        if name == "purchase":
+            purchases += 1
+            revenue += rec["value"] or 0.0
+        elif name == "refund":
+            revenue -= rec["value"] or 0.0
+        if items:
+            recent = _remember(recent, items, RECENT_ITEMS)
+        if not same_session:
+            session_items = list(dict.fromkeys(items))[:SESSION_ITEMS] if items else []
+            tidy = True
+        elif (items and len(session_items) < SESSION_ITEMS) or not tidy:
+            session_items = list(dict.fromkeys([*session_items, *items]))[:SESSION_ITEMS]
+            tidy = True
+        last_key = session_key
+        if ts < first_seen:
+            first_seen = ts
+        if ts > last_seen:
+            last_seen = ts
+        is_bot = is_bot or rec["is_bot"]
+        previous_at = ts if previous_at is None or ts > previous_at else previous_at
+    h.lifetime_events, h.lifetime_purchases, h.lifetime_revenue = events, purchases, revenue
+    h.recent_items, h.last_session_key, h.last_session_items = recent, last_key, session_items
+    h.first_seen_at, h.last_seen_at, h.is_bot = first_seen, last_seen, is_bot
     return ordered, h
 
 
