@@ -88,3 +88,23 @@ def test_enrich_shard_handles_each_user_separately():
     out, histories = enrich_shard(records, {})
     assert {h.user_key: h.lifetime_events for h in histories} == {"x": 2, "y": 1}
     assert len(out) == 3
+
+
+def test_session_items_stay_distinct_and_bounded_and_records_keep_what_they_saw():
+    """A session's items are its interest items, first seen first, at most 50;
+    a stored list that is not (written by hand, say) is seen as stored by
+    the first event and normalised after it; each record keeps the items
+    before it even as the session grows."""
+    stored = UserHistory(
+        "u", 0, 1_767_225_600_000_000, last_session_key="u/s", last_session_items=["p", "p", "q"]
+    )
+    events = [rec("e1", 1, items=(), session_id="s", name="page_view")]
+    events += [rec(f"e{i}", i, items=(f"i{i}", "p"), session_id="s") for i in range(2, 60)]
+    out, h = enrich_user("u", events, stored)
+    assert out[0]["_session_items_before"] == ["p", "p", "q"]
+    assert out[1]["_session_items_before"] == ["p", "q"]
+    assert out[2]["_session_items_before"] == ["p", "q", "i2"]
+    assert h.last_session_items == ["p", "q", *(f"i{i}" for i in range(2, 50))]
+    assert out[-1]["_session_items_before"] == h.last_session_items
+    assert out[0]["user_recent_items"] == [] and out[-1]["user_recent_items"][:2] == ["p", "i58"]
+    assert stored.last_session_items == ["p", "p", "q"]  # the stored history is not changed
