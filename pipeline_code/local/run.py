@@ -24,6 +24,7 @@ import json
 import multiprocessing
 import os
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -179,7 +180,12 @@ worker holds, outweigh the share they split."""
 
 
 def default_workers() -> int:
-    """Processes a long run is shared by: one per core this process may use, up to ``MAX_WORKERS``."""
+    """Processes a long run is shared by: one per core this process may use,
+    up to ``MAX_WORKERS``, on Linux; one elsewhere, where workers cannot be
+    forked safely and each spawned one would import Beam again (``workers``
+    given still shares runs there)."""
+    if sys.platform != "linux":
+        return 1
     return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
 
 
@@ -215,13 +221,14 @@ def _refuse_runner_workers(options: PipelineOptions | None) -> None:
 
 
 def _start_pool(workers: int) -> ProcessPoolExecutor:
-    """Processes forked now, before the run opens anything: they start with
-    the imports this process has (Beam, pyarrow, DuckDB) at no cost, hold
-    none of its files or connections, and carry no script to import again
-    (as spawned processes must, each paying Beam's import)."""
+    """Processes forked now (on Linux), before the run opens anything: they
+    start with the imports this process has (Beam, pyarrow, DuckDB) at no
+    cost, hold none of its files or connections, and carry no script to
+    import again (as spawned processes must, each paying Beam's import)."""
     pool = ProcessPoolExecutor(
         workers,
-        mp_context=multiprocessing.get_context("fork"),
+        # macOS's system libraries are not safe to fork: spawn there (its default).
+        mp_context=multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn"),
         initializer=_die_with,
         initargs=(os.getpid(),),
     )

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import duckdb
 import pyarrow.parquet as pq
@@ -430,6 +431,21 @@ def test_ids_reused_across_processes_keep_the_first_valid_copy_in_log_order(tmp_
         assert kept == [("stored", a), ("x", a), ("y", b), ("z", b)]
     assert results[2].duplicates_skipped == results[1].duplicates_skipped == 1
     assert chain_tables(tmp_path / "w2.duckdb") == chain_tables(tmp_path / "w1.duckdb")
+
+
+@pytest.mark.slow
+def test_where_workers_cannot_fork_they_are_spawned_with_the_same_tables(tmp_path, store_log, monkeypatch):
+    """Not on Linux (macOS): one process unless workers are asked for; then
+    spawned processes, each importing the pipeline anew."""
+    import pipeline_code.local.run as local_run
+
+    monkeypatch.setattr(local_run, "sys", types.SimpleNamespace(platform="darwin"))
+    assert local_run.default_workers() == 1
+    spawned = process_log(store_log.path, tmp_path / "spawned.duckdb", run_bytes=1_000_000, workers=2)
+    monkeypatch.undo()
+    one = process_log(store_log.path, tmp_path / "one.duckdb", run_bytes=1_000_000, workers=1)
+    assert [getattr(spawned, k) for k in RUN_COUNTS] == [getattr(one, k) for k in RUN_COUNTS]
+    assert chain_tables(tmp_path / "spawned.duckdb") == chain_tables(tmp_path / "one.duckdb")
 
 
 def test_a_failing_worker_stores_nothing_and_says_why(tmp_path, store_log, monkeypatch):
