@@ -680,7 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=None,
-        help="processes a run is shared by (beam; default on Linux: one a core, up to 4, for runs of 16 MB+)",
+        help="processes a run is shared by (beam; default on Linux: one a core, up to 4, for runs of 8 MB+)",
     )
     p.set_defaults(func=cmd_process)
 
