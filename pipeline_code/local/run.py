@@ -15,6 +15,7 @@ rule: read = stored + duplicates skipped + dead-lettered.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import ctypes
 import gc
@@ -393,6 +394,9 @@ def _run_sharded(job: _Run, pool: ProcessPoolExecutor, workers: int) -> dict[str
     """The parts in the workers, then one commit of all they staged. Each
     line is counted by the part that owns it: the parts' counts add up."""
     futures = [pool.submit(_run_part, job, i, workers) for i in range(workers)]
+    # Every part stops before any failure is raised: none may still be
+    # staging when the run's staging folder is removed.
+    concurrent.futures.wait(futures)
     try:
         parts = [f.result() for f in futures]
     except BrokenProcessPool as exc:

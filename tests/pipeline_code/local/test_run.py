@@ -8,12 +8,14 @@ import subprocess
 import sys
 import time
 import types
+from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
+import pipeline_code.local.run as local_run
 from pipeline_code.core.history import shard_of
 from pipeline_code.local.run import InputError, process_files, process_log
 from pipeline_code.streams.eventlog import EventLog
@@ -437,8 +439,6 @@ def test_ids_reused_across_processes_keep_the_first_valid_copy_in_log_order(tmp_
 def test_where_workers_cannot_fork_they_are_spawned_with_the_same_tables(tmp_path, store_log, monkeypatch):
     """Not on Linux (macOS): one process unless workers are asked for; then
     spawned processes, each importing the pipeline anew."""
-    import pipeline_code.local.run as local_run
-
     monkeypatch.setattr(local_run, "sys", types.SimpleNamespace(platform="darwin"))
     assert local_run.default_workers() == 1
     spawned = process_log(store_log.path, tmp_path / "spawned.duckdb", run_bytes=1_000_000, workers=2)
@@ -455,6 +455,34 @@ def test_a_failing_worker_stores_nothing_and_says_why(tmp_path, store_log, monke
     monkeypatch.setattr(LocalWarehouseSink, "stage", disk_full)  # the workers fork with it
     with pytest.raises(WarehouseError, match="the run failed, nothing was stored: No space left on device"):
         process_log(store_log.path, tmp_path / "w.duckdb", workers=2)
+    assert counts(tmp_path / "w.duckdb")["events"] == 0
+
+
+def _first_part_fails_while_the_other_stages(job, index, count):
+    started = Path(job.warehouse).parent / "part-1-is-staging"
+    if index == 0:
+        while not started.exists():
+            time.sleep(0.01)
+        raise WarehouseError("part 0 failed")
+    real = LocalWarehouseSink.stage
+
+    def slow(self, table, rows):  # in this worker only: it stages for a few seconds
+        started.touch()
+        time.sleep(0.05)
+        return real(self, table, rows)
+
+    LocalWarehouseSink.stage = slow
+    return local_run._run_part_unpatched(job, index, count)
+
+
+@pytest.mark.slow
+def test_a_failed_part_leaves_nothing_staged_by_the_others(tmp_path, store_log, monkeypatch):
+    monkeypatch.setattr(local_run, "_run_part_unpatched", local_run._run_part, raising=False)
+    monkeypatch.setattr(local_run, "_run_part", _first_part_fails_while_the_other_stages)
+    with pytest.raises(WarehouseError, match="part 0 failed"):
+        process_log(store_log.path, tmp_path / "w.duckdb", workers=2)
+    staging = tmp_path / "w.staging"
+    assert not staging.exists() or list(staging.rglob("*.parquet")) == []
     assert counts(tmp_path / "w.duckdb")["events"] == 0
 
 
