@@ -10,6 +10,16 @@ import pytest
 from pipeline_code.streams.eventlog import EventLog, EventLogError, iter_input_lines
 
 
+def segmented_log(tmp_path, n: int, spread: int) -> tuple[EventLog, list[bytes]]:
+    """A log of ``n`` payloads of varied length, appended in two halves, over
+    several 300-byte segments."""
+    log = EventLog(tmp_path / "log", segment_bytes=300)
+    payloads = [b"x" * (i % spread) + b"%d" % i for i in range(n)]
+    log.append(payloads[: n // 2])
+    log.append(payloads[n // 2 :])
+    return log, payloads
+
+
 def test_append_and_read_keep_payloads_and_offsets(tmp_path):
     log = EventLog(tmp_path / "log")
     first, n = log.append([b"one", b'{"two": "\t tab"}', b"\xff raw"], received_at_us=123)
@@ -23,10 +33,7 @@ def test_append_and_read_keep_payloads_and_offsets(tmp_path):
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
 def test_ranges_tile_the_log_without_loss_or_overlap(tmp_path, chunk):
-    log = EventLog(tmp_path / "log", segment_bytes=300)
-    payloads = [b"x" * (i % 37) + b"%d" % i for i in range(200)]
-    log.append(payloads[:100])
-    log.append(payloads[100:])
+    log, payloads = segmented_log(tmp_path, 200, 37)
     assert len(list((tmp_path / "log").glob("*.log"))) > 1  # it rolled segments
     got = [r.payload for lo, hi in log.ranges(0, log.end_offset(), chunk) for r in log.read_range(lo, hi)]
     assert got == payloads
@@ -138,10 +145,7 @@ def test_count_records_matches_what_reading_finds_across_segments(tmp_path):
 
 @pytest.mark.parametrize("max_bytes", [1, 50, 299, 1 << 20])
 def test_slices_cut_at_record_boundaries_and_tile_the_range(tmp_path, max_bytes):
-    log = EventLog(tmp_path / "log", segment_bytes=300)
-    payloads = [b"y" * (i % 41) + b"%d" % i for i in range(120)]
-    log.append(payloads[:60])
-    log.append(payloads[60:])
+    log, _ = segmented_log(tmp_path, 120, 41)
     start = log.record_start(700)  # a boundary inside the log, not its start
     end = log.end_offset()
     slices = log.slices(start, end, max_bytes)
