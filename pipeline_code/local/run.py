@@ -29,7 +29,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +40,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 from pipeline_code import host
 from pipeline_code.beam.pipeline import ProcessingOptions, local_pipeline, settings_from_options
 from pipeline_code.beam.transforms import Part
-from pipeline_code.core.parse import candidate_keys
+from pipeline_code.core.parse import CandidateKeys, candidate_keys
 from pipeline_code.core.ports import RunSummary
 from pipeline_code.host import ProcessingSettings
 from pipeline_code.streams.eventlog import EventLog, EventLogError, iter_input_lines
@@ -257,7 +257,8 @@ def process_log(
     Returns the runs' summary, summed.
 
     ``workers``: processes each run is shared by, by user shard
-    (``build_graph``'s ``part``), with one commit per run made here. By
+    (``build_graph``'s ``part``), with one commit per run made here while
+    the next run's parts work (``_process_overlapped``). By
     default ``default_workers()`` for runs of ``SHARDED_MIN_BYTES`` or more
     and this process alone for shorter ones; a number given is used for
     every run."""
@@ -278,11 +279,17 @@ def process_log(
     with contextlib.ExitStack() as stack:
         most = max((n for _, _, n in slices), default=1)
         pool = stack.enter_context(_start_pool(most)) if most > 1 else None
-        for lo, hi, n in slices:
-            job = _Run(str(log.path), log.log_id, str(warehouse), lo, hi, settings, chunk_bytes, options)
-            runs.append(_process_range(log, job, staging_dir, pool if n > 1 else None, n))
-            if on_run is not None:
-                on_run(runs[-1])
+        jobs = [
+            (_Run(str(log.path), log.log_id, str(warehouse), lo, hi, settings, chunk_bytes, options), n)
+            for lo, hi, n in slices
+        ]
+        if pool is not None:
+            runs = _process_overlapped(log, jobs, staging_dir, pool, on_run)
+        else:
+            for job, _ in jobs:
+                runs.append(_process_range(log, job, staging_dir))
+                if on_run is not None:
+                    on_run(runs[-1])
     return RunSummary(
         run_id=runs[-1].run_id,
         log_id=log.log_id,
@@ -390,10 +397,9 @@ def _run_part(job: _Run, index: int, count: int) -> tuple[dict[str, list[str]], 
     return json.loads(manifest.read_text()), _counts(result)
 
 
-def _run_sharded(job: _Run, pool: ProcessPoolExecutor, workers: int) -> dict[str, int]:
-    """The parts in the workers, then one commit of all they staged. Each
-    line is counted by the part that owns it: the parts' counts add up."""
-    futures = [pool.submit(_run_part, job, i, workers) for i in range(workers)]
+def _staged_parts(job: _Run, futures: list[Future]) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """Wait for every part of a sharded run: the files they staged, by table,
+    and their counts, summed. Each line is counted by the part that owns it."""
     # Every part stops before any failure is raised: none may still be
     # staging when the run's staging folder is removed.
     concurrent.futures.wait(futures)
@@ -408,61 +414,132 @@ def _run_sharded(job: _Run, pool: ProcessPoolExecutor, workers: int) -> dict[str
     for staged, _ in parts:
         for table, paths in staged.items():
             files.setdefault(table, []).extend(paths)
+    totals = collections.Counter[str]()
+    for _, counts in parts:
+        totals.update(counts)
+    return files, dict(totals)
+
+
+def _commit_parts(job: _Run, files: dict[str, list[str]], counts: dict[str, int]) -> dict[str, int]:
+    """One commit of everything a sharded run's parts staged: the run's counts."""
     sink = LocalWarehouseSink(job.warehouse, job.stage, job.log_id, job.from_offset, job.to_offset, job.run)
     loaded = sink.commit(files)
-
-    def total(name: str) -> int:
-        return sum(counts[name] for _, counts in parts)
-
     return {
-        "events_read": total("events_read"),
+        "events_read": counts["events_read"],
         "events_stored": loaded.events_stored,
-        "duplicates_skipped": total("duplicates_skipped") + loaded.duplicates_at_load,
-        "dead_lettered": total("dead_lettered"),
+        "duplicates_skipped": counts["duplicates_skipped"] + loaded.duplicates_at_load,
+        "dead_lettered": counts["dead_lettered"],
     }
 
 
-def _process_range(
+def _prepare(
     log: EventLog,
     job: _Run,
-    staging_dir: str | None,
-    pool: ProcessPoolExecutor | None,
-    workers: int,
-) -> RunSummary:
+    stage: Path,
+    run_id: str,
+    started: float,
+    keys: CandidateKeys,
+    pending: dict[str, list[str]] | None = None,
+) -> None:
+    """Give ``job`` its snapshot (of only what its lines can touch: their ids
+    and users), staging folder and run record. ``pending``: the staged files
+    of the run before it, to be committed first (``export_snapshot``)."""
+    with Warehouse(job.warehouse) as wh:
+        job.snapshot = wh.export_snapshot(stage / "snapshot", keys, pending)
+        # The pending run's commit is the one commit allowed in between.
+        generation = wh.generation() + (pending is not None)
+    job.repeated = frozenset(keys.repeated)
+    job.stage = str(stage)
+    job.run = {
+        "run_id": run_id,
+        "started_at": started,
+        "events_read": log.count_records(job.from_offset, job.to_offset),
+        "generation": generation,
+    }
+
+
+def _keys_of(log: EventLog, job: _Run) -> CandidateKeys:
+    ranges = log.ranges(job.from_offset, job.to_offset, job.chunk_bytes)
+    return candidate_keys(raw for lo, hi in ranges for raw in log.read_range(lo, hi))
+
+
+def _summary(log: EventLog, job: _Run, started: float, counts: dict[str, int]) -> RunSummary:
+    """The run's summary, once committed, checked against what the warehouse recorded."""
+    summary = RunSummary(
+        run_id=job.run["run_id"],
+        log_id=log.log_id,
+        from_offset=job.from_offset,
+        to_offset=job.to_offset,
+        started_at=started,
+        seconds=time.time() - started,
+        **counts,
+    )
+    check_run(job.warehouse, summary)
+    return summary
+
+
+def _process_range(log: EventLog, job: _Run, staging_dir: str | None) -> RunSummary:
     """One committed run over ``[job.from_offset, job.to_offset)`` of the
-    log: in this process, or shared by ``workers`` processes of ``pool``."""
+    log, in this process."""
     started = time.time()
     run_id = uuid.uuid4().hex
     with run_staging(job.warehouse, run_id, staging_dir) as stage:
-        # The snapshot holds only what these lines can touch: their ids and users.
-        ranges = log.ranges(job.from_offset, job.to_offset, job.chunk_bytes)
-        keys = candidate_keys(raw for lo, hi in ranges for raw in log.read_range(lo, hi))
-        with Warehouse(job.warehouse) as wh:
-            job.snapshot = wh.export_snapshot(stage / "snapshot", keys)
-            generation = wh.generation()
-        job.repeated = frozenset(keys.repeated)
-        job.stage = str(stage)
-        job.run = {
-            "run_id": run_id,
-            "started_at": started,
-            "events_read": log.count_records(job.from_offset, job.to_offset),
-            "generation": generation,
-        }
-        if pool is None:
-            counts = _counts(run_pipeline(job.pipeline(), job.warehouse))
-        else:
-            counts = _run_sharded(job, pool, workers)
-        summary = RunSummary(
-            run_id=run_id,
-            log_id=log.log_id,
-            from_offset=job.from_offset,
-            to_offset=job.to_offset,
-            started_at=started,
-            seconds=time.time() - started,
-            **counts,
-        )
-        check_run(job.warehouse, summary)
-        return summary
+        _prepare(log, job, stage, run_id, started, _keys_of(log, job))
+        return _summary(log, job, started, _counts(run_pipeline(job.pipeline(), job.warehouse)))
+
+
+@dataclass
+class _Started:
+    """A sharded run whose parts are at work in the pool."""
+
+    job: _Run
+    started: float
+    futures: list[Future]
+    staging: contextlib.ExitStack
+    """Holds the run's staging folder; closing it waits for the parts, then removes it."""
+
+
+def _process_overlapped(
+    log: EventLog,
+    jobs: list[tuple[_Run, int]],
+    staging_dir: str | None,
+    pool: ProcessPoolExecutor,
+    on_run: Callable[[RunSummary], None] | None,
+) -> list[RunSummary]:
+    """Committed runs, each shared by its number of the pool's processes,
+    with the parent's serial work overlapped with the workers': while one
+    run's parts work, the parent reads the next run's keys; once they have
+    staged, the next run's parts start (on a snapshot that counts what the
+    run staged as stored, ``export_snapshot``'s ``pending``), and the run is
+    committed while they work. Commits stay in log order, one per run; if
+    one fails, the runs after it store nothing."""
+    summaries: list[RunSummary] = []
+    with contextlib.ExitStack() as everything:
+        previous: _Started | None = None
+        for job, workers in [*jobs, (None, 0)]:
+            current = None
+            if job is not None:
+                started, run_id = time.time(), uuid.uuid4().hex
+                staging = everything.enter_context(contextlib.ExitStack())
+                stage = staging.enter_context(run_staging(job.warehouse, run_id, staging_dir))
+                current = _Started(job, started, [], staging)
+                # Registered after the folder: unwinding waits for the parts before removing it.
+                staging.callback(concurrent.futures.wait, current.futures)
+                keys = _keys_of(log, job)  # while the previous run's parts work
+            if previous is not None:
+                files, counts = _staged_parts(previous.job, previous.futures)
+            if current is not None:
+                pending = files if previous is not None else None
+                _prepare(log, current.job, stage, run_id, started, keys, pending)
+                current.futures.extend(pool.submit(_run_part, job, i, workers) for i in range(workers))
+            if previous is not None:
+                committed = _commit_parts(previous.job, files, counts)
+                summaries.append(_summary(log, previous.job, previous.started, committed))
+                previous.staging.close()
+                if on_run is not None:
+                    on_run(summaries[-1])
+            previous = current
+    return summaries
 
 
 def default_log_dir(warehouse: str | Path) -> Path:

@@ -199,17 +199,27 @@ class Warehouse:
         return row[0] if row else 0
 
     def export_snapshot(
-        self, directory: Path, keys: tuple[set[str], set[str]] | None = None
+        self,
+        directory: Path,
+        keys: tuple[set[str], set[str]] | None = None,
+        pending: dict[str, list[str]] | None = None,
     ) -> tuple[str, str]:
         """Known event ids and user histories as Parquet, for dedup and enrichment.
 
         With ``keys`` (``(event ids, user keys)``: ``core.parse.candidate_keys``
         of the run's lines), only the stored ids and histories among them: the
         snapshot, and the run's memory, then grow with the run, not with the
-        warehouse."""
+        warehouse.
+
+        ``pending``: the staged files (by table) of a run not committed yet
+        that will be, before the run this snapshot is for: its ``events`` ids
+        count as stored, and its ``user_features`` rows (whole rows, which
+        replace the stored ones) as the users' histories. The snapshot is
+        then the one this warehouse will give once that run is committed."""
         directory.mkdir(parents=True, exist_ok=True)
         ids = directory / "known_ids.parquet"
         hist = directory / "user_history.parquet"
+        pending = pending or {}
         id_filter = user_filter = ""
         if keys is not None:
             self.con.register("wanted_ids", pa.table({"event_id": pa.array(list(keys[0]), pa.string())}))
@@ -217,10 +227,21 @@ class Warehouse:
             id_filter = " WHERE event_id IN (SELECT event_id FROM wanted_ids)"
             user_filter = " WHERE user_key IN (SELECT user_key FROM wanted_users)"
         known = f"SELECT event_id, user_key FROM events{id_filter}"
+        if pending.get("events"):
+            # The pending run dropped the stored ids it met; one listed twice would do no harm.
+            staged = f"read_parquet({_files(pending['events'])})"
+            known += f" UNION ALL SELECT event_id, user_key FROM {staged}{id_filter}"
         self.con.execute(f"COPY ({known}) TO {_sql_str(str(ids))} (FORMAT parquet)")
-        self.con.execute(
-            f"COPY (SELECT * FROM user_features{user_filter}) TO {_sql_str(str(hist))} (FORMAT parquet)"
-        )
+        cols = ", ".join(TABLES["user_features"].column_names())
+        history = f"SELECT {cols} FROM user_features{user_filter}"
+        if pending.get("user_features"):
+            staged = f"read_parquet({_files(pending['user_features'])})"
+            replaced = f"user_key NOT IN (SELECT user_key FROM {staged})"
+            history = (
+                f"SELECT {cols} FROM {staged}{user_filter} UNION ALL "
+                f"SELECT {cols} FROM user_features{user_filter or ' WHERE true'} AND {replaced}"
+            )
+        self.con.execute(f"COPY ({history}) TO {_sql_str(str(hist))} (FORMAT parquet)")
         if keys is not None:
             self.con.unregister("wanted_ids")
             self.con.unregister("wanted_users")

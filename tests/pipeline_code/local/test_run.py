@@ -351,7 +351,12 @@ def test_a_long_log_is_processed_in_committed_runs_that_give_the_tables_of_one(t
         assert con.execute("SELECT count(*) FROM _dataflow_runs").fetchone()[0] == runs.runs
 
 
-def test_a_stop_between_runs_keeps_the_committed_ones_and_the_rest_follows(tmp_path, store_log, monkeypatch):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_stop_between_runs_keeps_the_committed_ones_and_the_rest_follows(
+    tmp_path, store_log, monkeypatch, workers
+):
+    """With workers, the fourth run's parts are at work when the third run's
+    commit fails: they store nothing, and leave nothing staged."""
     real = LocalWarehouseSink.commit
     calls = []
 
@@ -363,12 +368,13 @@ def test_a_stop_between_runs_keeps_the_committed_ones_and_the_rest_follows(tmp_p
 
     monkeypatch.setattr(LocalWarehouseSink, "commit", third_commit_fails)
     with pytest.raises(Exception, match="power cut"):
-        process_log(store_log.path, tmp_path / "w.duckdb", run_bytes=500_000)
+        process_log(store_log.path, tmp_path / "w.duckdb", run_bytes=500_000, workers=workers)
     monkeypatch.undo()
     with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
         (checkpoint,) = con.execute("SELECT log_offset FROM _dataflow_checkpoints").fetchone()
     assert checkpoint == calls[2]  # two runs committed; the third stored nothing
-    rest = process_log(store_log.path, tmp_path / "w.duckdb", run_bytes=500_000)
+    assert list((tmp_path / "w.staging").rglob("*.parquet")) == []
+    rest = process_log(store_log.path, tmp_path / "w.duckdb", run_bytes=500_000, workers=workers)
     assert rest.from_offset == checkpoint and rest.balanced
     process_log(store_log.path, tmp_path / "whole.duckdb")
     assert chain_tables(tmp_path / "w.duckdb") == chain_tables(tmp_path / "whole.duckdb")
@@ -388,6 +394,66 @@ def test_a_runs_snapshot_holds_only_the_ids_and_users_its_lines_name(tmp_path, s
 
 
 RUN_COUNTS = ("events_read", "events_stored", "duplicates_skipped", "dead_lettered")
+
+
+def test_a_snapshot_with_a_pending_runs_staged_files_is_the_one_its_commit_gives(tmp_path, store_log):
+    """What the next run's parts start from while a run is committed
+    (``export_snapshot``'s ``pending``): the staged ids count as stored and
+    the staged histories replace the stored ones, as the commit makes them."""
+    wh_path = tmp_path / "w.duckdb"
+    process_log(store_log.path, wh_path)
+    with Warehouse(wh_path) as wh:
+        stored = (
+            wh.con.sql("SELECT * FROM user_features ORDER BY user_key LIMIT 2").to_arrow_table().to_pylist()
+        )
+        event = wh.con.sql("SELECT * FROM events LIMIT 1").to_arrow_table().to_pylist()[0]
+    changed = {**stored[0], "lifetime_events": 999, "recent_items": ["sku-new"]}
+    new_user = {**stored[1], "user_key": "u-new"}
+    new_event = {**event, "event_id": "e-new", "user_key": "u-new", "source_offset": 10**9}
+    rows = {"user_features": [changed, new_user], "events": [new_event]}
+    sink = LocalWarehouseSink(str(wh_path), str(tmp_path / "stage"), "pending", 0, 1)
+    staged = {table: [sink.stage(table, table_rows)] for table, table_rows in rows.items()}
+    keys = ({"e-new", "never-stored"}, {changed["user_key"], "u-new", stored[1]["user_key"]})
+    with Warehouse(wh_path) as wh:
+        before = wh.export_snapshot(tmp_path / "before", keys, pending=staged)
+        wh.load(staged, "pending", 0, 1)
+        after = wh.export_snapshot(tmp_path / "after", keys)
+    for early, late in zip(before, after, strict=True):
+        key = pq.read_table(late).column_names[0]
+        assert pq.read_table(early).sort_by(key).to_pylist() == pq.read_table(late).sort_by(key).to_pylist()
+    assert pq.read_table(before[0]).column("event_id").to_pylist() == ["e-new"]
+    history = {r["user_key"]: r for r in pq.read_table(before[1]).to_pylist()}
+    assert history[changed["user_key"]]["lifetime_events"] == 999 and len(history) == 3
+
+
+def _part_says_it_started(job, index, count):
+    (Path(job.warehouse).parent / f"part-of-{job.from_offset}").touch()
+    return local_run._run_part_unpatched(job, index, count)
+
+
+def test_the_next_runs_parts_work_while_a_run_commits(tmp_path, store_log, monkeypatch):
+    """A run is committed while the next run's parts work, from a snapshot
+    that counts it as stored: the same tables as one process, run by run."""
+    starts = [lo for lo, _ in store_log.slices(0, store_log.end_offset(), 700_000)]
+    real = LocalWarehouseSink.commit
+
+    def commit_once_the_next_run_works(self, files):
+        later = [lo for lo in starts if lo > self.from_offset]
+        deadline = time.monotonic() + 60
+        while later and not (tmp_path / f"part-of-{later[0]}").exists():
+            assert time.monotonic() < deadline, f"run {self.from_offset} was committed with no run at work"
+            time.sleep(0.01)
+        return real(self, files)
+
+    monkeypatch.setattr(local_run, "_run_part_unpatched", local_run._run_part, raising=False)
+    monkeypatch.setattr(local_run, "_run_part", _part_says_it_started)
+    monkeypatch.setattr(LocalWarehouseSink, "commit", commit_once_the_next_run_works)
+    shared = process_log(store_log.path, tmp_path / "shared.duckdb", run_bytes=700_000, workers=2)
+    monkeypatch.undo()
+    one = process_log(store_log.path, tmp_path / "one.duckdb", run_bytes=700_000, workers=1)
+    assert shared.runs == one.runs == len(starts) > 2
+    assert [getattr(shared, k) for k in RUN_COUNTS] == [getattr(one, k) for k in RUN_COUNTS]
+    assert chain_tables(tmp_path / "shared.duckdb") == chain_tables(tmp_path / "one.duckdb")
 
 
 @pytest.mark.parametrize("workers", [2, 3])
