@@ -16,7 +16,9 @@ import apache_beam as beam
 import pyarrow.parquet as pq
 
 from pipeline_code.beam.batch import RecordBatch
-from pipeline_code.core.history import shard_of, split_by_shard
+from pipeline_code.beam.transforms import Part
+from pipeline_code.core.history import losing_copies, shard_of, split_by_shard
+from pipeline_code.core.parse import line_keys, parse_batch
 from pipeline_code.core.ports import WarehouseLookup, history_row
 from pipeline_code.streams.archive import Kind, archive_paths, decode
 from pipeline_code.streams.eventlog import EventLog
@@ -53,6 +55,73 @@ class ReadEventLog(beam.PTransform):
             | "LogRanges" >> beam.Create(ranges)
             | "ReadRange" >> beam.ParDo(_ReadRangeFn(self.log_dir))
             | "DropEmpty" >> beam.Filter(bool)
+        )
+
+
+class _ReadPartFn(beam.DoFn):
+    """``(start, end)`` of a run's log -> for each user shard the ``Part``
+    owns, ``(shard, every line of its users, the run's losing copies)``.
+
+    It reads every line's keys (``line_keys``) to keep its own, and settles
+    the ids lines may compete for (repeated in the run, or stored before,
+    ``known_ids``) from all their lines, whichever part owns them: the
+    first valid copy in log order wins (``losing_copies``)."""
+
+    def __init__(self, log_dir: str, part: Part, shards: int, chunk_bytes: int) -> None:
+        self.log_dir = log_dir
+        self.part = part
+        self.shards = shards
+        self.chunk_bytes = chunk_bytes
+
+    def setup(self) -> None:
+        self.log = EventLog(self.log_dir)
+
+    def process(self, byte_range: tuple[int, int], known_ids):
+        known = {event_id for _, ids in known_ids for event_id in ids}
+        contested = self.part.repeated | known
+        own: dict[int, RecordBatch] = {}
+        disputed = []
+        for lo, hi in self.log.ranges(*byte_range, self.chunk_bytes):
+            for raw in self.log.read_range(lo, hi):
+                event_id, user_key = line_keys(raw.payload)
+                shard = self.part.shard(user_key, self.shards)
+                if self.part.owns(shard):
+                    own.setdefault(shard, RecordBatch()).append(raw)
+                if event_id in contested:
+                    disputed.append(raw)
+        records, _ = parse_batch(disputed)
+        losers = frozenset(losing_copies(((r["event_id"], r["source_offset"]) for r in records), known))
+        for shard in sorted(own):
+            yield shard, own[shard], losers
+
+
+class ReadPartOfRun(beam.PTransform):
+    """One ``Part``'s share of a run of the local event log, ``[start, end)``:
+    a ``(user shard, lines, losing copies)`` element per shard it owns
+    (``ParseOwnShards`` reads them). ``known_ids``: ``(id shard, [event_id])``
+    of the ids stored before, as ``ReadWarehouseSnapshot`` gives them."""
+
+    def __init__(
+        self, log_dir: str, start: int, end: int, part: Part, shards: int, known_ids, chunk_bytes: int
+    ) -> None:
+        super().__init__()
+        self.log_dir = log_dir
+        self.start = start
+        self.end = end
+        self.part = part
+        self.shards = shards
+        self.known_ids = known_ids
+        self.chunk_bytes = chunk_bytes
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "RunRange" >> beam.Create([(self.start, self.end)])
+            | "ReadOwnShards"
+            >> beam.ParDo(
+                _ReadPartFn(self.log_dir, self.part, self.shards, self.chunk_bytes),
+                beam.pvalue.AsIter(self.known_ids),
+            )
         )
 
 

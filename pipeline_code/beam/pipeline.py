@@ -21,17 +21,16 @@ from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from pipeline_code import host
-from pipeline_code.beam.io import LookupSnapshot, ReadEventLog, ReadWarehouseSnapshot
+from pipeline_code.beam.io import LookupSnapshot, ReadEventLog, ReadPartOfRun, ReadWarehouseSnapshot
 from pipeline_code.beam.transforms import (
     DEAD_LETTERS,
-    OTHERS,
     USER_FEATURES,
     BuildFeatures,
     DeduplicateEvents,
     EnrichWithHistory,
     ParseEvents,
+    ParseOwnShards,
     Part,
-    RouteLines,
     ShardByUser,
     WriteToWarehouse,
 )
@@ -113,22 +112,20 @@ def build_graph(
     warehouse), both are None and the warehouse is asked about the input's
     ids and users (``LookupSnapshot``).
 
-    ``part`` (one of several processes sharing a local run, ``Part``)
-    parses and keeps only the lines of the users it owns (``RouteLines``),
-    and parses the others' lines whose ids it shares only to decide its
-    duplicates: the parts' tables and counts add up to the whole run's."""
-    if part is None:
-        parsed = raw | "ParseEvents" >> ParseEvents()
-        copies = parsed.events
+    ``part`` (one of several processes sharing a local run, ``Part``):
+    ``raw`` is its share (``ReadPartOfRun``: each user shard it owns, whole,
+    with the run's losing copies), parsed and deduplicated with no shuffle
+    (``ParseOwnShards``); the parts' tables and counts add up to the whole
+    run's."""
+    if part is not None:
+        parsed = raw | "ParseOwnShards" >> ParseOwnShards(history)
+        grouped = parsed.events
     else:
-        routed = raw | "RouteLines" >> RouteLines(part, settings.shards)
-        parsed = routed.own | "ParseEvents" >> ParseEvents()
-        others = routed[OTHERS] | "ParseOthers" >> ParseEvents(counted=False)
-        copies = (parsed.events, others.events)
-    if lookup is not None:
-        known_ids, history = parsed.events | "LookupSnapshot" >> LookupSnapshot(lookup, settings.shards)
-    losers = copies | "DeduplicateEvents" >> DeduplicateEvents(known_ids, settings.shards)
-    grouped = parsed.events | "ShardByUser" >> ShardByUser(history, losers, settings.shards)
+        parsed = raw | "ParseEvents" >> ParseEvents()
+        if lookup is not None:
+            known_ids, history = parsed.events | "LookupSnapshot" >> LookupSnapshot(lookup, settings.shards)
+        losers = parsed.events | "DeduplicateEvents" >> DeduplicateEvents(known_ids, settings.shards)
+        grouped = parsed.events | "ShardByUser" >> ShardByUser(history, losers, settings.shards)
     enriched = grouped | "EnrichWithHistory" >> EnrichWithHistory(settings.session_gap_minutes * 60_000_000)
     tables = enriched.events | "BuildFeatures" >> BuildFeatures(
         settings.window_minutes * 60_000_000, settings.allowed_lateness_minutes * 60, bounded=True
@@ -166,8 +163,13 @@ def local_pipeline(
     opts = options or PipelineOptions(flags=[], pipeline_type_check=False)
     runner = opts.view_as(StandardOptions).runner or local_runner()
     p = beam.Pipeline(runner=runner, options=opts)
-    raw = p | "ReadEventLog" >> ReadEventLog(log_dir, from_offset, to_offset, chunk_bytes)
     known_ids, history = p | "ReadWarehouseSnapshot" >> ReadWarehouseSnapshot(*snapshot, settings.shards)
+    if part is None:
+        raw = p | "ReadEventLog" >> ReadEventLog(log_dir, from_offset, to_offset, chunk_bytes)
+    else:
+        raw = p | "ReadPartOfRun" >> ReadPartOfRun(
+            log_dir, from_offset, to_offset, part, settings.shards, known_ids, chunk_bytes
+        )
     sink = LocalWarehouseSink(warehouse, staging_dir, log_id, from_offset, to_offset, run)
     if part is not None:
         if manifest is None:

@@ -12,9 +12,9 @@ so a shard's batch holds every record of its keys.
                 -> BuildFeatures -> WriteToWarehouse
                        \\-> dead letters ------------------^
 
-A local run shared by processes (``Part``) puts ``RouteLines`` first: each
-process parses its own users' lines, and the others' only where an id is
-repeated, for ``DeduplicateEvents``.
+A local run shared by processes (``Part``) reads each of its user shards
+whole (``ReadPartOfRun``, which also settles the run's contested ids), so
+``ParseOwnShards`` stands in for the first three stages with no shuffle.
 """
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ from pipeline_code.core.history import (
     SESSION_GAP_US,
     UserHistory,
     enrich_shard,
+    losing_copies,
     shard_of,
     split_by_shard,
 )
-from pipeline_code.core.parse import RawEvent, line_keys, parse_batch
+from pipeline_code.core.parse import RawEvent, parse_batch
 
 EVENTS = "events"
 DEAD_LETTERS = "dead_letters"
@@ -53,91 +54,85 @@ class _ParseBatchFn(beam.DoFn):
     """``[RawEvent(0, 1767225600000000, b'{"event_id": "e1", ...}'), ...]``
     -> a batch of records (main) and a batch of dead letters (tagged)."""
 
-    def __init__(self, counted: bool = True) -> None:
-        self.counted = counted
+    def __init__(self) -> None:
         self.read = Metrics.counter(NAMESPACE, "events_read")
         self.rejected = Metrics.counter(NAMESPACE, "dead_lettered")
 
     def process(self, raws: list[RawEvent]):
         records, dead = parse_batch(raws)
-        if self.counted:
-            self.read.inc(len(raws))
+        self.read.inc(len(raws))
         if dead:
-            if self.counted:
-                self.rejected.inc(len(dead))
+            self.rejected.inc(len(dead))
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, RecordBatch(dead))
         if records:
             yield RecordBatch(records)
 
 
 class ParseEvents(beam.PTransform):
-    """Raw batches -> ``{"events": record batches, "dead_letters": batches}``.
-    ``counted=False`` parses lines another process reads and counts (``Part``)."""
-
-    def __init__(self, counted: bool = True) -> None:
-        super().__init__()
-        self.counted = counted
+    """Raw batches -> ``{"events": record batches, "dead_letters": batches}``."""
 
     def expand(self, raws):
-        return raws | "ParseBatch" >> beam.ParDo(_ParseBatchFn(self.counted)).with_outputs(
-            DEAD_LETTERS, main=EVENTS
-        )
+        return raws | "ParseBatch" >> beam.ParDo(_ParseBatchFn()).with_outputs(DEAD_LETTERS, main=EVENTS)
 
 
 @dataclass(frozen=True)
 class Part:
     """One of ``count`` processes sharing a local run: it owns the lines
     whose user (``line_keys``) falls in the user shards ``s`` with
-    ``s % count == index`` (lines with no user: the first process), and
-    needs the other processes' lines only where their event id is among
-    ``repeated`` (the run's ids on more than one line)."""
+    ``s % count == index`` (lines with no user, which parsing rejects: the
+    first process, in shard 0). ``repeated``: the run's ids on more than
+    one line, the only ones two of the run's lines can compete for."""
 
     index: int
     count: int
     repeated: frozenset[str] = frozenset()
 
-    def owner(self, user_key: str | None, shards: int) -> int:
-        return 0 if user_key is None else shard_of(user_key, shards) % self.count
+    def shard(self, user_key: str | None, shards: int) -> int:
+        return 0 if user_key is None else shard_of(user_key, shards)
+
+    def owns(self, shard: int) -> bool:
+        return shard % self.count == self.index
 
 
-OTHERS = "others"
+class _ParseShardFn(beam.DoFn):
+    """``(user shard, its users' lines, the run's losing copies)`` -> the
+    shard's first copies with the stored histories of its users (main), as
+    ``ShardByUser`` gives them, and its dead letters (tagged)."""
+
+    def __init__(self) -> None:
+        self.read = Metrics.counter(NAMESPACE, "events_read")
+        self.rejected = Metrics.counter(NAMESPACE, "dead_lettered")
+        self.duplicates = Metrics.counter(NAMESPACE, "duplicates_skipped")
+
+    def process(self, element, history: dict):
+        shard, raws, losers = element
+        records, dead = parse_batch(raws)
+        self.read.inc(len(raws))
+        if dead:
+            self.rejected.inc(len(dead))
+            yield beam.pvalue.TaggedOutput(DEAD_LETTERS, RecordBatch(dead))
+        unique = [rec for rec in records if (rec["event_id"], rec["source_offset"]) not in losers]
+        self.duplicates.inc(len(records) - len(unique))
+        if unique:
+            yield unique, history.get(shard, [])
 
 
-class _RouteLinesFn(beam.DoFn):
-    """A raw batch -> the lines this part owns (main) and, tagged, the
-    others' lines whose id is repeated in the run: one of those may be the
-    first copy of an id this part holds a later copy of."""
+class ParseOwnShards(beam.PTransform):
+    """A ``Part``'s shards (``ReadPartOfRun``: each with every line of its
+    users and the run's losing copies) -> ``{"events": (first copies,
+    history rows) per shard, "dead_letters": batches}``: what ``ParseEvents``,
+    ``DeduplicateEvents`` and ``ShardByUser`` give, with no shuffle, since
+    each element already holds all its users' lines. ``history``:
+    ``(user shard, [user_features row, ...])``."""
 
-    def __init__(self, part: Part, shards: int) -> None:
-        self.part = part
-        self.shards = shards
-
-    def process(self, raws: list[RawEvent]):
-        own, others = RecordBatch(), RecordBatch()
-        for raw in raws:
-            event_id, user_key = line_keys(raw.payload)
-            if self.part.owner(user_key, self.shards) == self.part.index:
-                own.append(raw)
-            elif event_id in self.part.repeated:
-                others.append(raw)
-        if own:
-            yield own
-        if others:
-            yield beam.pvalue.TaggedOutput(OTHERS, others)
-
-
-class RouteLines(beam.PTransform):
-    """Raw batches -> ``{"own": raw batches, "others": raw batches}`` for one ``Part``."""
-
-    def __init__(self, part: Part, shards: int) -> None:
+    def __init__(self, history) -> None:
         super().__init__()
-        self.part = part
-        self.shards = shards
+        self.history = history
 
-    def expand(self, raws):
-        return raws | "Route" >> beam.ParDo(_RouteLinesFn(self.part, self.shards)).with_outputs(
-            OTHERS, main="own"
-        )
+    def expand(self, shards):
+        return shards | "ParseShard" >> beam.ParDo(
+            _ParseShardFn(), beam.pvalue.AsDict(self.history)
+        ).with_outputs(DEAD_LETTERS, main=EVENTS)
 
 
 def pack(records: Batch) -> bytes:
@@ -177,20 +172,12 @@ class _EventKeysFn(beam.DoFn):
 class _LosersFn(beam.DoFn):
     """``(id shard, {"new": [[(id, offset)]], "known": [[id]]})`` -> the
     ``(id, offset)`` of every copy that is not the first: stored before, or
-    after an earlier copy in log order, whoever the user."""
+    after an earlier copy in log order, whoever the user (``losing_copies``)."""
 
     def process(self, element):
         _, grouped = element
-        keys = sorted((k for keys in grouped["new"] for k in keys), key=lambda k: k[1])
-        if not keys:
-            return
-        seen = {i for ids in grouped["known"] for i in ids}
-        losers = []
-        for event_id, offset in keys:
-            if event_id in seen:
-                losers.append((event_id, offset))
-            else:
-                seen.add(event_id)
+        known = (i for ids in grouped["known"] for i in ids)
+        losers = losing_copies((k for keys in grouped["new"] for k in keys), known)
         if losers:
             yield losers
 
@@ -208,8 +195,7 @@ class DeduplicateEvents(beam.PTransform):
     ``(id shard, [event_id, ...])``); the result is one set, read as a side
     input where the records meet by user (``ShardByUser``). So an id reused
     under another user is a duplicate before any feature counts it, and the
-    derived tables agree with ``events``. Input: record batches, or a tuple
-    of PCollections of them.
+    derived tables agree with ``events``.
     """
 
     def __init__(self, known_ids, shards: int) -> None:
@@ -218,16 +204,7 @@ class DeduplicateEvents(beam.PTransform):
         self.shards = shards
 
     def expand(self, events):
-        if isinstance(events, tuple):
-            # Several inputs (a ``Part``'s own records and the others' it
-            # parsed): key each, then flatten only the keys, so no record
-            # batch is encoded where the flatten joins them.
-            keys = [
-                pcoll | f"KeysByIdShard{i}" >> beam.ParDo(_EventKeysFn(self.shards))
-                for i, pcoll in enumerate(events)
-            ] | "AllKeys" >> beam.Flatten()
-        else:
-            keys = events | "KeysByIdShard" >> beam.ParDo(_EventKeysFn(self.shards))
+        keys = events | "KeysByIdShard" >> beam.ParDo(_EventKeysFn(self.shards))
         return (
             {"new": keys, "known": self.known_ids}
             | "GroupByIdShard" >> beam.CoGroupByKey()

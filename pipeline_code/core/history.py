@@ -77,6 +77,20 @@ def keep_first_seen(
     return unique, dropped
 
 
+def losing_copies(keys: Iterable[tuple[str, int]], known_ids: Iterable[str] = ()) -> list[tuple[str, int]]:
+    """The copies ``keep_first_seen`` drops, as ``(event_id, source_offset)``
+    keys of valid records: each copy of an id stored before, and each but
+    the first in log order of the others."""
+    seen = set(known_ids)
+    losers = []
+    for event_id, offset in sorted(keys, key=operator.itemgetter(1)):
+        if event_id in seen:
+            losers.append((event_id, offset))
+        else:
+            seen.add(event_id)
+    return losers
+
+
 @dataclass
 class UserHistory:
     """One ``user_features`` row."""

@@ -10,6 +10,7 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms import window
 
+from pipeline_code.beam.io import ReadPartOfRun
 from pipeline_code.beam.pipeline import local_runner
 from pipeline_code.beam.transforms import (
     DEAD_LETTERS,
@@ -18,9 +19,11 @@ from pipeline_code.beam.transforms import (
     DeduplicateEvents,
     EnrichWithHistory,
     ParseEvents,
+    Part,
     ShardByUser,
 )
-from pipeline_code.core.parse import RawEvent
+from pipeline_code.core.history import shard_of
+from pipeline_code.core.parse import RawEvent, line_keys
 from tests.conftest import RECEIVED_US, line
 
 HOUR_US = 3_600_000_000
@@ -105,6 +108,56 @@ def test_dedup_and_enrichment_use_the_warehouse_snapshot():
             equal_to([("u1", 6), ("u2", 1)]),
             label="user features",
         )
+
+
+def test_the_parts_of_a_run_hold_each_line_once_and_each_user_whole(tmp_path):
+    """``ReadPartOfRun``: each part's shards, whole, and the run's losing
+    copies, settled from every part's lines: an id stored before loses, a
+    rejected first copy does not count, and the first valid copy wins
+    whoever owns it."""
+    from pipeline_code.streams.eventlog import EventLog
+
+    at = "2026-01-01T10:00:00Z"
+    lines = [line(event_id=f"e{i}", user_id=f"u{i}", event_timestamp=at) for i in range(12)]
+    lines += [
+        line(event_id="dup", user_id="u1", event_timestamp=at),
+        line(event_id="dup", user_id="u2", event_timestamp=at),  # loses
+        line(event_id="stored", user_id="u3", event_timestamp=at),  # loses
+        line(event_id="bad", user_id="u4", event_timestamp="1971-01-01T00:00:00Z"),  # rejected
+        line(event_id="bad", user_id="u5", event_timestamp=at),  # the first valid copy
+        line(event_id="nobody", user_id=None),  # no user: the first part's, in shard 0
+    ]
+    log = EventLog(tmp_path / "log")
+    log.append(lines)
+    read = log.read_range(0, log.end_offset())
+    losers = [(read[13].offset, "dup"), (read[14].offset, "stored")]
+    users = [line_keys(raw.payload)[1] for raw in read]
+    shard_of_line = [0 if user is None else shard_of(user, 8) for user in users]
+    owned = [[raw.offset for raw, s in zip(read, shard_of_line, strict=True) if s % 3 == i] for i in range(3)]
+    assert sorted(o for offsets in owned for o in offsets) == [raw.offset for raw in read] and all(owned)
+    for index in range(3):
+        part = Part(index, 3, frozenset({"dup", "bad"}))
+        with batch_pipeline() as p:
+            known = p | "Known" >> beam.Create([(0, ["stored", "never-in-the-run"])])
+            shards = p | ReadPartOfRun(str(log.path), 0, log.end_offset(), part, 8, known, chunk_bytes=200)
+            summary = shards | beam.MapTuple(
+                lambda shard, raws, lost: (
+                    shard,
+                    [(r.offset, line_keys(r.payload)[1]) for r in raws],
+                    sorted((o, i) for i, o in lost),
+                )
+            )
+            assert_that(summary, _part_is(index, owned[index], losers))
+
+
+def _part_is(index: int, offsets: list[int], losers):
+    def check(got) -> None:
+        for shard, lines_, lost in got:
+            assert shard % 3 == index and lost == losers
+            assert all(shard == (0 if user is None else shard_of(user, 8)) for _, user in lines_)
+        assert sorted(offset for _, lines_, _ in got for offset, _ in lines_) == offsets
+
+    return check
 
 
 def view(minute: int, item: str = "a") -> dict:

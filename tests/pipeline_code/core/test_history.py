@@ -7,6 +7,7 @@ from pipeline_code.core.history import (
     enrich_shard,
     enrich_user,
     keep_first_seen,
+    losing_copies,
     shard_of,
     split_by_shard,
 )
@@ -40,6 +41,15 @@ def test_keep_first_seen_drops_known_and_repeated_ids_first_offset_wins():
     unique, dropped = keep_first_seen(records, known_ids=["e3"])
     assert [(r["event_id"], r["source_offset"]) for r in unique] == [("e2", 3), ("e1", 9)]
     assert dropped == 2
+
+
+def test_losing_copies_are_the_copies_keep_first_seen_drops():
+    records = [rec(f"e{i % 7}", i, offset=(i * 37) % 50) for i in range(50)]
+    unique, dropped = keep_first_seen(records, known_ids=["e3", "never"])
+    losers = losing_copies([(r["event_id"], r["source_offset"]) for r in records], ["e3", "never"])
+    kept = {(r["event_id"], r["source_offset"]) for r in unique}
+    assert len(losers) == dropped == 50 - len(kept)
+    assert set(losers) == {(r["event_id"], r["source_offset"]) for r in records} - kept
 
 
 def test_enrichment_counts_history_before_each_event():
