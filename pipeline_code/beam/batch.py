@@ -40,6 +40,24 @@ class RecordBatch(list, ObservableMixin):
         return (RecordBatch, (list(self),))
 
 
+class BatchTuple(tuple, ObservableMixin):
+    """A tuple element that carries batches (a shard's ``(records, history
+    rows)``, ``(shard, lines, losing copies)``), sized by Beam in O(1) as a
+    ``RecordBatch`` is. Beam's size estimate looks for the observable only
+    at the top of an element: a plain tuple of batches is encoded whole each
+    time its size is sampled (2.5 ms for a shard of 1,700 records)."""
+
+    def __init__(self, *_: Any) -> None:
+        # tuple.__new__ took the items; ObservableMixin's observers are not used.
+        return None
+
+    def register_observer(self, callback: Callable[..., Any]) -> None:
+        return None
+
+    def __reduce__(self) -> tuple[type, tuple[tuple]]:
+        return (BatchTuple, (tuple(self),))
+
+
 def batched(fn: Callable[[Any], list]) -> Callable[[Any], RecordBatch]:
     """``fn`` with its list result as a ``RecordBatch`` (for ``beam.Map``)."""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import apache_beam as beam
 import pyarrow.parquet as pq
 
-from pipeline_code.beam.batch import RecordBatch
+from pipeline_code.beam.batch import BatchTuple, RecordBatch
 from pipeline_code.beam.transforms import Part
 from pipeline_code.core.history import losing_copies, shard_of, split_by_shard
 from pipeline_code.core.parse import line_keys, parse_batch
@@ -92,7 +92,7 @@ class _ReadPartFn(beam.DoFn):
         records, _ = parse_batch(disputed)
         losers = frozenset(losing_copies(((r["event_id"], r["source_offset"]) for r in records), known))
         for shard in sorted(own):
-            yield shard, own[shard], losers
+            yield BatchTuple((shard, own[shard], losers))
 
 
 class ReadPartOfRun(beam.PTransform):

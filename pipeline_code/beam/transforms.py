@@ -30,7 +30,7 @@ from apache_beam.transforms import trigger, window
 from apache_beam.utils.timestamp import Timestamp
 
 from pipeline_code import host
-from pipeline_code.beam.batch import RecordBatch, batched
+from pipeline_code.beam.batch import BatchTuple, RecordBatch, batched
 from pipeline_code.core import features as feat
 from pipeline_code.core.history import (
     SESSION_GAP_US,
@@ -114,7 +114,7 @@ class _ParseShardFn(beam.DoFn):
         unique = [rec for rec in records if (rec["event_id"], rec["source_offset"]) not in losers]
         self.duplicates.inc(len(records) - len(unique))
         if unique:
-            yield unique, history.get(shard, [])
+            yield BatchTuple((RecordBatch(unique), RecordBatch(history.get(shard, []))))
 
 
 class ParseOwnShards(beam.PTransform):
@@ -234,7 +234,8 @@ class _FirstCopiesFn(beam.DoFn):
                     records.append(rec)
         self.duplicates.inc(dropped)
         if records:
-            yield records, [row for rows in grouped["history"] for row in rows]
+            history = RecordBatch(row for rows in grouped["history"] for row in rows)
+            yield BatchTuple((RecordBatch(records), history))
 
 
 class ShardByUser(beam.PTransform):

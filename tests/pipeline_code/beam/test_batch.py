@@ -1,4 +1,4 @@
-"""RecordBatch: Beam's default coder carries it whole and sizes it without walking it."""
+"""RecordBatch and BatchTuple: Beam's default coder carries them whole and sizes them without walking them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pickle
 from apache_beam.coders.typecoders import registry
 from apache_beam.typehints import Any
 
-from pipeline_code.beam.batch import RecordBatch, batched
+from pipeline_code.beam.batch import BatchTuple, RecordBatch, batched
 from pipeline_code.core.parse import RawEvent
 
 
@@ -38,3 +38,16 @@ def test_a_batch_beam_observed_still_pickles_to_its_items():
     assert pickle.loads(pickle.dumps(batch)) == batch
     as_batch = batched(lambda b: [x * 2 for x in b])
     assert as_batch([1, 2]) == [2, 4] and type(as_batch([1])) is RecordBatch
+
+
+def test_a_tuple_of_batches_round_trips_and_is_sized_without_walking_it():
+    impl = registry.get_coder(Any).get_impl()
+    large = (RecordBatch(records(5000)), RecordBatch(records(10)))
+    assert impl.get_estimated_size_and_observables(large)[0] > 100_000  # a plain tuple: encoded whole
+    element = BatchTuple(large)
+    assert impl.get_estimated_size_and_observables(element)[0] < 10
+    element.register_observer(lambda value: None)
+    for back in (impl.decode(impl.encode(element)), pickle.loads(pickle.dumps(element))):
+        assert type(back) is BatchTuple and back == large
+    records_, history = element
+    assert type(records_) is RecordBatch and len(history) == 10
