@@ -112,11 +112,11 @@ def build_graph(
     warehouse), both are None and the warehouse is asked about the input's
     ids and users (``LookupSnapshot``).
 
-    ``part`` (one of several processes sharing a local run, ``Part``):
-    ``raw`` is its share (``ReadPartOfRun``: each user shard it owns, whole,
-    with the run's losing copies), parsed and deduplicated with no shuffle
-    (``ParseOwnShards``); the parts' tables and counts add up to the whole
-    run's."""
+    ``part`` (a local run's share for one process, ``Part``; all of it in
+    one process): ``raw`` is that share (``ReadPartOfRun``: each user shard
+    it owns, whole, with the run's losing copies), parsed and deduplicated
+    with no shuffle (``ParseOwnShards``); the parts' tables and counts add
+    up to the whole run's."""
     if part is not None:
         parsed = raw | "ParseOwnShards" >> ParseOwnShards(history)
         grouped = parsed.events
@@ -154,9 +154,12 @@ def local_pipeline(
     """The local chain's pipeline: event log -> stages -> DuckDB (``run`` is
     recorded with the commit: ``LocalWarehouseSink``).
 
-    With ``part`` (see ``build_graph``) it is one
-    process's share of a sharded run: it stages its rows and, instead of
-    committing, lists the staged files in ``manifest`` (``PartSink``)."""
+    With ``part`` (see ``build_graph``) it reads that share of the run, each
+    user shard whole (``Part(0, 1)``: the whole run, as a local run in one
+    process does); without, it reads the log in chunks and shuffles, as
+    Dataflow does. With ``manifest``, one process's share of a sharded run:
+    it stages its rows and, instead of committing, lists the staged files
+    there (``PartSink``)."""
     # No flags given: none are read from this process's command line (which
     # is the CLI's or pytest's, not Beam's), and the graph, fixed and built
     # by every run, is not type-checked again each time (about 80 ms a run).
@@ -171,9 +174,7 @@ def local_pipeline(
             log_dir, from_offset, to_offset, part, settings.shards, known_ids, chunk_bytes
         )
     sink = LocalWarehouseSink(warehouse, staging_dir, log_id, from_offset, to_offset, run)
-    if part is not None:
-        if manifest is None:
-            raise ValueError("a part of a sharded run needs a manifest path for its staged files")
+    if manifest is not None:
         sink = PartSink(sink, manifest)
     build_graph(raw, known_ids, history, sink, settings, part=part)
     return p

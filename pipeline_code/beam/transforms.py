@@ -12,9 +12,10 @@ so a shard's batch holds every record of its keys.
                 -> BuildFeatures -> WriteToWarehouse
                        \\-> dead letters ------------------^
 
-A local run shared by processes (``Part``) reads each of its user shards
-whole (``ReadPartOfRun``, which also settles the run's contested ids), so
-``ParseOwnShards`` stands in for the first three stages with no shuffle.
+A local run (``Part``: one process's share, or all of it in one process)
+reads each of its user shards whole (``ReadPartOfRun``, which also settles
+the run's contested ids), so ``ParseOwnShards`` stands in for the first
+three stages with no shuffle.
 """
 
 from __future__ import annotations

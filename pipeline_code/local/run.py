@@ -485,7 +485,8 @@ def _process_range(log: EventLog, job: _Run, staging_dir: str | None) -> RunSumm
     run_id = uuid.uuid4().hex
     with run_staging(job.warehouse, run_id, staging_dir) as stage:
         _prepare(log, job, stage, run_id, started, _keys_of(log, job))
-        return _summary(log, job, started, _counts(run_pipeline(job.pipeline(), job.warehouse)))
+        whole = Part(0, 1, job.repeated)
+        return _summary(log, job, started, _counts(run_pipeline(job.pipeline(whole), job.warehouse)))
 
 
 @dataclass

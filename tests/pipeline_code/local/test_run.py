@@ -467,6 +467,19 @@ def test_runs_shared_by_processes_give_the_tables_of_one_process(tmp_path, store
     assert chain_tables(tmp_path / "shared.duckdb") == chain_tables(tmp_path / "one.duckdb")
 
 
+def test_the_graph_dataflow_runs_gives_the_tables_of_the_local_one(tmp_path, store_log, monkeypatch):
+    """A local run reads each user shard whole (``ReadPartOfRun``), in one
+    process too; the graph Dataflow and replays run shuffles instead
+    (``DeduplicateEvents``, ``ShardByUser``): the same tables and counts,
+    over runs that meet what earlier ones stored."""
+    local = process_log(store_log.path, tmp_path / "local.duckdb", run_bytes=700_000, workers=1)
+    monkeypatch.setattr(local_run, "Part", lambda *args: None)  # no part: the shuffled graph
+    shuffled = process_log(store_log.path, tmp_path / "shuffled.duckdb", run_bytes=700_000, workers=1)
+    assert local.runs == shuffled.runs > 2
+    assert [getattr(local, k) for k in RUN_COUNTS] == [getattr(shuffled, k) for k in RUN_COUNTS]
+    assert chain_tables(tmp_path / "local.duckdb") == chain_tables(tmp_path / "shuffled.duckdb")
+
+
 def test_ids_reused_across_processes_keep_the_first_valid_copy_in_log_order(tmp_path):
     """Users owned by different processes share ids: the first valid copy in
     log order wins wherever it is, a rejected first copy does not count, and
