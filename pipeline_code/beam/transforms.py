@@ -78,11 +78,12 @@ class ParseEvents(beam.PTransform):
 
 @dataclass(frozen=True)
 class Part:
-    """One of ``count`` processes sharing a local run: it owns the lines
-    whose user (``line_keys``) falls in the user shards ``s`` with
-    ``s % count == index`` (lines with no user, which parsing rejects: the
-    first process, in shard 0). ``repeated``: the run's ids on more than
-    one line, the only ones two of the run's lines can compete for."""
+    """The share of a local run that one of ``count`` processes takes
+    (``Part(0, 1)``: all of it, in one process): the lines whose user
+    (``line_keys``) falls in the user shards ``s`` with ``s % count ==
+    index`` (lines with no user, which parsing rejects: the first process,
+    in shard 0). ``repeated``: the run's ids on more than one line, the
+    only ones two of the run's lines can compete for."""
 
     index: int
     count: int
