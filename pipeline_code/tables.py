@@ -15,9 +15,10 @@ everywhere. ``merge`` says how a run's rows combine with rows already stored:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 Merge = Literal["insert_new", "append", "replace", "add"]
 
@@ -285,27 +286,41 @@ def written_by(writer: str) -> list[str]:
 
 
 _ARROW = {
-    "STRING": pa.string(),
-    "INT64": pa.int64(),
-    "FLOAT64": pa.float64(),
-    "BOOL": pa.bool_(),
-    "TIMESTAMP": pa.timestamp("us", tz="UTC"),
-    "DATE": pa.date32(),
-    "BYTES": pa.binary(),
+    "STRING": "string",
+    "INT64": "int64",
+    "FLOAT64": "float64",
+    "BOOL": "bool_",
+    "DATE": "date32",
+    "BYTES": "binary",
 }
+"""Arrow's type for each neutral type (pyarrow's factory names; TIMESTAMP is
+microseconds in UTC). pyarrow is imported where Arrow is used, not here:
+the stacks read these tables to plan their DDL, and a cold plan should not
+pay for pyarrow and NumPy (about 60 ms a stack)."""
 
 
 def _arrow_type(col: Column) -> pa.DataType:
-    base = pa.struct([_arrow_field(f) for f in col.fields]) if col.type == "RECORD" else _ARROW[col.type]
+    import pyarrow as pa
+
+    if col.type == "RECORD":
+        base = pa.struct([_arrow_field(f) for f in col.fields])
+    elif col.type == "TIMESTAMP":
+        base = pa.timestamp("us", tz="UTC")
+    else:
+        base = getattr(pa, _ARROW[col.type])()
     return pa.list_(base) if col.mode == "REPEATED" else base
 
 
 def _arrow_field(col: Column) -> pa.Field:
+    import pyarrow as pa
+
     return pa.field(col.name, _arrow_type(col), nullable=col.mode != "REQUIRED")
 
 
 def arrow_schema(table: Table) -> pa.Schema:
     """The table as an Arrow schema (what staged Parquet files carry)."""
+    import pyarrow as pa
+
     return pa.schema([_arrow_field(c) for c in table.columns])
 
 
@@ -315,6 +330,8 @@ def arrow_table(table: Table, rows: list[dict[str, Any]]) -> pa.Table:
     ``pa.Table.from_pylist`` gives, converted as one struct array: Arrow
     reads each row once, where ``from_pylist`` first builds a Python list
     per column (about twice as fast on ``events`` rows)."""
+    import pyarrow as pa
+
     schema = arrow_schema(table)
     return pa.Table.from_struct_array(pa.array(rows, type=pa.struct(list(schema)))).cast(schema)
 

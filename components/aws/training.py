@@ -44,7 +44,7 @@ from components.aws.security import PrivateBucket, grant, kms_statements, servic
 from components.aws.warehouse import Warehouse
 from components.spec import DEFAULT_RETRAIN, AlertSpec, ModelSpec, eventbridge_cron, retrain_times
 from pipeline_code.host import CLOUDWATCH_NAMESPACE
-from pipeline_code.ml.data import export_sql
+from pipeline_code.ml.export import export_sql
 
 TYPE = "data-flow:aws:Training"
 INSTANCE_TYPES = {"small": "ml.m5.large", "medium": "ml.m5.xlarge", "large": "ml.m5.2xlarge"}
@@ -52,7 +52,7 @@ MAX_RUNTIME_S = 4 * 3600
 
 
 def unload_sql(bucket: str, role_arn: str) -> str:
-    """The export: ``ml.data.export_sql`` unloaded as Parquet over the last export."""
+    """The export: ``ml.export.export_sql`` unloaded as Parquet over the last export."""
     inner = export_sql("redshift").replace("'", "''")
     return (
         f"UNLOAD ('{inner}') TO 's3://{bucket}/training/latest/part-' "

@@ -46,7 +46,7 @@ from components.azure.model import Model
 from components.azure.security import assign
 from components.azure.warehouse import Warehouse
 from components.spec import DEFAULT_RETRAIN, AlertSpec, ModelSpec, retrain_times
-from pipeline_code.ml.data import export_sql
+from pipeline_code.ml.export import export_sql
 
 TYPE = "data-flow:azure:Training"
 CONTAINER = "registry"

@@ -44,7 +44,7 @@ from components.gcp.processing import grant_image_pull, image_repository
 from components.gcp.storage import delete, private_bucket
 from components.gcp.warehouse import Warehouse
 from components.spec import DEFAULT_RETRAIN, AlertSpec, ModelSpec, retrain_times
-from pipeline_code.ml.data import export_sql
+from pipeline_code.ml.export import export_sql
 from pipeline_code.ml.publish import HEALTH_KEY
 
 TYPE = "data-flow:gcp:Training"
@@ -61,7 +61,7 @@ LAUNCHER_PERMISSIONS = ("aiplatform.customJobs.create",)
 
 
 def export_query(project: str, dataset: str, bucket: str) -> str:
-    """``EXPORT DATA`` of ``ml.data.export_sql`` to Parquet, over the last export."""
+    """``EXPORT DATA`` of ``ml.export.export_sql`` to Parquet, over the last export."""
     select = export_sql("bigquery").replace("FROM events", f"FROM `{project}.{dataset}.events`")
     return (
         f"EXPORT DATA OPTIONS (uri = 'gs://{bucket}/training/latest/part-*.parquet', "

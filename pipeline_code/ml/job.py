@@ -6,7 +6,7 @@
     python -m pipeline_code.ml.job --training-data ${{inputs.training_data}} \\
         --production ${{inputs.production}} --model-out ${{outputs.model}}   # Azure ML command job
 
-It reads the scheduled export of the warehouse (``ml.data.export_sql`` as
+It reads the scheduled export of the warehouse (``ml.export.export_sql`` as
 Parquet), scores the production model on the candidate's holdout, trains and
 writes the version with the gate's decision (``ml.train.train_on``): the
 version's files (``metadata.json``, ``model.npz``) at the root of the model

@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from pipeline_code.ml.registry import LATEST_FILE, METADATA_FILE
+
 FORMAT = "data-flow-recommender/1"
-METADATA_FILE = "metadata.json"
 ARRAYS_FILE = "model.npz"
-LATEST_FILE = "LATEST"
 RECENT_DECAY = 0.8  # weight of the n-th most recent item in item-to-item: RECENT_DECAY ** n
 FRESH_WEIGHT = 1.0  # an item sent as recent counts like one view in the fold-in
 MAX_RECENT = 20

@@ -28,8 +28,7 @@ import tarfile
 from pathlib import Path
 from typing import Protocol
 
-from pipeline_code.ml.model import LATEST_FILE
-from pipeline_code.ml.registry import PROMOTIONS_FILE, unwind
+from pipeline_code.ml.registry import LATEST_FILE, PROMOTIONS_FILE, unwind
 
 PRODUCTION = "production"
 HEALTH_KEY = "dataflow_training"

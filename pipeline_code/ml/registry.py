@@ -26,8 +26,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline_code.ml.model import LATEST_FILE, METADATA_FILE
-
+METADATA_FILE = "metadata.json"
+"""A model version's description, beside its arrays (``ml.model``)."""
+LATEST_FILE = "LATEST"
+"""The version the registry serves (``ml.model.find_model`` follows it). Both
+names live here, not in ``ml.model``: the stacks read them to plan, and
+``ml.model`` imports NumPy."""
 PROMOTIONS_FILE = "promotions.jsonl"
 DEFAULT_TOLERANCE = 0.02
 

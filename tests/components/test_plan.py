@@ -137,3 +137,22 @@ def test_bad_stacks_and_refs_are_named(capsys):
     assert "stack 'nope' has no stacks/Pulumi.nope.yaml" in capsys.readouterr().err
     assert main(["plan", "--stack", "gcp-dev", "--diff-against", "no-such-ref-xyz"]) != 0
     assert "is neither a file nor a git ref" in capsys.readouterr().err
+
+
+HEAVY = ("numpy", "pyarrow", "duckdb", "scipy", "apache_beam")
+
+
+@pytest.mark.slow
+def test_planning_every_stack_imports_no_data_or_training_library():
+    """A cold plan pays for what the stacks use (issue 20): the stacks read
+    table descriptions, the export's SQL and the registry's file names, not
+    Arrow, DuckDB, NumPy or SciPy (about 0.15 s a stack), nor Beam."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom components import plan\nfor s in plan.stacks(): plan.plan_text(s)\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-500:]

@@ -8,7 +8,7 @@ import sqlglot
 from azure.mgmt.datafactory import models as adf
 
 from components.azure.training import DEPLOYER_ACTIONS, export_pipeline, record_pipeline
-from pipeline_code.ml.data import export_sql
+from pipeline_code.ml.export import export_sql
 from tests.components.azure.test_artifacts import unknown_keys
 
 PIPELINE = export_pipeline(parquet_dataset="training_export", sql_dataset="events")

@@ -14,10 +14,10 @@ from pipeline_code.ml import job
 from pipeline_code.ml.data import (
     EXPORT_COLUMNS,
     TrainingDataError,
-    export_sql,
     read_exported,
     read_interactions,
 )
+from pipeline_code.ml.export import export_sql
 from pipeline_code.ml.model import Recommender
 
 
