@@ -1,5 +1,5 @@
 """The training export's SQL: what each cloud's scheduled export runs
-(``export_sql``), and the filter and weights the training reads with.
+(``export_sql``), and the weights the training reads it with.
 
 Text only, with no training library imported: the stacks import it to
 plan their exports, and a cold plan should not pay for DuckDB, NumPy and
@@ -20,7 +20,7 @@ EXPORT_COLUMNS = ("user_key", "item_id", "event_name", "event_timestamp", "sessi
 """The training export: one row per human event and item (``export_sql``)."""
 
 
-def human_filter() -> str:
+def _human_filter() -> str:
     names = ", ".join(f"'{n}'" for n in sorted(INTERACTION_WEIGHTS))
     return f"NOT is_bot AND event_name IN ({names})"
 
@@ -31,7 +31,7 @@ def export_sql(dialect: str) -> str:
     scheduled export wraps it (EXPORT DATA, UNLOAD, CETAS) to Parquet; the
     training job reads those files with ``read_exported``."""
     cols = "e.user_key, it.item_id, e.event_name, e.event_timestamp, e.session_key, e.source_offset"
-    where = human_filter().replace("is_bot", "e.is_bot").replace("event_name IN", "e.event_name IN")
+    where = _human_filter().replace("is_bot", "e.is_bot").replace("event_name IN", "e.event_name IN")
     if dialect == "duckdb":
         source = "(SELECT *, unnest(items) AS it FROM events) AS e"
         cols = cols.replace("it.item_id", "e.it.item_id AS item_id")
