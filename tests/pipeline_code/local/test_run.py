@@ -426,6 +426,32 @@ def test_a_snapshot_with_a_pending_runs_staged_files_is_the_one_its_commit_gives
     assert history[changed["user_key"]]["lifetime_events"] == 999 and len(history) == 3
 
 
+def test_a_part_failing_in_a_later_run_keeps_the_runs_committed_before_it(tmp_path, store_log, monkeypatch):
+    """Run 2 is committed while run 3's parts work; one of them fails: run 3
+    stores nothing and leaves nothing staged, and the next process resumes
+    at run 3 to the tables of one process."""
+    starts = [lo for lo, _ in store_log.slices(0, store_log.end_offset(), 500_000)]
+    real = LocalWarehouseSink.stage
+
+    def third_run_fails(self, table, rows):
+        if self.from_offset == starts[2] and table == "sessions":
+            raise OSError(5, "Input/output error")
+        return real(self, table, rows)
+
+    monkeypatch.setattr(LocalWarehouseSink, "stage", third_run_fails)  # the workers fork with it
+    with pytest.raises(WarehouseError, match="Input/output error"):
+        process_log(store_log.path, tmp_path / "w.duckdb", run_bytes=500_000, workers=2)
+    monkeypatch.undo()
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT log_offset FROM _dataflow_checkpoints").fetchone()[0] == starts[2]
+        assert con.execute("SELECT count(*) FROM _dataflow_runs").fetchone()[0] == 2
+    assert list((tmp_path / "w.staging").rglob("*.parquet")) == []
+    rest = process_log(store_log.path, tmp_path / "w.duckdb", run_bytes=500_000, workers=2)
+    assert rest.from_offset == starts[2] and rest.balanced
+    process_log(store_log.path, tmp_path / "one.duckdb", run_bytes=500_000, workers=1)
+    assert chain_tables(tmp_path / "w.duckdb") == chain_tables(tmp_path / "one.duckdb")
+
+
 def _part_says_it_started(job, index, count):
     (Path(job.warehouse).parent / f"part-of-{job.from_offset}").touch()
     return local_run._run_part_unpatched(job, index, count)
