@@ -260,8 +260,8 @@ def process_log(
     (``build_graph``'s ``part``), with one commit per run made here while
     the next run's parts work (``_process_overlapped``). By
     default ``default_workers()`` for runs of ``SHARDED_MIN_BYTES`` or more
-    and this process alone for shorter ones; a number given is used for
-    every run."""
+    and one process for shorter ones (this one, or one of the workers when
+    a longer run has started them); a number given is used for every run."""
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     _refuse_runner_workers(options)
