@@ -10,6 +10,7 @@ Bot traffic is stored in ``events`` but never feeds a feature.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,6 +33,14 @@ INTERACTION_WEIGHTS: dict[str, float] = {
 COOCCURRENCE_EVENTS = frozenset(INTERACTION_WEIGHTS) - {"remove_from_cart"}
 
 Rows = list[dict[str, Any]]
+
+_EVENT_ORDER = operator.itemgetter("event_timestamp", "source_offset")
+_ATTRIBUTES = (
+    ("item_name", "item_name"),
+    ("item_category", "item_category"),
+    ("item_brand", "item_brand"),
+    ("price", "last_price"),
+)
 
 
 def _human(records: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
@@ -97,9 +106,11 @@ def user_item_interactions(records: Iterable[dict[str, Any]]) -> Rows:
 
 
 def item_features(records: Iterable[dict[str, Any]]) -> Rows:
-    """Partial ``item_features`` rows: newest attributes and counts."""
+    """Partial ``item_features`` rows: each attribute as the newest event
+    (by time, then log position, then place in the event) that names it,
+    and the item's counts. Whatever order the batch is in."""
     out: dict[str, dict[str, Any]] = {}
-    for r in _human(records):
+    for r in sorted(_human(records), key=_EVENT_ORDER):
         name, ts = r["event_name"], r["event_timestamp"]
         for item in r["items"]:
             row = out.get(item["item_id"])
@@ -117,19 +128,11 @@ def item_features(records: Iterable[dict[str, Any]]) -> Rows:
                     "purchases": 0,
                     "units_sold": 0,
                     "revenue": 0.0,
-                    "_attrs_at": -1,
                 }
-            if ts >= row["_attrs_at"]:
-                # The newest event that names an attribute wins.
-                for src, dst in (
-                    ("item_name", "item_name"),
-                    ("item_category", "item_category"),
-                    ("item_brand", "item_brand"),
-                    ("price", "last_price"),
-                ):
-                    if item[src] is not None:
-                        row[dst] = item[src]
-                row["_attrs_at"] = ts
+            # In event order, a later event's attribute replaces an earlier one's.
+            for src, dst in _ATTRIBUTES:
+                if item[src] is not None:
+                    row[dst] = item[src]
             row["first_seen_at"] = min(row["first_seen_at"], ts)
             row["last_seen_at"] = max(row["last_seen_at"], ts)
             if name == "view_item":
@@ -140,8 +143,6 @@ def item_features(records: Iterable[dict[str, Any]]) -> Rows:
                 row["purchases"] += 1
                 row["units_sold"] += item["quantity"]
                 row["revenue"] += (item["price"] or 0.0) * item["quantity"]
-    for row in out.values():
-        del row["_attrs_at"]
     return list(out.values())
 
 
@@ -163,8 +164,9 @@ def item_cooccurrence(records: Iterable[dict[str, Any]]) -> Rows:
         if before is None:
             before = seen_in_session[r["session_key"]] = set(r["_session_items_before"])
         new = [i for i in dict.fromkeys(it["item_id"] for it in r["items"]) if i not in before]
-        for i, item in enumerate(new):
-            for other in [*before, *new[:i]]:
+        for item in new:
+            # ``before`` holds this event's earlier new items already.
+            for other in before:
                 for pair in ((item, other), (other, item)):
                     counts[pair] = counts.get(pair, 0) + 1
             before.add(item)

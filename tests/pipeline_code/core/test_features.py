@@ -127,3 +127,18 @@ def test_item_features_take_the_newest_attributes():
     records[1]["items"][0]["price"] = 3.0
     [row] = feat.item_features(records)
     assert row["last_price"] == 3.0 and row["views"] == 1 and row["purchases"] == 1 and row["revenue"] == 3.0
+
+
+def test_cooccurrence_counts_items_of_one_event_once():
+    rows = feat.item_cooccurrence(enriched([rec("1", 0, "view_item", ["a", "b", "c"])]))
+    counts = {(r["item_id"], r["other_item_id"]): r["sessions"] for r in rows}
+    assert counts == {(x, y): 1 for x in "abc" for y in "abc" if x != y}
+
+
+def test_item_features_take_each_attribute_from_the_newest_event_that_names_it():
+    older, newer = enriched([rec("1", 0, "view_item", ["a"]), rec("2", 5, "view_item", ["a"])])
+    older["items"][0]["item_name"] = "Apple"
+    newer["items"][0]["item_category"] = None
+    for batch in ([older, newer], [newer, older]):
+        [row] = feat.item_features(batch)
+        assert (row["item_name"], row["item_category"]) == ("Apple", "c"), batch
