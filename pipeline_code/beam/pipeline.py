@@ -32,6 +32,7 @@ from pipeline_code.beam.transforms import (
     ParseOwnShards,
     Part,
     ShardByUser,
+    StageEventsAndFeatures,
     WriteToWarehouse,
 )
 from pipeline_code.host import ProcessingSettings
@@ -104,6 +105,7 @@ def build_graph(
     settings: ProcessingSettings,
     lookup=None,
     part: Part | None = None,
+    columnar: bool = False,
 ):
     """Compose the stages. Returns the commit's PCollection of ``LoadResult``.
 
@@ -116,7 +118,12 @@ def build_graph(
     one process): ``raw`` is that share (``ReadPartOfRun``: each user shard
     it owns, whole, with the run's losing copies), parsed and deduplicated
     with no shuffle (``ParseOwnShards``); the parts' tables and counts add
-    up to the whole run's."""
+    up to the whole run's.
+
+    ``columnar``: the events and feature tables are built and staged as
+    Arrow tables (``StageEventsAndFeatures``), for a sink whose ``stage``
+    takes one (the local DuckDB sinks); otherwise as row batches
+    (``BuildFeatures``), for any sink. The tables are the same."""
     if part is not None:
         parsed = raw | "ParseOwnShards" >> ParseOwnShards(history)
         grouped = parsed.events
@@ -127,12 +134,16 @@ def build_graph(
         losers = parsed.events | "DeduplicateEvents" >> DeduplicateEvents(known_ids, settings.shards)
         grouped = parsed.events | "ShardByUser" >> ShardByUser(history, losers, settings.shards)
     enriched = grouped | "EnrichWithHistory" >> EnrichWithHistory(settings.session_gap_minutes * 60_000_000)
-    tables = enriched.events | "BuildFeatures" >> BuildFeatures(
-        settings.window_minutes * 60_000_000, settings.allowed_lateness_minutes * 60, bounded=True
+    window_us = settings.window_minutes * 60_000_000
+    tables = {USER_FEATURES: enriched[USER_FEATURES], DEAD_LETTERS: parsed[DEAD_LETTERS]}
+    if columnar:
+        staged = enriched.events | "StageEventsAndFeatures" >> StageEventsAndFeatures(sink, window_us)
+        return tables | "WriteToWarehouse" >> WriteToWarehouse(sink, staged)
+    tables.update(
+        enriched.events
+        | "BuildFeatures" >> BuildFeatures(window_us, settings.allowed_lateness_minutes * 60, bounded=True)
     )
     tables["events"] = enriched.events
-    tables[USER_FEATURES] = enriched[USER_FEATURES]
-    tables[DEAD_LETTERS] = parsed[DEAD_LETTERS]
     return tables | "WriteToWarehouse" >> WriteToWarehouse(sink)
 
 
@@ -176,5 +187,5 @@ def local_pipeline(
     sink = LocalWarehouseSink(warehouse, staging_dir, log_id, from_offset, to_offset, run)
     if manifest is not None:
         sink = PartSink(sink, manifest)
-    build_graph(raw, known_ids, history, sink, settings, part=part)
+    build_graph(raw, known_ids, history, sink, settings, part=part, columnar=True)
     return p

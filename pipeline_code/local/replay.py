@@ -186,7 +186,7 @@ def _run(
         raw = source(p)
         known_ids, history = p | "ReadWarehouseSnapshot" >> ReadWarehouseSnapshot(*snapshot, settings.shards)
         sink = LocalWarehouseSink(str(warehouse), str(stage), kind, 0, 0, run, replaced)
-        build_graph(raw, known_ids, history, sink, settings)
+        build_graph(raw, known_ids, history, sink, settings, columnar=True)
         from pipeline_code.local.run import _counter, run_pipeline
 
         result = run_pipeline(p, warehouse)

@@ -548,10 +548,17 @@ class LocalWarehouseSink:
         # A replay (``run["kind"]`` set) commits with ``Warehouse.replay``: no checkpoint moves.
         self.replaced_dead_letters = replaced_dead_letters
 
-    def stage(self, table: str, rows: list[dict]) -> str:
+    def stage(self, table: str, rows: list[dict] | pa.Table) -> str:
+        """Rows (dicts, or an Arrow table with the table's columns, in any
+        order and with timestamps as microseconds) as one staged Parquet file."""
         path = Path(self.staging_dir) / table / f"{uuid.uuid4().hex}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(arrow_table(TABLES[table], rows), path)
+        t = TABLES[table]
+        if isinstance(rows, pa.Table):
+            staged = rows.select(t.column_names()).cast(arrow_schema(t))
+        else:
+            staged = arrow_table(t, rows)
+        pq.write_table(staged, path)
         return str(path)
 
     def commit(self, files: dict[str, list[str]]) -> LoadResult:
@@ -571,7 +578,7 @@ class PartSink:
         self.inner = inner
         self.manifest = manifest
 
-    def stage(self, table: str, rows: list[dict]) -> str:
+    def stage(self, table: str, rows: list[dict] | pa.Table) -> str:
         return self.inner.stage(table, rows)
 
     def commit(self, files: dict[str, list[str]]) -> LoadResult:
