@@ -14,8 +14,10 @@ they skip wherever it is absent.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -54,24 +56,37 @@ def wait_for(port: int, proc: subprocess.Popen, what: str, seconds: float = 60.0
             return
         except OSError:
             time.sleep(0.1)
-    proc.kill()
+    _signal_group(proc, signal.SIGKILL)
     raise RuntimeError(f"{what} did not listen on port {port} within {seconds} s")
 
 
 @contextmanager
 def server(argv: list[str], port: int, what: str, env: dict | None = None) -> Iterator[str]:
+    # In a process group of its own, ended whole: the emulators' launchers
+    # are shell scripts that start Java as a child, which outlives the
+    # script when only the script is signalled.
     proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
     )
     try:
         wait_for(port, proc, what)
         yield f"127.0.0.1:{port}"
     finally:
-        proc.terminate()
+        _signal_group(proc, signal.SIGTERM)
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
 
 
 def moto_server() -> Iterator[str]:
