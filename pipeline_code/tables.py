@@ -336,6 +336,13 @@ def arrow_table(table: Table, rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_struct_array(pa.array(rows, type=pa.struct(list(schema)))).cast(schema)
 
 
+def conform(table: Table, arrow: pa.Table) -> pa.Table:
+    """An Arrow table with ``table``'s columns (in any order, timestamps as
+    UTC microseconds or as Arrow timestamps, and maybe more columns) as
+    ``table``'s Arrow schema, columns in order."""
+    return arrow.select(table.column_names()).cast(arrow_schema(table))
+
+
 _DUCKDB = {
     "STRING": "VARCHAR",
     "INT64": "BIGINT",

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import trigger, window
 from apache_beam.utils.timestamp import Timestamp
@@ -47,7 +48,7 @@ from pipeline_code.core.history import (
 )
 from pipeline_code.core.parse import RawEvent, parse_batch
 from pipeline_code.tables import EVENTS as EVENTS_TABLE
-from pipeline_code.tables import arrow_table
+from pipeline_code.tables import TABLES, arrow_table, conform
 
 EVENTS = "events"
 DEAD_LETTERS = "dead_letters"
@@ -411,24 +412,56 @@ class BuildFeatures(beam.PTransform):
         }
 
 
-class _StageColumnarFn(beam.DoFn):
-    """An enriched batch -> ``(table, staged file)`` for its ``events`` and
-    each feature table's partials, built from the one Arrow table of its
-    events (``core.arrow_features``) and staged as Arrow."""
+STAGE_ROWS = 65_536
+"""Rows a staged file holds at most: a stage step gathers its batches' rows
+per table up to this many (and at the end of its bundle) before it writes a
+file, so a run stages a few large files, not a few per shard (writing a
+Parquet file costs about 1 ms before its first row, and the commit reads
+every file)."""
 
-    def __init__(self, sink, window_us: int) -> None:
+
+def _staged(value):
+    """A ``finish_bundle`` output: the batch graph's elements are all in the global window."""
+    return window.GlobalWindows.windowed_value(value)
+
+
+class _StageColumnarFn(beam.DoFn):
+    """Enriched batches -> ``(table, staged file)`` for their ``events`` and
+    each feature table's partials, built per batch from the one Arrow table
+    of its events (``core.arrow_features``) and staged as Arrow, a file per
+    ``STAGE_ROWS`` rows of a table or fewer."""
+
+    def __init__(self, sink, window_us: int, max_rows: int = STAGE_ROWS) -> None:
         self.sink = sink
         self.window_us = window_us
+        self.max_rows = max_rows
+
+    def start_bundle(self) -> None:
+        self.pending: dict[str, list[pa.Table]] = {}
+        self.rows: dict[str, int] = {}
+
+    def _stage(self, table: str) -> tuple[str, str]:
+        parts = self.pending.pop(table)
+        del self.rows[table]
+        return table, self.sink.stage(table, pa.concat_tables(parts))
 
     def process(self, records: Batch):
         if not records:
             return
         events = arrow_table(EVENTS_TABLE, records)
-        yield EVENTS, self.sink.stage(EVENTS, events)
         before = [rec["_session_items_before"] for rec in records]
-        for table, rows in feature_tables(events, before, self.window_us).items():
+        tables = feature_tables(events, before, self.window_us)
+        tables[EVENTS] = events
+        for table, rows in tables.items():
             if rows.num_rows:
-                yield table, self.sink.stage(table, rows)
+                self.pending.setdefault(table, []).append(conform(TABLES[table], rows))
+                self.rows[table] = self.rows.get(table, 0) + rows.num_rows
+                if self.rows[table] >= self.max_rows:
+                    yield self._stage(table)
+
+    def finish_bundle(self):
+        for table in list(self.pending):
+            yield _staged(self._stage(table))
 
 
 class StageEventsAndFeatures(beam.PTransform):
@@ -451,15 +484,29 @@ class StageEventsAndFeatures(beam.PTransform):
 
 
 class _StageFn(beam.DoFn):
-    """A batch of rows -> ``(table, staged file)`` via the sink."""
+    """Batches of rows -> ``(table, staged file)`` via the sink, a file per
+    ``STAGE_ROWS`` rows or fewer."""
 
-    def __init__(self, sink, table: str) -> None:
+    def __init__(self, sink, table: str, max_rows: int = STAGE_ROWS) -> None:
         self.sink = sink
         self.table = table
+        self.max_rows = max_rows
+
+    def start_bundle(self) -> None:
+        self.pending: Batch = []
+
+    def _stage(self) -> tuple[str, str]:
+        rows, self.pending = self.pending, []
+        return self.table, self.sink.stage(self.table, rows)
 
     def process(self, rows: Batch):
-        if rows:
-            yield self.table, self.sink.stage(self.table, rows)
+        self.pending.extend(rows)
+        if len(self.pending) >= self.max_rows:
+            yield self._stage()
+
+    def finish_bundle(self):
+        if self.pending:
+            yield _staged(self._stage())
 
 
 class _CommitFn(beam.DoFn):

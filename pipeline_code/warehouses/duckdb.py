@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from pipeline_code.core.parse import RawEvent
 from pipeline_code.core.ports import USER_FEATURES, Replay, RunSummary, history_row
-from pipeline_code.tables import TABLES, Table, arrow_schema, arrow_table, duckdb_ddl
+from pipeline_code.tables import TABLES, Table, arrow_schema, arrow_table, conform, duckdb_ddl
 
 _META_DDL = (
     """CREATE TABLE IF NOT EXISTS _dataflow_checkpoints (
@@ -554,11 +554,7 @@ class LocalWarehouseSink:
         path = Path(self.staging_dir) / table / f"{uuid.uuid4().hex}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         t = TABLES[table]
-        if isinstance(rows, pa.Table):
-            staged = rows.select(t.column_names()).cast(arrow_schema(t))
-        else:
-            staged = arrow_table(t, rows)
-        pq.write_table(staged, path)
+        pq.write_table(conform(t, rows) if isinstance(rows, pa.Table) else arrow_table(t, rows), path)
         return str(path)
 
     def commit(self, files: dict[str, list[str]]) -> LoadResult:

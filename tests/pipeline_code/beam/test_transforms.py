@@ -247,3 +247,52 @@ def test_pipeline_runs_as_a_module(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pipeline_code.local", *args], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "events_stored=1" in r.stdout
+
+
+def _staged_rows(staging) -> dict[str, list[int]]:
+    """Rows per staged file, by table."""
+    import pyarrow.parquet as pq
+
+    return {
+        d.name: sorted(pq.read_metadata(f).num_rows for f in d.iterdir()) for d in sorted(staging.iterdir())
+    }
+
+
+def test_staging_gathers_batches_into_files_of_at_most_max_rows(tmp_path):
+    from pipeline_code.beam.transforms import _StageColumnarFn, _StageFn
+    from pipeline_code.core.history import enrich_shard
+    from pipeline_code.warehouses.duckdb import LocalWarehouseSink
+
+    records = _records(
+        *(
+            line(event_id=f"e{i}", user_id=f"u{i}", event_timestamp=f"2026-01-01T10:{i:02d}:00Z")
+            for i in range(7)
+        )
+    )
+    batches = [enrich_shard(records[a:b], {})[0] for a, b in ((0, 3), (3, 5), (5, 7))]
+    dead = {
+        "payload": b"x",
+        "error_message": "e",
+        "failed_stage": "parse",
+        "received_at": 0,
+        "dead_lettered_at": 0,
+        "source_offset": 0,
+    }
+    sink = LocalWarehouseSink("unused.duckdb", str(tmp_path / "staged"), "log", 0, 0)
+    with batch_pipeline() as p:
+        _ = (
+            p
+            | beam.Create(batches, reshuffle=False)
+            | beam.ParDo(_StageColumnarFn(sink, HOUR_US, max_rows=4))
+        )
+        _ = (
+            p
+            | "Dead" >> beam.Create([[dead]] * 5, reshuffle=False)
+            | "StageDead" >> beam.ParDo(_StageFn(sink, DEAD_LETTERS, max_rows=2))
+        )
+    staged_rows = _staged_rows(tmp_path / "staged")
+    # 7 users' events in batches of 3, 2 and 2, at most 4 rows a file: the
+    # first two batches (5 rows) make one file, the last one the bundle's rest.
+    assert staged_rows["events"] == [2, 5]
+    assert staged_rows["sessions"] == [2, 5]
+    assert staged_rows[DEAD_LETTERS] == [1, 2, 2]
