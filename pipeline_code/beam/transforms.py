@@ -412,7 +412,7 @@ class BuildFeatures(beam.PTransform):
         }
 
 
-STAGE_ROWS = 65_536
+STAGE_ROWS = 16_384
 """Rows a staged file holds at most: a stage step gathers its batches' rows
 per table up to this many (and at the end of its bundle) before it writes a
 file, so a run stages a few large files, not a few per shard (writing a
