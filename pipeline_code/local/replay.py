@@ -37,7 +37,7 @@ from pathlib import Path
 import apache_beam as beam
 
 from pipeline_code.beam.io import ReadEventLog, ReadWarehouseSnapshot
-from pipeline_code.beam.pipeline import build_graph, local_runner
+from pipeline_code.beam.pipeline import LocalRunOptions, build_graph, local_runner
 from pipeline_code.core.parse import RawEvent, now_us
 from pipeline_code.core.ports import Replay, RunSummary, to_us
 from pipeline_code.host import ProcessingSettings
@@ -182,7 +182,7 @@ def _run(
             "kind": kind,
             "detail": detail,
         }
-        p = beam.Pipeline(runner=local_runner())
+        p = beam.Pipeline(runner=local_runner(), options=LocalRunOptions())
         raw = source(p)
         known_ids, history = p | "ReadWarehouseSnapshot" >> ReadWarehouseSnapshot(*snapshot, settings.shards)
         sink = LocalWarehouseSink(str(warehouse), str(stage), kind, 0, 0, run, replaced)
