@@ -468,11 +468,11 @@ class StageEventsAndFeatures(beam.PTransform):
     """Enriched event batches -> ``(table, staged file)`` for ``events`` and
     every feature table but ``user_features`` (EnrichWithHistory's): what
     ``BuildFeatures`` and ``WriteToWarehouse``'s staging give, built over
-    Arrow (``core.arrow_features``, about a third of the per-record
-    functions' cost on a shard of 1,500 events) and staged without a row
-    dict per feature row. Each batch's partials are staged as they are
-    (popularity is not summed per window first: the warehouse sums them).
-    For a bounded run and a sink whose ``stage`` takes an Arrow table."""
+    Arrow (``core.arrow_features``: about 2.5 µs an event on a shard of
+    1,500 events, against about 6 for the per-record functions) and staged
+    without a row dict per feature row. Each batch's partials are staged as
+    they are (popularity is not summed per window first: the warehouse sums
+    them). For a bounded run and a sink whose ``stage`` takes an Arrow table."""
 
     def __init__(self, sink, window_us: int) -> None:
         super().__init__()
