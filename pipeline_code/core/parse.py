@@ -234,12 +234,14 @@ def line_keys(payload: bytes) -> tuple[str | None, str | None]:
 
 class CandidateKeys(NamedTuple):
     """What parsing a run's lines can give: its event ids and user keys
-    (what the warehouse snapshot must hold), and the ids more than one line
-    names (the only ones two lines can compete for)."""
+    (what the warehouse snapshot must hold), the ids more than one line
+    names (the only ones two lines can compete for), and how many lines
+    there are."""
 
     ids: set[str]
     users: set[str]
     repeated: set[str]
+    lines: int
 
 
 def candidate_keys(raws: Iterable[RawEvent]) -> CandidateKeys:
@@ -251,7 +253,9 @@ def candidate_keys(raws: Iterable[RawEvent]) -> CandidateKeys:
     ids: set[str] = set()
     users: set[str] = set()
     repeated: set[str] = set()
+    lines = 0
     for raw in raws:
+        lines += 1
         event_id, user_key = line_keys(raw.payload)
         if event_id is not None:
             if event_id in ids:
@@ -259,7 +263,7 @@ def candidate_keys(raws: Iterable[RawEvent]) -> CandidateKeys:
             ids.add(event_id)
         if user_key is not None:
             users.add(user_key)
-    return CandidateKeys(ids, users, repeated)
+    return CandidateKeys(ids, users, repeated, lines)
 
 
 def parse_batch(

@@ -465,7 +465,7 @@ def _prepare(
     job.run = {
         "run_id": run_id,
         "started_at": started,
-        "events_read": log.count_records(job.from_offset, job.to_offset),
+        "events_read": keys.lines,  # the key pass read every line: no second pass to count them
         "generation": generation,
     }
 

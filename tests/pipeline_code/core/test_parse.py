@@ -122,8 +122,9 @@ def test_candidate_keys_hold_every_key_parsing_can_give():
         *(payload for _, payload, _, _ in HOSTILE),
     ]
     raws = [raw(p, offset=i) for i, p in enumerate(lines)]
-    ids, users, repeated = candidate_keys(raws)
+    ids, users, repeated, count = candidate_keys(raws)
     records, dead = parse_batch(raws)
+    assert count == len(raws)
     # Each accepted line's keys read without parsing are the ones parsing gives.
     accepted = {r["source_offset"]: (r["event_id"], r["user_key"]) for r in records}
     assert {r.offset: line_keys(r.payload) for r in raws if r.offset in accepted} == accepted
