@@ -3,10 +3,11 @@
 The same partial rows as ``core.features`` (the tests hold the two to the
 same tables), computed from a batch of enriched events as one Arrow table
 with pyarrow's compute kernels and hash aggregations instead of a Python
-loop per event and item. pyarrow is what every engine's workers already
-have: Beam's SDK, PySpark's Arrow batches and DuckDB all depend on it, so
-choosing it adds nothing to install; DuckDB would have to be added to
-Dataflow's and Glue's workers, and Polars to all of them.
+loop per event and item. pyarrow is already in every engine's workers:
+it is in this package's base install (the Parquet staging), Beam's SDK
+depends on it and PySpark's Arrow batches use it, so choosing it adds
+nothing to install; DuckDB would have to be added to Dataflow's and Glue's
+workers, and Polars to all of them.
 
 Input: an ``events`` table as ``tables.arrow_table(EVENTS, records)`` gives
 it (``event_timestamp`` in UTC microseconds, ``items`` a list of structs),
