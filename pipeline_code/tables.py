@@ -343,6 +343,14 @@ def conform(table: Table, arrow: pa.Table) -> pa.Table:
     return arrow.select(table.column_names()).cast(arrow_schema(table))
 
 
+def as_arrow(table: Table, rows: list[dict[str, Any]] | pa.Table) -> pa.Table:
+    """Rows as ``table``'s Arrow table, whether dicts (``arrow_table``) or
+    already Arrow (``conform``): what a sink's ``stage`` takes."""
+    import pyarrow as pa
+
+    return conform(table, rows) if isinstance(rows, pa.Table) else arrow_table(table, rows)
+
+
 _DUCKDB = {
     "STRING": "VARCHAR",
     "INT64": "BIGINT",

@@ -23,10 +23,13 @@ import json
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pipeline_code.core.history import UserHistory
 from pipeline_code.core.userstate import Activity, Touch, merge
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 USER_FEATURES = "user_features"
@@ -73,9 +76,12 @@ class WarehouseLookup(Protocol):
 class Sink(Protocol):
     """Where a micro-batch's rows go: staged per batch of rows on the
     executors (picklable), committed once on the driver. The same protocol
-    as the Beam chain's sink (``pipeline_code.warehouses.duckdb.LocalWarehouseSink``)."""
+    as the Beam chain's sink (``pipeline_code.warehouses.duckdb.LocalWarehouseSink``).
+    ``stage`` takes rows (dicts) or an Arrow table with the table's columns
+    (``core.arrow_features``' output; timestamps as Arrow timestamps or UTC
+    microseconds)."""
 
-    def stage(self, table: str, rows: list[dict[str, Any]]) -> str: ...
+    def stage(self, table: str, rows: list[dict[str, Any]] | pa.Table) -> str: ...
 
     def commit(self, files: dict[str, list[str]]) -> Any: ...
 

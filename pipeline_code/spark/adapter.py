@@ -7,6 +7,12 @@ RDDs, with the same shuffle (one by user shard) and the same sink protocol
 as Beam's ``WriteToWarehouse`` (``stage`` row batches on the executors,
 then one ``commit`` on the driver). Nothing here re-implements a rule.
 
+Each shard's enriched events become one Arrow table, staged as ``events``
+and fed to the columnar feature builders (``core.arrow_features``, as the
+local Beam runs do: about 2.5 µs an event against 6 for the per-record
+ones); popularity is counted per window from the records, since a window's
+lateness decides whether it is kept.
+
     raw rows -> parse (per partition) -> dead letters ----------------------\\
              -> shard by user -> lookup + dedup + enrich (per shard)          -> stage -> commit
                                   -> features per shard; popularity per window /
@@ -31,11 +37,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline_code.core import arrow_features as columnar
 from pipeline_code.core import features as feat
 from pipeline_code.core.history import UserHistory, enrich_shard, keep_first_seen, split_by_shard
 from pipeline_code.core.parse import RawEvent, parse_batch
 from pipeline_code.core.ports import Sink, WarehouseLookup
 from pipeline_code.host import ProcessingSettings
+from pipeline_code.tables import EVENTS as EVENTS_TABLE
+from pipeline_code.tables import arrow_table
 
 EVENTS = "events"
 DEAD_LETTERS = "dead_letters"
@@ -79,7 +88,9 @@ class _EnrichShards:
 
     Per shard, as the Beam streaming job's ``LookupHistory`` does: two
     warehouse queries (stored ids, stored histories), then the core's dedup
-    and enrichment, then the feature builders over the enriched records."""
+    and enrichment, then the feature builders over the enriched events'
+    Arrow table (the table rows it emits are dicts or Arrow tables: the
+    sinks stage either)."""
 
     def __init__(self, lookup: WarehouseLookup, settings: ProcessingSettings) -> None:
         self.lookup = lookup
@@ -110,12 +121,14 @@ class _EnrichShards:
             return
         histories = {user: UserHistory.from_row(row) for user, row in stored.items()}
         enriched, updated = enrich_shard(unique, histories, self.settings.session_gap_us)
-        yield EVENTS, enriched
+        events = arrow_table(EVENTS_TABLE, enriched)
+        yield EVENTS, events
         yield USER_FEATURES, [h.to_row() for h in updated]
-        yield "sessions", feat.session_rows(enriched)
-        yield "user_item_interactions", feat.user_item_interactions(enriched)
-        yield "item_features", feat.item_features(enriched)
-        yield "item_cooccurrence", feat.item_cooccurrence(enriched)
+        yield "sessions", columnar.session_rows(events)
+        yield "user_item_interactions", columnar.user_item_interactions(events)
+        yield "item_features", columnar.item_features(events)
+        before = [rec["_session_items_before"] for rec in enriched]
+        yield "item_cooccurrence", columnar.item_cooccurrence(events, before)
         yield _MAX_EVENT_TIME, max(rec["event_timestamp"] for rec in enriched)
         for start, counts in feat.popularity_counts(enriched, self.settings.window_us).items():
             yield _WINDOW, (start, counts)
@@ -125,8 +138,8 @@ def _earlier(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return a if a["source_offset"] <= b["source_offset"] else b
 
 
-def _stage_with(sink: Sink) -> Callable[[tuple[str, list]], tuple[str, str]]:
-    def stage(item: tuple[str, list]) -> tuple[str, str]:
+def _stage_with(sink: Sink) -> Callable[[tuple[str, Any]], tuple[str, str]]:
+    def stage(item: tuple[str, Any]) -> tuple[str, str]:
         table, rows = item
         return table, sink.stage(table, rows)
 
@@ -171,7 +184,8 @@ def process_micro_batch(
         # them there rather than read the source twice.
         events_read = parsed.map(lambda kv: len(kv[1])).sum()
         dead = parsed.filter(lambda kv: kv[0] == DEAD_LETTERS)
-        tables = outputs.filter(lambda kv: not kv[0].startswith("_") and kv[1])
+        # Rows as dicts or as an Arrow table: ``len`` is the row count of either.
+        tables = outputs.filter(lambda kv: not kv[0].startswith("_") and len(kv[1]) > 0)
         late_before = (
             watermark_us - settings.window_us - settings.allowed_lateness_us
             if watermark_us is not None

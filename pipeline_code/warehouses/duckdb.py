@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from pipeline_code.core.parse import RawEvent
 from pipeline_code.core.ports import USER_FEATURES, Replay, RunSummary, history_row
-from pipeline_code.tables import TABLES, Table, arrow_schema, arrow_table, conform, duckdb_ddl
+from pipeline_code.tables import TABLES, Table, arrow_schema, as_arrow, duckdb_ddl
 
 _META_DDL = (
     """CREATE TABLE IF NOT EXISTS _dataflow_checkpoints (
@@ -558,8 +558,7 @@ class LocalWarehouseSink:
         order and with timestamps as microseconds) as one staged Parquet file."""
         path = Path(self.staging_dir) / table / f"{uuid.uuid4().hex}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
-        t = TABLES[table]
-        pq.write_table(conform(t, rows) if isinstance(rows, pa.Table) else arrow_table(t, rows), path)
+        pq.write_table(as_arrow(TABLES[table], rows), path)
         return str(path)
 
     def commit(self, files: dict[str, list[str]]) -> LoadResult:

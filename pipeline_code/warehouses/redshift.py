@@ -22,13 +22,16 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from pipeline_code.core.history import UserHistory
 from pipeline_code.core.parse import RawEvent
 from pipeline_code.core.ports import EPOCH, USER_FEATURES, Replay, history_row
-from pipeline_code.tables import TABLES, Column, Table, arrow_table
+from pipeline_code.tables import TABLES, Column, Table, as_arrow
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 BATCHES = "_dataflow_batches"
 BATCHES_DDL = (
@@ -353,17 +356,15 @@ class RedshiftSink:
         self.batch_key = batch_key
         self.prefix = batch_prefix
 
-    def stage(self, table: str, rows: list[dict[str, Any]]) -> str:
+    def stage(self, table: str, rows: list[dict[str, Any]] | pa.Table) -> str:
+        """Rows (dicts, or an Arrow table with the table's columns) as one
+        Parquet object under the batch's prefix."""
         import pyarrow.parquet as pq
         from pyarrow import fs
 
         url = urlparse(f"{self.prefix}/{table}/{uuid.uuid4().hex}.parquet")
         s3 = fs.S3FileSystem(region=self.region)
-        pq.write_table(
-            arrow_table(TABLES[table], rows),
-            f"{url.netloc}{url.path}",
-            filesystem=s3,
-        )
+        pq.write_table(as_arrow(TABLES[table], rows), f"{url.netloc}{url.path}", filesystem=s3)
         return f"s3://{url.netloc}{url.path}"
 
     def commit(self, files: dict[str, list[str]]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from pipeline_code.core.parse import RawEvent
 from pipeline_code.core.ports import USER_FEATURES, Replay, history_row
-from pipeline_code.tables import TABLES, Column, Table, arrow_schema
+from pipeline_code.tables import TABLES, Column, Table, arrow_schema, conform
 
 SCHEMA = "dbo"
 BATCHES = "_dataflow_batches"
@@ -93,14 +93,27 @@ def stage_schema(table: Table) -> pa.Schema:
     return pa.schema(fields)
 
 
-def stage_rows(table: Table, rows: list[dict[str, Any]]) -> pa.Table:
+def _json_text(value: object) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def stage_rows(table: Table, rows: list[dict[str, Any]] | pa.Table) -> pa.Table:
+    """Rows (dicts, or an Arrow table with the table's columns) as the staged
+    table (``stage_schema``): nested columns become the same JSON text either way."""
     nested = [c.name for c in table.columns if is_json(c)]
+    if isinstance(rows, pa.Table):
+        staged = conform(table, rows)
+        for name in nested:
+            i = staged.schema.get_field_index(name)
+            text = pa.array([_json_text(v) for v in staged[name].to_pylist()], pa.string())
+            staged = staged.set_column(i, name, text)
+        return staged.cast(stage_schema(table))
     out = []
     for row in rows:
         row = dict(row)
         for name in nested:
             if row.get(name) is not None:
-                row[name] = json.dumps(row[name], sort_keys=True, separators=(",", ":"))
+                row[name] = _json_text(row[name])
         out.append(row)
     return pa.Table.from_pylist(out, schema=stage_schema(table))
 
@@ -361,7 +374,7 @@ class SynapseSink:
         self.server, self.database = server, database
         self.batch_key, self.prefix, self.token = batch_key, prefix, token
 
-    def stage(self, table: str, rows: list[dict[str, Any]]) -> str:
+    def stage(self, table: str, rows: list[dict[str, Any]] | pa.Table) -> str:
         import pyarrow.parquet as pq
         from pyarrow import fs
 

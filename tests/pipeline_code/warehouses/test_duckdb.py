@@ -9,7 +9,7 @@ import pytest
 from pipeline_code.contract import EVENT_NAMES
 from pipeline_code.core.history import enrich_shard
 from pipeline_code.core.parse import RawEvent, parse_batch
-from pipeline_code.tables import TABLES, arrow_schema, arrow_table, duckdb_ddl
+from pipeline_code.tables import TABLES, arrow_schema, arrow_table, as_arrow, duckdb_ddl
 from pipeline_code.warehouses.duckdb import Warehouse, WarehouseError
 from tests.conftest import line
 
@@ -52,6 +52,32 @@ def test_arrow_table_is_what_from_pylist_gives(hostile_lines):
     # A row without a required value is refused, by column name (from_pylist would stage the null).
     with pytest.raises(ValueError, match="field 'started_at' with null values"):
         arrow_table(TABLES["sessions"], [{"session_key": "s", "user_key": "u"}])
+
+
+def test_a_sink_stages_an_arrow_table_as_it_stages_its_rows(hostile_lines):
+    """``as_arrow``, what every sink's ``stage`` converts with: an Arrow table
+    in another column order, with timestamps as microseconds and a column
+    the table does not have, gives what the same rows as dicts give."""
+    good = [line(event_id=f"e{i}", user_id=f"u{i % 2}", event_name=n) for i, n in enumerate(EVENT_NAMES)]
+    raws = [RawEvent(i, 1_767_225_600_000_000, p) for i, p in enumerate([*good, *hostile_lines])]
+    records, dead = parse_batch(raws)
+    enriched, users = enrich_shard(records, {})
+    for name, rows in {
+        "events": enriched,
+        "dead_letters": dead,
+        "user_features": [u.to_row() for u in users],
+    }.items():
+        expected = arrow_table(TABLES[name], rows)
+        cols = list(reversed(TABLES[name].column_names()))
+        loose = pa.table(
+            {
+                c: expected[c].cast("int64") if expected[c].type == pa.timestamp("us", "UTC") else expected[c]
+                for c in cols
+            }
+        )
+        loose = loose.append_column("extra", pa.array([1] * loose.num_rows))
+        assert as_arrow(TABLES[name], loose).equals(expected), name
+        assert as_arrow(TABLES[name], rows).equals(expected), name
 
 
 def test_additive_tables_sum_partials_within_and_across_loads(tmp_path):

@@ -8,7 +8,10 @@ import re
 import pytest
 import sqlglot
 
-from pipeline_code.tables import TABLES
+from pipeline_code.core.history import enrich_shard, keep_first_seen
+from pipeline_code.core.parse import RawEvent, parse_batch
+from pipeline_code.synth import StoreSpec, generate
+from pipeline_code.tables import TABLES, arrow_table
 from pipeline_code.warehouses import synapse
 from pipeline_code.warehouses.synapse import https_of
 
@@ -29,6 +32,21 @@ def test_nested_columns_are_staged_as_json_text():
     staged = synapse.stage_rows(TABLES["user_features"], [row])
     assert str(staged.schema.field("recent_items").type) == "string"
     assert json.loads(staged.column("recent_items")[0].as_py()) == ["b", "a"]
+
+
+def test_an_arrow_table_is_staged_as_its_rows_are():
+    """The Spark job stages a shard's events as the Arrow table the columnar
+    features read: its nested columns become the same JSON text, byte for
+    byte, as the rows' do."""
+    lines = list(generate(StoreSpec(events=400, days=1, seed=3)))
+    records, _ = parse_batch([RawEvent(i, 1_800_000_000_000_000, p) for i, p in enumerate(lines)])
+    enriched, users = enrich_shard(keep_first_seen(records)[0], {})
+    assert any(r["items"] for r in enriched) and any(r["context"] for r in enriched)
+    for name, rows in {"events": enriched, "user_features": [u.to_row() for u in users]}.items():
+        from_rows = synapse.stage_rows(TABLES[name], rows)
+        from_arrow = synapse.stage_rows(TABLES[name], arrow_table(TABLES[name], rows))
+        assert from_arrow.schema == from_rows.schema == synapse.stage_schema(TABLES[name])
+        assert from_arrow.equals(from_rows), name
 
 
 def test_synapse_sql_parses_as_tsql():
