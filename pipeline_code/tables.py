@@ -372,11 +372,15 @@ def _duckdb_type(col: Column) -> str:
 
 def duckdb_ddl(table: Table) -> str:
     """CREATE TABLE for DuckDB. DuckDB has no partitions: the partition column
-    is kept so queries read the same everywhere. Append-only tables get no key
-    constraint because each arrival is its own row."""
+    is kept so queries read the same everywhere. Only ``insert_new`` tables
+    (``events``) get a key constraint, the guard against storing an event
+    twice: DuckDB holds a key's ART index in memory whenever rows are merged
+    into its table, and the other tables merge by ``MERGE INTO``, whose
+    source holds one row per key, with no index (an append-only table has no
+    key: each arrival is its own row)."""
     cols = [
         f"{c.name} {_duckdb_type(c)}" + (" NOT NULL" if c.mode == "REQUIRED" else "") for c in table.columns
     ]
-    if table.merge != "append":
+    if table.merge == "insert_new":
         cols.append(f"PRIMARY KEY ({', '.join(table.key)})")
     return f"CREATE TABLE IF NOT EXISTS {table.name} (\n  " + ",\n  ".join(cols) + "\n)"

@@ -93,6 +93,70 @@ def test_additive_tables_sum_partials_within_and_across_loads(tmp_path):
         assert wh.checkpoint("log") == 20
 
 
+def _history(user_key: str, events: int) -> dict:
+    row = {c: None for c in TABLES["user_features"].column_names()}
+    row.update(user_key=user_key, first_seen_at=1, last_seen_at=2, lifetime_events=events)
+    row.update(
+        lifetime_purchases=0, lifetime_revenue=0.0, recent_items=[], last_session_items=[], is_bot=False
+    )
+    return row
+
+
+def test_only_events_has_a_key_index(tmp_path):
+    """DuckDB holds a key's ART index in memory to merge into its table, so
+    the committing process would grow with the warehouse: the other tables
+    merge by ``MERGE INTO`` against one staged row per key, with no index."""
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        keyed = wh.con.execute(
+            "SELECT DISTINCT table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY' "
+            "AND table_name IN (SELECT unnest(?::VARCHAR[]))",
+            [list(TABLES)],
+        ).fetchall()
+    assert keyed == [("events",)]
+
+
+def test_a_replaced_row_replaces_and_a_key_staged_twice_stores_nothing(tmp_path):
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        wh.load({"user_features": [stage(tmp_path, "user_features", [_history("u1", 1)], "1")]}, "log", 0, 10)
+        f2 = stage(tmp_path, "user_features", [_history("u1", 5), _history("u2", 1)], "2")
+        wh.load({"user_features": [f2]}, "log", 10, 20)
+        stored = "SELECT user_key, lifetime_events FROM user_features ORDER BY 1"
+        assert wh.con.execute(stored).fetchall() == [("u1", 5), ("u2", 1)]
+        twice = stage(tmp_path, "user_features", [_history("u3", 1), _history("u3", 2)], "3")
+        with pytest.raises(
+            WarehouseError, match="staged user_features rows hold user_key 'u3' more than once"
+        ):
+            wh.load({"user_features": [twice]}, "log", 20, 30)
+        assert wh.con.execute(stored).fetchall() == [("u1", 5), ("u2", 1)]
+        assert wh.checkpoint("log") == 20
+
+
+def test_a_warehouse_made_with_key_constraints_merges_as_before(tmp_path):
+    """Warehouses created before the feature tables lost their primary keys keep them; merges still add up."""
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            duckdb_ddl(TABLES["item_cooccurrence"]).replace(
+                "\n)", ",\n  PRIMARY KEY (item_id, other_item_id)\n)"
+            )
+        )
+    with Warehouse(path) as wh:
+        for i, rows in enumerate([[cooc("a", "b", 1)], [cooc("a", "b", 2), cooc("b", "a", 1)]]):
+            wh.load(
+                {"item_cooccurrence": [stage(tmp_path, "item_cooccurrence", rows, str(i))]}, "log", i, i + 1
+            )
+        got = wh.con.execute(
+            "SELECT item_id, other_item_id, sessions FROM item_cooccurrence ORDER BY 1"
+        ).fetchall()
+        assert got == [("a", "b", 3), ("b", "a", 1)]
+        assert wh.con.execute(
+            "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'item_cooccurrence' "
+            "AND constraint_type = 'PRIMARY KEY'"
+        ).fetchone() == (1,)
+
+
 def test_a_moved_checkpoint_refuses_the_load_and_stores_nothing(tmp_path):
     with Warehouse(tmp_path / "w.duckdb") as wh:
         f = stage(tmp_path, "item_cooccurrence", [cooc("a", "b", 1)], "1")
