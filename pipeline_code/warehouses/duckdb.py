@@ -307,8 +307,9 @@ class Warehouse:
             f"SELECT {keys} FROM read_parquet({_files(paths)}) GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
         ).fetchone()
         if twice is not None:
+            key = twice[0] if len(twice) == 1 else twice
             raise WarehouseError(
-                f"warehouse {self.path}: staged {table.name} rows hold {keys} {twice[0]!r} more than once; "
+                f"warehouse {self.path}: staged {table.name} rows hold {keys} {key!r} more than once; "
                 "nothing was stored"
             )
 
