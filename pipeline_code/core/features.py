@@ -10,9 +10,10 @@ Bot traffic is stored in ``events`` but never feeds a feature.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterable
 from typing import Any
+
+from pipeline_code.core.history import EVENT_ORDER
 
 # Implicit-feedback strength of each event for one item (Hu, Koren & Volinsky
 # style confidence weights). Removing from the cart is a negative signal;
@@ -34,7 +35,6 @@ COOCCURRENCE_EVENTS = frozenset(INTERACTION_WEIGHTS) - {"remove_from_cart"}
 
 Rows = list[dict[str, Any]]
 
-_EVENT_ORDER = operator.itemgetter("event_timestamp", "source_offset")
 _ATTRIBUTES = (
     ("item_name", "item_name"),
     ("item_category", "item_category"),
@@ -110,7 +110,7 @@ def item_features(records: Iterable[dict[str, Any]]) -> Rows:
     (by time, then log position, then place in the event) that names it,
     and the item's counts. Whatever order the batch is in."""
     out: dict[str, dict[str, Any]] = {}
-    for r in sorted(_human(records), key=_EVENT_ORDER):
+    for r in sorted(_human(records), key=EVENT_ORDER):
         name, ts = r["event_name"], r["event_timestamp"]
         for item in r["items"]:
             row = out.get(item["item_id"])

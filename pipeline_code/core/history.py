@@ -119,7 +119,8 @@ class UserHistory:
 
 
 _HISTORY_FIELDS = tuple(UserHistory.__dataclass_fields__)
-_EVENT_ORDER = operator.itemgetter("event_timestamp", "source_offset")
+EVENT_ORDER = operator.itemgetter("event_timestamp", "source_offset")
+"""A record's place in event time: its timestamp, then its log position."""
 
 
 def _remember(items: list[str], new: list[str], limit: int) -> list[str]:
@@ -143,7 +144,7 @@ def enrich_user(
     ``seconds_since_previous_event``, ``session_key`` and, for the features
     step only, ``_session_items_before``.
     """
-    ordered = sorted(records, key=_EVENT_ORDER)
+    ordered = sorted(records, key=EVENT_ORDER)
     h = history
     if h is None:
         first = ordered[0]["event_timestamp"]
