@@ -90,17 +90,32 @@ class Part:
     (``line_keys``) falls in the user shards ``s`` with ``s % count ==
     index`` (lines with no user, which parsing rejects: the first process,
     in shard 0). ``repeated``: the run's ids on more than one line, the
-    only ones two of the run's lines can compete for."""
+    only ones two of the run's lines can compete for.
+
+    ``line_shards`` and ``disputed``, when the process that read the run's
+    keys routed its lines (``core.parse.routed_keys``): each line's user
+    shard, in order, and the indexes of the lines whose id is contested
+    (repeated in the run, or stored before), so that this share is taken
+    without reading every line's keys again."""
 
     index: int
     count: int
     repeated: frozenset[str] = frozenset()
+    line_shards: bytes = b""
+    disputed: tuple[int, ...] = ()
 
     def shard(self, user_key: str | None, shards: int) -> int:
         return 0 if user_key is None else shard_of(user_key, shards)
 
     def owns(self, shard: int) -> bool:
         return shard % self.count == self.index
+
+    def routed(self) -> bool:
+        return bool(self.line_shards)
+
+    def owned(self, line_shards: bytes) -> bytes:
+        """For each of these (one byte) line shards, 1 if this part owns it, else 0."""
+        return line_shards.translate(bytes(int(self.owns(s)) for s in range(256)))
 
 
 class _ParseShardFn(beam.DoFn):

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from pipeline_code.contract import EVENT_REQUIREMENTS, SCHEMA_VERSION, Event
+from pipeline_code.core.history import shard_of
 
 MAX_EVENT_BYTES = 256 * 1024
 """Larger lines are dead-lettered unparsed (Segment caps an event at 32 KB)."""
@@ -250,19 +251,58 @@ def candidate_keys(raws: Iterable[RawEvent]) -> CandidateKeys:
     A superset: every line that ``parse_event`` accepts has its ``event_id``
     and ``user_key`` here; lines it would reject may add keys that match
     nothing, and ids to ``repeated`` that no two accepted lines share."""
+    return _keys((raw.payload for raw in raws), None)
+
+
+class LineRoutes(NamedTuple):
+    """Each of a run's lines, in order: its event id (``line_keys``; None
+    if it has none) and its user shard (``shard_of`` its user key; 0 for a
+    line with none, which parsing rejects). What lets each process sharing
+    the run take its own lines, and the lines whose id is contested,
+    without reading every line's keys again."""
+
+    ids: list[str | None]
+    shards: bytes
+
+    def contested(self, ids: set[str]) -> tuple[int, ...]:
+        """The indexes of the lines whose id is one of ``ids``."""
+        return tuple(i for i, event_id in enumerate(self.ids) if event_id in ids) if ids else ()
+
+
+MAX_ROUTED_SHARDS = 256
+"""``LineRoutes`` keeps a line's shard in one byte."""
+
+
+def routed_keys(payloads: Iterable[bytes], shards: int) -> tuple[CandidateKeys, LineRoutes]:
+    """``candidate_keys`` of these payloads, and their ``LineRoutes`` over
+    ``shards`` user shards (at most ``MAX_ROUTED_SHARDS``)."""
+    if not 1 <= shards <= MAX_ROUTED_SHARDS:
+        raise ValueError(f"shards must be between 1 and {MAX_ROUTED_SHARDS} to route lines, got {shards}")
+    routes = LineRoutes([], bytearray())  # type: ignore[arg-type]
+    keys = _keys(payloads, (routes, shards))
+    return keys, LineRoutes(routes.ids, bytes(routes.shards))
+
+
+def _keys(payloads: Iterable[bytes], routing: tuple[LineRoutes, int] | None) -> CandidateKeys:
     ids: set[str] = set()
     users: set[str] = set()
     repeated: set[str] = set()
     lines = 0
-    for raw in raws:
+    line_ids = line_shards = None
+    if routing is not None:
+        (line_ids, line_shards), shards = routing
+    for payload in payloads:
         lines += 1
-        event_id, user_key = line_keys(raw.payload)
+        event_id, user_key = line_keys(payload)
         if event_id is not None:
             if event_id in ids:
                 repeated.add(event_id)
             ids.add(event_id)
         if user_key is not None:
             users.add(user_key)
+        if line_ids is not None:
+            line_ids.append(event_id)
+            line_shards.append(0 if user_key is None else shard_of(user_key, shards))
     return CandidateKeys(ids, users, repeated, lines)
 
 

@@ -34,16 +34,17 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
 from pipeline_code import host
 from pipeline_code.beam.pipeline import ProcessingOptions, local_pipeline, settings_from_options
 from pipeline_code.beam.transforms import Part
-from pipeline_code.core.parse import CandidateKeys, candidate_keys
+from pipeline_code.core.parse import MAX_ROUTED_SHARDS, CandidateKeys, LineRoutes, candidate_keys, routed_keys
 from pipeline_code.core.ports import RunSummary
 from pipeline_code.host import ProcessingSettings
-from pipeline_code.streams.eventlog import EventLog, EventLogError, iter_input_lines
+from pipeline_code.streams.eventlog import EventLog, EventLogError, iter_input_lines, line_payload
 from pipeline_code.warehouses.duckdb import (
     LocalWarehouseSink,
     Warehouse,
@@ -357,6 +358,12 @@ class _Run:
     run: dict = field(default_factory=dict)
     repeated: frozenset[str] = frozenset()
     """The run's event ids on more than one line (``CandidateKeys``)."""
+    line_shards: bytes = b""
+    disputed: tuple[int, ...] = ()
+    """The run's routes (``Part``): each line's user shard, and the lines whose id is contested."""
+
+    def part(self, index: int, count: int) -> Part:
+        return Part(index, count, self.repeated, self.line_shards, self.disputed)
 
     def pipeline(self, part: Part | None = None, manifest: str | None = None):
         return local_pipeline(
@@ -404,7 +411,7 @@ def _run_part(job: _Run, index: int, count: int) -> tuple[dict[str, list[str]], 
     """In a worker: one part of a sharded run, staged, not committed.
     Returns the staged files by table and the part's counts."""
     manifest = Path(job.stage) / f"part-{index}-of-{count}.json"
-    part = Part(index, count, job.repeated)
+    part = job.part(index, count)
     result = run_pipeline(job.pipeline(part, str(manifest)), job.warehouse)
     return json.loads(manifest.read_text()), _counts(result)
 
@@ -450,29 +457,38 @@ def _prepare(
     stage: Path,
     run_id: str,
     started: float,
-    keys: CandidateKeys,
+    keys: tuple[CandidateKeys, LineRoutes | None],
     pending: dict[str, list[str]] | None = None,
 ) -> None:
     """Give ``job`` its snapshot (of only what its lines can touch: their ids
-    and users), staging folder and run record. ``pending``: the staged files
-    of the run before it, to be committed first (``export_snapshot``)."""
+    and users), staging folder, run record and routes. ``pending``: the
+    staged files of the run before it, to be committed first (``export_snapshot``)."""
+    found, routes = keys
     with Warehouse(job.warehouse) as wh:
-        job.snapshot = wh.export_snapshot(stage / "snapshot", keys, pending)
+        job.snapshot = wh.export_snapshot(stage / "snapshot", found, pending)
         # The pending run's commit is the one commit allowed in between.
         generation = wh.generation() + (pending is not None)
-    job.repeated = frozenset(keys.repeated)
+    job.repeated = frozenset(found.repeated)
+    if routes is not None:
+        known = pq.read_table(job.snapshot[0], columns=["event_id"]).column(0).to_pylist()
+        job.line_shards = routes.shards
+        job.disputed = routes.contested(found.repeated.union(known))
     job.stage = str(stage)
     job.run = {
         "run_id": run_id,
         "started_at": started,
-        "events_read": keys.lines,  # the key pass read every line: no second pass to count them
+        "events_read": found.lines,  # the key pass read every line: no second pass to count them
         "generation": generation,
     }
 
 
-def _keys_of(log: EventLog, job: _Run) -> CandidateKeys:
+def _keys_of(log: EventLog, job: _Run) -> tuple[CandidateKeys, LineRoutes | None]:
+    """The run's candidate keys and, when its shards fit, its lines' routes."""
     ranges = log.ranges(job.from_offset, job.to_offset, job.chunk_bytes)
-    return candidate_keys(raw for lo, hi in ranges for raw in log.read_range(lo, hi))
+    if job.settings.shards > MAX_ROUTED_SHARDS:
+        return candidate_keys(raw for lo, hi in ranges for raw in log.read_range(lo, hi)), None
+    payloads = (line_payload(line) for lo, hi in ranges for line in log.read_lines(lo, hi)[1])
+    return routed_keys(payloads, job.settings.shards)
 
 
 def _summary(log: EventLog, job: _Run, started: float, counts: dict[str, int]) -> RunSummary:
@@ -497,7 +513,7 @@ def _process_range(log: EventLog, job: _Run, staging_dir: str | None) -> RunSumm
     run_id = uuid.uuid4().hex
     with run_staging(job.warehouse, run_id, staging_dir) as stage:
         _prepare(log, job, stage, run_id, started, _keys_of(log, job))
-        whole = Part(0, 1, job.repeated)
+        whole = job.part(0, 1)
         return _summary(log, job, started, _counts(run_pipeline(job.pipeline(whole), job.warehouse)))
 
 

@@ -23,7 +23,7 @@ from pipeline_code.beam.transforms import (
     ShardByUser,
 )
 from pipeline_code.core.history import shard_of
-from pipeline_code.core.parse import RawEvent, line_keys
+from pipeline_code.core.parse import RawEvent, line_keys, routed_keys
 from tests.conftest import RECEIVED_US, line
 
 HOUR_US = 3_600_000_000
@@ -110,16 +110,11 @@ def test_dedup_and_enrichment_use_the_warehouse_snapshot():
         )
 
 
-def test_the_parts_of_a_run_hold_each_line_once_and_each_user_whole(tmp_path):
-    """``ReadPartOfRun``: each part's shards, whole, and the run's losing
-    copies, settled from every part's lines: an id stored before loses, a
-    rejected first copy does not count, and the first valid copy wins
-    whoever owns it."""
-    from pipeline_code.streams.eventlog import EventLog
-
+def _run_lines() -> list[bytes]:
     at = "2026-01-01T10:00:00Z"
     lines = [line(event_id=f"e{i}", user_id=f"u{i}", event_timestamp=at) for i in range(12)]
-    lines += [
+    return [
+        *lines,
         line(event_id="dup", user_id="u1", event_timestamp=at),
         line(event_id="dup", user_id="u2", event_timestamp=at),  # loses
         line(event_id="stored", user_id="u3", event_timestamp=at),  # loses
@@ -127,6 +122,25 @@ def test_the_parts_of_a_run_hold_each_line_once_and_each_user_whole(tmp_path):
         line(event_id="bad", user_id="u5", event_timestamp=at),  # the first valid copy
         line(event_id="nobody", user_id=None),  # no user: the first part's, in shard 0
     ]
+
+
+def _routed_part(index: int, count: int, lines: list[bytes], shards: int, known: set[str]) -> Part:
+    """The part as the local runner gives it: routed by the keys it read first."""
+    keys, routes = routed_keys(lines, shards)
+    contested = routes.contested(keys.repeated | known)
+    return Part(index, count, frozenset(keys.repeated), routes.shards, contested)
+
+
+@pytest.mark.parametrize("routed", [False, True], ids=["by keys", "routed"])
+def test_the_parts_of_a_run_hold_each_line_once_and_each_user_whole(tmp_path, routed):
+    """``ReadPartOfRun``: each part's shards, whole, and the run's losing
+    copies, settled from every part's lines: an id stored before loses, a
+    rejected first copy does not count, and the first valid copy wins
+    whoever owns it. The same whether the part reads every line's keys or
+    takes the routes the run's key pass gave it."""
+    from pipeline_code.streams.eventlog import EventLog
+
+    lines = _run_lines()
     log = EventLog(tmp_path / "log")
     log.append(lines)
     read = log.read_range(0, log.end_offset())
@@ -137,6 +151,9 @@ def test_the_parts_of_a_run_hold_each_line_once_and_each_user_whole(tmp_path):
     assert sorted(o for offsets in owned for o in offsets) == [raw.offset for raw in read] and all(owned)
     for index in range(3):
         part = Part(index, 3, frozenset({"dup", "bad"}))
+        if routed:
+            part = _routed_part(index, 3, lines, 8, {"stored", "never-in-the-run"})
+            assert part.repeated == {"dup", "bad"} and len(part.disputed) == 5
         with batch_pipeline() as p:
             known = p | "Known" >> beam.Create([(0, ["stored", "never-in-the-run"])])
             shards = p | ReadPartOfRun(str(log.path), 0, log.end_offset(), part, 8, known, chunk_bytes=200)
@@ -148,6 +165,20 @@ def test_the_parts_of_a_run_hold_each_line_once_and_each_user_whole(tmp_path):
                 )
             )
             assert_that(summary, _part_is(index, owned[index], losers))
+
+
+def test_a_routed_part_refuses_a_run_whose_lines_are_not_the_routed_ones(tmp_path):
+    """Routes are per line: a part whose run holds more lines than its
+    routes (the log changed under the run) stops, naming the range."""
+    from pipeline_code.streams.eventlog import EventLog
+
+    lines = _run_lines()
+    log = EventLog(tmp_path / "log")
+    log.append(lines)
+    part = _routed_part(0, 2, lines[:-1], 8, set())
+    with pytest.raises(Exception, match=r"holds other lines than were routed \(17\)"), batch_pipeline() as p:
+        known = p | "Known" >> beam.Create([(0, [])])
+        p | ReadPartOfRun(str(log.path), 0, log.end_offset(), part, 8, known, chunk_bytes=200)
 
 
 def _part_is(index: int, offsets: list[int], losers):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline_code.core.history import shard_of
 from pipeline_code.core.parse import (
     RawEvent,
     candidate_keys,
@@ -11,6 +12,7 @@ from pipeline_code.core.parse import (
     line_keys,
     parse_batch,
     parse_event,
+    routed_keys,
 )
 from tests.conftest import HOSTILE, RECEIVED_US, line
 
@@ -137,3 +139,24 @@ def test_candidate_keys_hold_every_key_parsing_can_give():
     assert {"u-pad", "anon:a-1", "anon:a-2", "u-esc", "u-\u00e9"} <= users
     # Nothing invented: beyond the accepted lines' keys, only the hostile lines' own (the default id).
     assert ids - {r["event_id"] for r in records} == {"e-1"}
+
+
+def test_routed_keys_give_each_line_its_id_and_user_shard():
+    """The run's key pass, routed: the same candidate keys, and per line, in
+    order, the id ``line_keys`` reads and the shard of its user (0 for a
+    line with none), so that each process takes its lines without reading them."""
+    payloads = [
+        line(event_id=" a ", user_id="u1"),
+        line(event_id="b", user_id=None, anonymous_id="x"),
+        line(event_id="a", user_id="u2"),
+        b"not json",
+        line(event_id="c", user_id=None, anonymous_id=None),
+    ]
+    keys, routes = routed_keys(payloads, 7)
+    assert keys == candidate_keys(raw(p, i) for i, p in enumerate(payloads))
+    assert routes.ids == ["a", "b", "a", None, "c"]
+    assert list(routes.shards) == [shard_of("u1", 7), shard_of("anon:x", 7), shard_of("u2", 7), 0, 0]
+    assert routes.contested({"a"}) == (0, 2) and routes.contested(set()) == ()
+    for shards in (0, 257):
+        with pytest.raises(ValueError, match=f"between 1 and 256 to route lines, got {shards}"):
+            routed_keys(payloads, shards)

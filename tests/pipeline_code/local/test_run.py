@@ -17,6 +17,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 import pipeline_code.local.run as local_run
 from pipeline_code.core.history import shard_of
+from pipeline_code.core.parse import MAX_ROUTED_SHARDS
+from pipeline_code.host import ProcessingSettings
 from pipeline_code.local.run import InputError, process_files, process_log
 from pipeline_code.streams.eventlog import EventLog
 from pipeline_code.synth import StoreSpec, write
@@ -490,6 +492,17 @@ def test_runs_shared_by_processes_give_the_tables_of_one_process(tmp_path, store
     assert shared.runs == one.runs > 2
     assert [getattr(shared, k) for k in RUN_COUNTS] == [getattr(one, k) for k in RUN_COUNTS]
     assert shared.balanced and one.duplicates_skipped > 0 and one.dead_lettered >= len(HOSTILE)
+    assert chain_tables(tmp_path / "shared.duckdb") == chain_tables(tmp_path / "one.duckdb")
+
+
+def test_runs_with_more_shards_than_routes_hold_read_their_keys_in_each_process(tmp_path, store_log):
+    """Past ``MAX_ROUTED_SHARDS`` a line's shard does not fit its route: each
+    process reads every line's keys instead, with the same tables."""
+    many = ProcessingSettings(shards=MAX_ROUTED_SHARDS + 44)
+    one = process_log(store_log.path, tmp_path / "one.duckdb", run_bytes=700_000, workers=1)
+    shared = process_log(store_log.path, tmp_path / "shared.duckdb", many, run_bytes=700_000, workers=2)
+    assert shared.runs == one.runs > 2
+    assert [getattr(shared, k) for k in RUN_COUNTS] == [getattr(one, k) for k in RUN_COUNTS]
     assert chain_tables(tmp_path / "shared.duckdb") == chain_tables(tmp_path / "one.duckdb")
 
 
