@@ -181,6 +181,30 @@ class _KeyPresent(Exception):
     """A load inserting rows as new met a key already stored (rolled back)."""
 
 
+ROW_GROUP_ROWS = 65_536
+"""Rows per row group of what a writer stores (DuckDB's default is 122,880).
+A run's rows fill whole row groups as they are inserted, which DuckDB then
+writes as it goes; with the default, a run of about 100,000 events fills
+none, and the commit compresses them all at the end: 100,000 events took
+0.34 CPU s to insert and commit against 0.42-0.52, for a file no larger."""
+
+_ALIAS = "warehouse"
+
+
+def _connect(path: Path) -> duckdb.DuckDBPyConnection:
+    """A connection that writes to the warehouse file with ``ROW_GROUP_ROWS``
+    (an option of ``ATTACH``, not of the file: each writer sets it)."""
+    con = duckdb.connect()
+    literal = str(path).replace("'", "''")
+    try:
+        con.execute(f"ATTACH '{literal}' AS {_ALIAS} (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
+        con.execute(f"USE {_ALIAS}")
+    except duckdb.Error:
+        con.close()
+        raise
+    return con
+
+
 class Warehouse:
     """A DuckDB file holding the chain's tables. Use as a context manager."""
 
@@ -191,7 +215,10 @@ class Warehouse:
         try:
             if not read_only:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
+            if read_only:
+                self.con = duckdb.connect(str(self.path), read_only=True)
+            else:
+                self.con = _connect(self.path)
             if not read_only:
                 for table in TABLES.values():
                     self.con.execute(duckdb_ddl(table))

@@ -10,7 +10,7 @@ from pipeline_code.contract import EVENT_NAMES
 from pipeline_code.core.history import enrich_shard
 from pipeline_code.core.parse import RawEvent, parse_batch
 from pipeline_code.tables import TABLES, arrow_schema, arrow_table, as_arrow, duckdb_ddl
-from pipeline_code.warehouses.duckdb import Warehouse, WarehouseError
+from pipeline_code.warehouses.duckdb import ROW_GROUP_ROWS, Warehouse, WarehouseError
 from tests.conftest import line
 
 
@@ -181,6 +181,27 @@ def test_events_stored_before_are_skipped_at_load_and_counted(tmp_path):
         assert (result.events_stored, result.duplicates_at_load) == (1, 3)
         rows = wh.con.execute("SELECT event_id, source_offset FROM events ORDER BY 1").fetchall()
         assert rows == [("e0", 0), ("e1", 1), ("e2", 2)] and wh.checkpoint("log") == 20
+
+
+def test_a_writer_stores_rows_in_row_groups_it_fills_as_it_inserts(tmp_path):
+    """Whoever writes (a path with a quote in it too) stores ``ROW_GROUP_ROWS``
+    rows per row group, the option each writer sets (the file does not keep it)."""
+    import duckdb
+
+    path = tmp_path / "it's" / "w.duckdb"
+    for _ in range(2):  # created, then opened again
+        with Warehouse(path) as wh:
+            wh.con.execute(
+                "INSERT INTO dead_letters (payload, error_message, failed_stage, received_at, "
+                "dead_lettered_at, source_offset) SELECT 'x', 'e', 'parse', now(), now(), range "
+                f"FROM range({ROW_GROUP_ROWS + 10})"
+            )
+    with duckdb.connect(str(path), read_only=True) as con:
+        groups = con.execute(
+            "SELECT row_group_id, sum(count) FROM pragma_storage_info('dead_letters') "
+            "WHERE column_name = 'source_offset' AND segment_type <> 'VALIDITY' GROUP BY ALL ORDER BY 1"
+        ).fetchall()
+    assert [rows for _, rows in groups] == [ROW_GROUP_ROWS, ROW_GROUP_ROWS, 20]
 
 
 def test_unreadable_file_is_a_clear_error(tmp_path):
