@@ -283,6 +283,34 @@ def routed_keys(payloads: Iterable[bytes], shards: int) -> tuple[CandidateKeys, 
     return keys, LineRoutes(routes.ids, bytes(routes.shards))
 
 
+def joined_keys(
+    parts: Iterable[tuple[CandidateKeys, LineRoutes | None]],
+) -> tuple[CandidateKeys, LineRoutes | None]:
+    """The keys of consecutive ranges of lines, read apart (``routed_keys``
+    or ``candidate_keys`` of each), as one read of them all would give them:
+    an id on lines of two ranges is repeated. Routes only if every range has them."""
+    ids: set[str] = set()
+    users: set[str] = set()
+    repeated: set[str] = set()
+    lines = 0
+    line_ids: list[str | None] = []
+    shards: list[bytes] = []
+    routed = True
+    for keys, routes in parts:
+        repeated |= keys.repeated
+        repeated |= ids & keys.ids
+        ids |= keys.ids
+        users |= keys.users
+        lines += keys.lines
+        if routes is None:
+            routed = False
+        elif routed:
+            line_ids.extend(routes.ids)
+            shards.append(routes.shards)
+    found = CandidateKeys(ids, users, repeated, lines)
+    return found, LineRoutes(line_ids, b"".join(shards)) if routed else None
+
+
 def _keys(payloads: Iterable[bytes], routing: tuple[LineRoutes, int] | None) -> CandidateKeys:
     ids: set[str] = set()
     users: set[str] = set()

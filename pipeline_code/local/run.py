@@ -41,7 +41,14 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 from pipeline_code import host
 from pipeline_code.beam.pipeline import ProcessingOptions, local_pipeline, settings_from_options
 from pipeline_code.beam.transforms import Part
-from pipeline_code.core.parse import MAX_ROUTED_SHARDS, CandidateKeys, LineRoutes, candidate_keys, routed_keys
+from pipeline_code.core.parse import (
+    MAX_ROUTED_SHARDS,
+    CandidateKeys,
+    LineRoutes,
+    candidate_keys,
+    joined_keys,
+    routed_keys,
+)
 from pipeline_code.core.ports import RunSummary
 from pipeline_code.host import ProcessingSettings
 from pipeline_code.streams.eventlog import EventLog, EventLogError, iter_input_lines, line_payload
@@ -416,19 +423,24 @@ def _run_part(job: _Run, index: int, count: int) -> tuple[dict[str, list[str]], 
     return json.loads(manifest.read_text()), _counts(result)
 
 
-def _staged_parts(job: _Run, futures: list[Future]) -> tuple[dict[str, list[str]], dict[str, int]]:
-    """Wait for every part of a sharded run: the files they staged, by table,
-    and their counts, summed. Each line is counted by the part that owns it."""
-    # Every part stops before any failure is raised: none may still be
-    # staging when the run's staging folder is removed.
+def _results(job: _Run, futures: list[Future]) -> list:
+    """The results of a run's tasks in the pool, once every one has ended."""
     concurrent.futures.wait(futures)
     try:
-        parts = [f.result() for f in futures]
+        return [f.result() for f in futures]
     except BrokenProcessPool as exc:
         raise WarehouseError(
             f"warehouse {job.warehouse}: the run failed, nothing was stored: a worker process died "
             "(killed, or out of memory); run it again, with fewer --workers if memory is short"
         ) from exc
+
+
+def _staged_parts(job: _Run, futures: list[Future]) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """Wait for every part of a sharded run: the files they staged, by table,
+    and their counts, summed. Each line is counted by the part that owns it."""
+    # Every part stops before any failure is raised: none may still be
+    # staging when the run's staging folder is removed.
+    parts = _results(job, futures)
     files: dict[str, list[str]] = {}
     for staged, _ in parts:
         for table, paths in staged.items():
@@ -484,11 +496,33 @@ def _prepare(
 
 def _keys_of(log: EventLog, job: _Run) -> tuple[CandidateKeys, LineRoutes | None]:
     """The run's candidate keys and, when its shards fit, its lines' routes."""
-    ranges = log.ranges(job.from_offset, job.to_offset, job.chunk_bytes)
-    if job.settings.shards > MAX_ROUTED_SHARDS:
+    return _keys_in(log, job.from_offset, job.to_offset, job.chunk_bytes, job.settings.shards)
+
+
+def _keys_in(
+    log: EventLog | str, start: int, end: int, chunk_bytes: int, shards: int
+) -> tuple[CandidateKeys, LineRoutes | None]:
+    if isinstance(log, str):
+        log = EventLog(log)  # in a worker
+    ranges = log.ranges(start, end, chunk_bytes)
+    if shards > MAX_ROUTED_SHARDS:
         return candidate_keys(raw for lo, hi in ranges for raw in log.read_range(lo, hi)), None
     payloads = (line_payload(line) for lo, hi in ranges for line in log.read_lines(lo, hi)[1])
-    return routed_keys(payloads, job.settings.shards)
+    return routed_keys(payloads, shards)
+
+
+def _keys_shared(
+    log: EventLog, job: _Run, pool: ProcessPoolExecutor, workers: int
+) -> tuple[CandidateKeys, LineRoutes | None]:
+    """``_keys_of``, read by ``workers`` of the pool, a record-aligned share
+    each: for a run with no earlier run's parts to overlap (the first), whose
+    key pass would otherwise hold every process but this one idle."""
+    share = -(-(job.to_offset - job.from_offset) // workers)
+    futures = [
+        pool.submit(_keys_in, str(log.path), lo, hi, job.chunk_bytes, job.settings.shards)
+        for lo, hi in log.slices(job.from_offset, job.to_offset, share)
+    ]
+    return joined_keys(_results(job, futures))
 
 
 def _summary(log: EventLog, job: _Run, started: float, counts: dict[str, int]) -> RunSummary:
@@ -554,7 +588,8 @@ def _process_overlapped(
                 current = _Started(job, started, [], staging)
                 # Registered after the folder: unwinding waits for the parts before removing it.
                 staging.callback(concurrent.futures.wait, current.futures)
-                keys = _keys_of(log, job)  # while the previous run's parts work
+                # While the previous run's parts work; the first run's, by the pool.
+                keys = _keys_of(log, job) if previous is not None else _keys_shared(log, job, pool, workers)
             if previous is not None:
                 files, counts = _staged_parts(previous.job, previous.futures)
             if current is not None:

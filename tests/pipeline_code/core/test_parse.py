@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from pipeline_code.core.history import shard_of
@@ -9,6 +11,7 @@ from pipeline_code.core.parse import (
     RawEvent,
     candidate_keys,
     is_bot_user_agent,
+    joined_keys,
     line_keys,
     parse_batch,
     parse_event,
@@ -160,3 +163,16 @@ def test_routed_keys_give_each_line_its_id_and_user_shard():
     for shards in (0, 257):
         with pytest.raises(ValueError, match=f"between 1 and 256 to route lines, got {shards}"):
             routed_keys(payloads, shards)
+
+
+def test_keys_read_in_shares_join_to_the_keys_read_at_once():
+    """A run's key pass shared by processes, a range of lines each: an id
+    on lines of two ranges is repeated, and the routes follow the lines' order."""
+    payloads = [line(event_id=f"e{i % 4}", user_id=f"u{i}") for i in range(9)] + [b"{", line(event_id="e9")]
+    whole = routed_keys(payloads, 5)
+    for cuts in ([3, 6], [1], [4, 4, 8], [10]):
+        bounds = [0, *cuts, len(payloads)]
+        shares = [routed_keys(payloads[a:b], 5) for a, b in itertools.pairwise(bounds)]
+        assert joined_keys(shares) == whole
+    first = candidate_keys(raw(p) for p in payloads[:5])
+    assert joined_keys([(first, None), routed_keys(payloads[5:], 5)]) == (whole[0], None)
