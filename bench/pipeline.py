@@ -1,5 +1,5 @@
 """Throughput of ``dataflow process`` (Beam, local runner, in its default
-runs of 64 MB of log, each shared by one process per core) against two
+runs of 96 MB of log, each shared by one process per core) against two
 references measured in the same run, each in its own process (events/s, CPU
 seconds per 1,000 events of every process involved, and peak memory: the
 largest sum of the resident sizes of the process and its workers):

@@ -516,7 +516,7 @@ class Chain:
         if not waiting:
             return "lag 0 events"
         # In this process: forking a process that runs servers on threads could
-        # copy a lock one of them holds (a backlog runs in 64 MB runs all the same).
+        # copy a lock one of them holds (a backlog runs in ``RUN_BYTES`` runs all the same).
         summary = process_log(log.path, self.s.warehouse, self.processing, workers=1)
         self._batch["processed_per_batch"] = summary.events_read
         return (
