@@ -38,6 +38,10 @@ from rich.table import Table
 from pipeline_code.host import ProcessingSettings
 from pipeline_code.synth import DEFAULT_START, StoreSpec, write
 
+RUN_MB = 96
+"""``dataflow process``'s default ``--run-mb``: ``local.run.RUN_BYTES`` in MB
+(not imported from there, which would load Beam for every command)."""
+
 if TYPE_CHECKING:
     from pipeline_code.core.ports import RunSummary
     from pipeline_code.ml.train import TrainResult, TrainSettings
@@ -182,13 +186,19 @@ def cmd_process(args: argparse.Namespace) -> None:
         )
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    if args.run_mb < 1:
+    if args.run_mb is not None and args.run_mb < 1:
         raise UserError(f"--run-mb must be at least 1, got {args.run_mb}")
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
     _print_summary(
         _process(
-            args.input, args.warehouse, args.log_dir, settings, args.engine, args.run_mb << 20, args.workers
+            args.input,
+            args.warehouse,
+            args.log_dir,
+            settings,
+            args.engine,
+            (args.run_mb or RUN_MB) << 20,
+            args.workers,
         )
     )
 
@@ -673,8 +683,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--run-mb",
         type=int,
-        default=64,
-        help="log MB per committed run (beam): memory grows with this, not the input (default 64)",
+        default=None,
+        help=f"log MB per committed run (beam): memory grows with this, not the input (default {RUN_MB})",
     )
     p.add_argument(
         "--workers",

@@ -150,3 +150,12 @@ def test_a_warehouse_held_by_another_process_is_one_line(tmp_path):
     assert r.returncode == 1, r.stderr
     assert "lock" in r.stderr.lower() and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_process_runs_the_local_runners_default_run_length():
+    """``--run-mb``'s default is the local runner's ``RUN_BYTES`` (kept apart
+    so that the command line does not load Beam to say it)."""
+    from pipeline_code import cli
+    from pipeline_code.local.run import RUN_BYTES
+
+    assert cli.RUN_MB << 20 == RUN_BYTES
