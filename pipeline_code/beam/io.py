@@ -112,6 +112,7 @@ class _ReadPartFn(beam.DoFn):
         part = self.part
         routes = part.line_shards
         disputed_at = part.disputed
+        ownership = part.ownership()
         own: dict[int, RecordBatch] = {}
         disputed = []
         index = next_disputed = 0
@@ -119,9 +120,9 @@ class _ReadPartFn(beam.DoFn):
             first, lines = self.log.read_lines(lo, hi)
             shards = routes[index : index + len(lines)]
             if len(shards) != len(lines):
-                break  # more lines than routes: reported below
+                raise _changed_under(byte_range, routes)
             offsets = record_offsets(first, lines)
-            mask = part.owned(shards)
+            mask = shards.translate(ownership)
             mine = raw_events(first, list(compress(lines, mask)), list(compress(offsets, mask)))
             for raw, shard in zip(mine, compress(shards, mask), strict=True):
                 own.setdefault(shard, RecordBatch()).append(raw)
@@ -131,13 +132,16 @@ class _ReadPartFn(beam.DoFn):
                 disputed.extend(raw_events(offsets[at], [lines[at]]))
                 next_disputed += 1
             index = end
-        else:
-            if index == len(routes):
-                return own, disputed
-        raise ValueError(
-            f"the run [{byte_range[0]}, {byte_range[1]}) of the log holds other lines than were "
-            f"routed ({len(routes)}): the log changed under the run"
-        )
+        if index != len(routes):
+            raise _changed_under(byte_range, routes)
+        return own, disputed
+
+
+def _changed_under(byte_range: tuple[int, int], routes: bytes) -> ValueError:
+    return ValueError(
+        f"the run [{byte_range[0]}, {byte_range[1]}) of the log holds other lines than were "
+        f"routed ({len(routes)}): the log changed under the run"
+    )
 
 
 class ReadPartOfRun(beam.PTransform):

@@ -113,9 +113,10 @@ class Part:
     def routed(self) -> bool:
         return bool(self.line_shards)
 
-    def owned(self, line_shards: bytes) -> bytes:
-        """For each of these (one byte) line shards, 1 if this part owns it, else 0."""
-        return line_shards.translate(bytes(int(self.owns(s)) for s in range(256)))
+    def ownership(self) -> bytes:
+        """A ``bytes.translate`` table: a (one byte) line shard -> 1 if this
+        part owns it, else 0."""
+        return bytes(int(self.owns(s)) for s in range(256))
 
 
 class _ParseShardFn(beam.DoFn):

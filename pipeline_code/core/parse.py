@@ -251,7 +251,7 @@ def candidate_keys(raws: Iterable[RawEvent]) -> CandidateKeys:
     A superset: every line that ``parse_event`` accepts has its ``event_id``
     and ``user_key`` here; lines it would reject may add keys that match
     nothing, and ids to ``repeated`` that no two accepted lines share."""
-    return _keys((raw.payload for raw in raws), None)
+    return _keys(raw.payload for raw in raws)
 
 
 class LineRoutes(NamedTuple):
@@ -278,9 +278,10 @@ def routed_keys(payloads: Iterable[bytes], shards: int) -> tuple[CandidateKeys, 
     ``shards`` user shards (at most ``MAX_ROUTED_SHARDS``)."""
     if not 1 <= shards <= MAX_ROUTED_SHARDS:
         raise ValueError(f"shards must be between 1 and {MAX_ROUTED_SHARDS} to route lines, got {shards}")
-    routes = LineRoutes([], bytearray())  # type: ignore[arg-type]
-    keys = _keys(payloads, (routes, shards))
-    return keys, LineRoutes(routes.ids, bytes(routes.shards))
+    line_ids: list[str | None] = []
+    line_shards = bytearray()
+    keys = _keys(payloads, line_ids, line_shards, shards)
+    return keys, LineRoutes(line_ids, bytes(line_shards))
 
 
 def joined_keys(
@@ -311,14 +312,18 @@ def joined_keys(
     return found, LineRoutes(line_ids, b"".join(shards)) if routed else None
 
 
-def _keys(payloads: Iterable[bytes], routing: tuple[LineRoutes, int] | None) -> CandidateKeys:
+def _keys(
+    payloads: Iterable[bytes],
+    line_ids: list[str | None] | None = None,
+    line_shards: bytearray | None = None,
+    shards: int = 0,
+) -> CandidateKeys:
+    """``candidate_keys``; with ``line_ids`` and ``line_shards``, each line's
+    id and user shard (of ``shards``) appended to them too."""
     ids: set[str] = set()
     users: set[str] = set()
     repeated: set[str] = set()
     lines = 0
-    line_ids = line_shards = None
-    if routing is not None:
-        (line_ids, line_shards), shards = routing
     for payload in payloads:
         lines += 1
         event_id, user_key = line_keys(payload)
@@ -328,7 +333,7 @@ def _keys(payloads: Iterable[bytes], routing: tuple[LineRoutes, int] | None) -> 
             ids.add(event_id)
         if user_key is not None:
             users.add(user_key)
-        if line_ids is not None:
+        if line_ids is not None and line_shards is not None:
             line_ids.append(event_id)
             line_shards.append(0 if user_key is None else shard_of(user_key, shards))
     return CandidateKeys(ids, users, repeated, lines)

@@ -7,7 +7,8 @@
 lines to the durable event log, then ``process_log`` runs the Beam pipeline
 over everything past the warehouse's checkpoint and commits it, in runs of
 ``RUN_BYTES`` of log; a long run is shared by worker processes, each running
-the pipeline for the users it owns, and committed once here. The summary
+the pipeline for the users it owns (the lines routed to it by the run's key
+pass here), and committed once here. The summary
 comes from the pipeline's metrics and is checked against the conservation
 rule: read = stored + duplicates skipped + dead-lettered.
 """
@@ -189,9 +190,9 @@ workers on 2 cores: 4 MB of store events took as long as one process, 8 MB
 1.29-1.44 s against 1.48-1.81 s, 16 MB 1.84-1.96 s against 2.29-2.62 s)."""
 
 MAX_WORKERS = 4
-"""Each worker reads the run's every line and reads the keys of each (to
-find its own); past a few workers that repeated share, and the memory each
-worker holds, outweigh the share they split."""
+"""Each worker reads the run's every line (to take its own by their routes,
+``core.parse.routed_keys``); past a few workers that repeated share, and the
+memory each worker holds, outweigh the share they split."""
 
 
 def default_workers() -> int:

@@ -168,17 +168,21 @@ def test_the_parts_of_a_run_hold_each_line_once_and_each_user_whole(tmp_path, ro
 
 
 def test_a_routed_part_refuses_a_run_whose_lines_are_not_the_routed_ones(tmp_path):
-    """Routes are per line: a part whose run holds more lines than its
+    """Routes are per line: a part whose run holds other lines than its
     routes (the log changed under the run) stops, naming the range."""
     from pipeline_code.streams.eventlog import EventLog
 
     lines = _run_lines()
     log = EventLog(tmp_path / "log")
     log.append(lines)
-    part = _routed_part(0, 2, lines[:-1], 8, set())
-    with pytest.raises(Exception, match=r"holds other lines than were routed \(17\)"), batch_pipeline() as p:
-        known = p | "Known" >> beam.Create([(0, [])])
-        p | ReadPartOfRun(str(log.path), 0, log.end_offset(), part, 8, known, chunk_bytes=200)
+    for routed in (lines[:-1], [*lines, lines[0]]):  # fewer lines routed than the run holds, and more
+        part = _routed_part(0, 2, routed, 8, set())
+        with (
+            pytest.raises(Exception, match=rf"holds other lines than were routed \({len(routed)}\)"),
+            batch_pipeline() as p,
+        ):
+            known = p | "Known" >> beam.Create([(0, [])])
+            p | ReadPartOfRun(str(log.path), 0, log.end_offset(), part, 8, known, chunk_bytes=200)
 
 
 def _part_is(index: int, offsets: list[int], losers):
