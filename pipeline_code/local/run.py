@@ -522,7 +522,7 @@ def _keys_shared(
     """``_keys_of``, read by ``workers`` of the pool, a record-aligned share
     each: for a run with no earlier run's parts to overlap (the first), whose
     key pass would otherwise hold every process but this one idle."""
-    share = -(-(job.to_offset - job.from_offset) // workers)
+    share = max(1, -(-(job.to_offset - job.from_offset) // workers))  # an empty run: one empty share
     futures = [
         pool.submit(_keys_in, str(log.path), lo, hi, job.chunk_bytes, job.settings.shards)
         for lo, hi in log.slices(job.from_offset, job.to_offset, share)

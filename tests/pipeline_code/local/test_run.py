@@ -484,6 +484,15 @@ def test_the_next_runs_parts_work_while_a_run_commits(tmp_path, store_log, monke
     assert chain_tables(tmp_path / "shared.duckdb") == chain_tables(tmp_path / "one.duckdb")
 
 
+def test_processes_sharing_a_log_with_nothing_new_read_nothing_and_commit(tmp_path, store_log):
+    """Nothing past the checkpoint: workers given still make one (empty) run."""
+    first = process_log(store_log.path, tmp_path / "w.duckdb", workers=2)
+    again = process_log(store_log.path, tmp_path / "w.duckdb", workers=2)
+    assert first.events_read > 0 and again.balanced
+    assert (again.events_read, again.events_stored, again.runs) == (0, 0, 1)
+    assert again.from_offset == again.to_offset == first.to_offset
+
+
 @pytest.mark.parametrize("workers", [2, 3])
 def test_runs_shared_by_processes_give_the_tables_of_one_process(tmp_path, store_log, workers):
     # Several runs: later ones meet ids and users the earlier ones stored.
