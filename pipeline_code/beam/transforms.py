@@ -429,10 +429,10 @@ class BuildFeatures(beam.PTransform):
 
 
 STAGE_ROWS = 16_384
-"""Rows a staged file holds at most: a stage step gathers its batches' rows
-per table up to this many (and at the end of its bundle) before it writes a
-file, so a run stages a few large files, not a few per shard (writing a
-Parquet file costs about 1 ms before its first row, and the commit reads
+"""Rows a stage step gathers before it writes: it writes once its batches
+hold this many or more (a file can exceed it by a batch), and at the end of
+its bundle, so a run stages a few large files, not a few per shard (writing
+a Parquet file costs about 1 ms before its first row, and the commit reads
 every file)."""
 
 
@@ -473,7 +473,7 @@ class _StageColumnarFn(beam.DoFn):
             return
         self.events.append(arrow_table(EVENTS_TABLE, records))
         self.before.extend([rec["_session_items_before"] for rec in records])
-        if len(self.before) >= self.max_rows:
+        if len(self.before) >= self.max_rows:  # one "before" list per buffered event
             yield from self._flush()
 
     def finish_bundle(self):
@@ -503,7 +503,7 @@ class StageEventsAndFeatures(beam.PTransform):
 
 class _StageFn(beam.DoFn):
     """Batches of rows -> ``(table, staged file)`` via the sink, a file per
-    ``STAGE_ROWS`` rows or fewer."""
+    ``STAGE_ROWS`` rows or so."""
 
     def __init__(self, sink, table: str, max_rows: int = STAGE_ROWS) -> None:
         self.sink = sink
