@@ -30,6 +30,7 @@ from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import trigger, window
 from apache_beam.utils.timestamp import Timestamp
@@ -37,6 +38,7 @@ from apache_beam.utils.timestamp import Timestamp
 from pipeline_code import host
 from pipeline_code.beam.batch import BatchTuple, RecordBatch, batched
 from pipeline_code.core import features as feat
+from pipeline_code.core.arrow_events import enrich_table, parse_table
 from pipeline_code.core.arrow_features import feature_tables
 from pipeline_code.core.history import (
     SESSION_GAP_US,
@@ -119,10 +121,26 @@ class Part:
         return bytes(int(self.owns(s)) for s in range(256))
 
 
+def _first_copies(events: pa.Table, losers: frozenset) -> pa.Table:
+    """``events`` without the losing copies ``(event_id, source_offset)``."""
+    if not losers or not events.num_rows:
+        return events
+    offsets = pa.array(sorted({offset for _, offset in losers}), pa.int64())
+    suspects = pc.indices_nonzero(pc.is_in(events["source_offset"], value_set=offsets)).to_pylist()
+    if not suspects:
+        return events
+    ids, offsets = events["event_id"], events["source_offset"]
+    keep = [True] * events.num_rows
+    for row in suspects:
+        if (ids[row].as_py(), offsets[row].as_py()) in losers:
+            keep[row] = False
+    return events.filter(pa.array(keep, pa.bool_()))
+
+
 class _ParseShardFn(beam.DoFn):
     """``(user shard, its users' lines, the run's losing copies)`` -> the
-    shard's first copies with the stored histories of its users (main), as
-    ``ShardByUser`` gives them, and its dead letters (tagged)."""
+    shard's first copies, as an Arrow table (``core.arrow_events``), with
+    the stored histories of its users (main), and its dead letters (tagged)."""
 
     def __init__(self) -> None:
         self.read = Metrics.counter(NAMESPACE, "events_read")
@@ -131,15 +149,15 @@ class _ParseShardFn(beam.DoFn):
 
     def process(self, element, history: dict):
         shard, raws, losers = element
-        records, dead = parse_batch(raws)
+        events, dead = parse_table(raws)
         self.read.inc(len(raws))
         if dead:
             self.rejected.inc(len(dead))
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, RecordBatch(dead))
-        unique = [rec for rec in records if (rec["event_id"], rec["source_offset"]) not in losers]
-        self.duplicates.inc(len(records) - len(unique))
-        if unique:
-            yield BatchTuple((RecordBatch(unique), RecordBatch(history.get(shard, []))))
+        unique = _first_copies(events, losers)
+        self.duplicates.inc(events.num_rows - unique.num_rows)
+        if unique.num_rows:
+            yield BatchTuple((unique, RecordBatch(history.get(shard, []))))
 
 
 class ParseOwnShards(beam.PTransform):
@@ -286,19 +304,26 @@ class ShardByUser(beam.PTransform):
 
 class _EnrichShardFn(beam.DoFn):
     """``(unique records, history rows)`` of one shard -> enriched records
-    (main) and updated ``user_features`` rows (tagged)."""
+    (main) and updated ``user_features`` rows (tagged). Records as an Arrow
+    table (``ParseOwnShards``) are enriched as one (``enrich_table``), and
+    come out as ``(events table, what each row's session held before it)``."""
 
     def __init__(self, session_gap_us: int) -> None:
         self.session_gap_us = session_gap_us
 
     def process(self, element):
         records, history_rows = element
-        users = {rec["user_key"] for rec in records}
+        table = isinstance(records, pa.Table)
+        users = set(records["user_key"].to_pylist()) if table else {rec["user_key"] for rec in records}
         histories = {
             row["user_key"]: UserHistory.from_row(row) for row in history_rows if row["user_key"] in users
         }
-        enriched, updated = enrich_shard(records, histories, self.session_gap_us)
-        yield RecordBatch(enriched)
+        if table:
+            enriched_table, updated = enrich_table(records, histories, self.session_gap_us)
+            yield BatchTuple((enriched_table.table, RecordBatch(enriched_table.before)))
+        else:
+            enriched, updated = enrich_shard(records, histories, self.session_gap_us)
+            yield RecordBatch(enriched)
         yield beam.pvalue.TaggedOutput(USER_FEATURES, RecordBatch([h.to_row() for h in updated]))
 
 
@@ -468,11 +493,14 @@ class _StageColumnarFn(beam.DoFn):
             if rows.num_rows:
                 yield table, self.sink.stage(table, conform(TABLES[table], rows))
 
-    def process(self, records: Batch):
-        if not records:
-            return
-        self.events.append(arrow_table(EVENTS_TABLE, records))
-        self.before.extend([rec["_session_items_before"] for rec in records])
+    def process(self, records: Batch | tuple[pa.Table, list[list[str]]]):
+        if isinstance(records, tuple):  # enriched as a table (``_EnrichShardFn``)
+            table, before = records
+            self.events.append(table)
+            self.before.extend(before)
+        elif records:
+            self.events.append(arrow_table(EVENTS_TABLE, records))
+            self.before.extend([rec["_session_items_before"] for rec in records])
         if len(self.before) >= self.max_rows:  # one "before" list per buffered event
             yield from self._flush()
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import operator
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,18 +131,27 @@ def _remember(items: list[str], new: list[str], limit: int) -> list[str]:
     return merged[:limit]
 
 
+def item_ids(record: dict[str, Any]) -> list[str]:
+    """The ids of a record's items, in order."""
+    return [i["item_id"] for i in record["items"]]
+
+
 def enrich_user(
     user_key: str,
     records: list[dict[str, Any]],
     history: UserHistory | None,
     session_gap_us: int = SESSION_GAP_US,
+    ids_of: Callable[[dict[str, Any]], list[str]] = item_ids,
 ) -> tuple[list[dict[str, Any]], UserHistory]:
     """Annotate one user's new events and advance their history.
 
     Adds to each record: ``user_event_number``, ``user_purchases_before``,
     ``user_revenue_before``, ``user_recent_items``,
     ``seconds_since_previous_event``, ``session_key`` and, for the features
-    step only, ``_session_items_before``.
+    step only, ``_session_items_before``. It reads a record's
+    ``event_timestamp``, ``source_offset``, ``session_id``, ``event_name``,
+    ``value``, ``is_bot`` and its item ids (``ids_of``: from ``items`` by
+    default), nothing else.
     """
     ordered = sorted(records, key=EVENT_ORDER)
     h = history
@@ -185,7 +194,7 @@ def enrich_user(
         rec["seconds_since_previous_event"] = (ts - previous_at) / 1e6 if previous_at is not None else None
 
         name = rec["event_name"]
-        items = [i["item_id"] for i in rec["items"]] if name in INTEREST_EVENTS else []
+        items = ids_of(rec) if name in INTEREST_EVENTS else []
         events += 1
         if name == "purchase":
             purchases += 1

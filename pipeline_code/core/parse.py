@@ -176,28 +176,36 @@ def _event_id_of(payload: bytes) -> str | None:
     return None
 
 
-def parse_event(raw: RawEvent) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """One raw line -> ``(record, None)`` or ``(None, dead_letter)``."""
+def validate_event(raw: RawEvent) -> tuple[Event, int] | dict[str, Any]:
+    """One raw line -> ``(event, event_timestamp in UTC microseconds)`` if the
+    contract accepts it, else its dead letter: ``parse_event`` before
+    normalisation, for the columnar twin (``core.arrow_parse``) to share."""
     payload = raw.payload
     if len(payload) > MAX_EVENT_BYTES:
-        return None, dead_letter(
-            raw, f"event is {len(payload)} bytes; the limit is {MAX_EVENT_BYTES}", STAGE_PARSE
-        )
+        return dead_letter(raw, f"event is {len(payload)} bytes; the limit is {MAX_EVENT_BYTES}", STAGE_PARSE)
     try:
         ev = _decoder.decode(payload)
     except msgspec.ValidationError as exc:
-        return None, dead_letter(raw, f"schema: {exc}", STAGE_VALIDATE, _event_id_of(payload))
+        return dead_letter(raw, f"schema: {exc}", STAGE_VALIDATE, _event_id_of(payload))
     except msgspec.DecodeError as exc:
-        return None, dead_letter(raw, f"not valid JSON: {exc}", STAGE_PARSE)
+        return dead_letter(raw, f"not valid JSON: {exc}", STAGE_PARSE)
     except UnicodeDecodeError as exc:
-        return None, dead_letter(raw, f"not valid UTF-8: {exc.reason} at byte {exc.start}", STAGE_PARSE)
+        return dead_letter(raw, f"not valid UTF-8: {exc.reason} at byte {exc.start}", STAGE_PARSE)
     except RecursionError:
-        return None, dead_letter(raw, "JSON is nested too deeply", STAGE_PARSE)
+        return dead_letter(raw, "JSON is nested too deeply", STAGE_PARSE)
     ts_us = (ev.event_timestamp - _EPOCH) // _US
     problem = _check(ev, ts_us, raw.received_at_us)
     if problem is not None:
-        return None, dead_letter(raw, problem, STAGE_VALIDATE, ev.event_id)
-    return _normalise(ev, ts_us, raw), None
+        return dead_letter(raw, problem, STAGE_VALIDATE, ev.event_id)
+    return ev, ts_us
+
+
+def parse_event(raw: RawEvent) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """One raw line -> ``(record, None)`` or ``(None, dead_letter)``."""
+    valid = validate_event(raw)
+    if isinstance(valid, dict):
+        return None, valid
+    return _normalise(valid[0], valid[1], raw), None
 
 
 class _Keys(msgspec.Struct, gc=False):
