@@ -18,9 +18,9 @@ from __future__ import annotations
 import copy
 import operator
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 SESSION_GAP_US = 30 * 60 * 1_000_000
 """Inactivity that ends a session when the tracker sends no session id (GA4's default)."""
@@ -136,36 +136,64 @@ def item_ids(record: dict[str, Any]) -> list[str]:
     return [i["item_id"] for i in record["items"]]
 
 
-def enrich_user(
-    user_key: str,
-    records: list[dict[str, Any]],
-    history: UserHistory | None,
-    session_gap_us: int = SESSION_GAP_US,
-    ids_of: Callable[[dict[str, Any]], list[str]] = item_ids,
-) -> tuple[list[dict[str, Any]], UserHistory]:
-    """Annotate one user's new events and advance their history.
+class Walk(NamedTuple):
+    """What enrichment reads of a batch of events, a list per field, aligned
+    by row: ``event_timestamp`` (UTC microseconds), ``session_id``,
+    ``event_name``, ``value``, ``is_bot`` and each event's item ids."""
 
-    Adds to each record: ``user_event_number``, ``user_purchases_before``,
-    ``user_revenue_before``, ``user_recent_items``,
-    ``seconds_since_previous_event``, ``session_key`` and, for the features
-    step only, ``_session_items_before``. It reads a record's
-    ``event_timestamp``, ``source_offset``, ``session_id``, ``event_name``,
-    ``value``, ``is_bot`` and its item ids (``ids_of``: from ``items`` by
-    default), nothing else.
-    """
-    ordered = sorted(records, key=EVENT_ORDER)
+    timestamps: list[int]
+    session_ids: list[str | None]
+    names: list[str]
+    values: list[float | None]
+    bots: list[bool]
+    item_ids: list[list[str]]
+
+
+class Enrichment(NamedTuple):
+    """What enrichment gives each row, a list per column, aligned by row
+    (``session_items_before``: what the row's session held before it, for
+    the features step only; a record's ``_session_items_before``)."""
+
+    session_key: list[Any]
+    session_items_before: list[Any]
+    user_event_number: list[Any]
+    user_purchases_before: list[Any]
+    user_revenue_before: list[Any]
+    user_recent_items: list[Any]
+    seconds_since_previous_event: list[Any]
+
+    @classmethod
+    def of(cls, rows: int) -> Enrichment:
+        return cls(*([None] * rows for _ in cls._fields))
+
+
+def walk_user(
+    user_key: str,
+    rows: Iterable[int],
+    walk: Walk,
+    history: UserHistory | None,
+    out: Enrichment,
+    session_gap_us: int = SESSION_GAP_US,
+) -> UserHistory:
+    """Enrich one user's new events, the ``rows`` of ``walk`` in event order
+    (``EVENT_ORDER``), writing each row's enrichment into ``out``; returns
+    the advanced history. The one implementation of enrichment: the
+    per-record ``enrich_user`` and the columnar ``arrow_events.enrich_table`` both walk here."""
+    rows = list(rows)
+    ts_of, session_of, name_of, value_of, bot_of, ids_of = walk
+    out_key, out_before, out_number, out_purchases, out_revenue, out_recent, out_since = out
     h = history
     if h is None:
-        first = ordered[0]["event_timestamp"]
+        first = ts_of[rows[0]]
         h = UserHistory(user_key=user_key, first_seen_at=first, last_seen_at=first)
         previous_at: int | None = None
     else:
         # A shallow copy: the lists in a history are replaced, never changed in place.
         h = copy.copy(h)
         previous_at = h.last_seen_at
-    # The walk keeps the history in locals and shares lists between records
+    # The walk keeps the history in locals and shares lists between rows
     # where it can: a list is replaced when it changes, never changed in place,
-    # so a record's ``user_recent_items`` and ``_session_items_before`` stay
+    # so a row's ``user_recent_items`` and ``_session_items_before`` stay
     # what they were when it was enriched.
     events, purchases, revenue = h.lifetime_events, h.lifetime_purchases, h.lifetime_revenue
     recent, last_key, session_items = h.recent_items, h.last_session_key, h.last_session_items
@@ -173,9 +201,9 @@ def enrich_user(
     tidy = len(session_items) <= SESSION_ITEMS and len(set(session_items)) == len(session_items)
     recent_shown, shown_of = recent[:RECENT_ITEMS_ON_EVENT], recent
     first_seen, last_seen, is_bot = h.first_seen_at, h.last_seen_at, h.is_bot
-    for rec in ordered:
-        ts = rec["event_timestamp"]
-        session_id = rec["session_id"]
+    for row in rows:
+        ts = ts_of[row]
+        session_id = session_of[row]
         if session_id is not None:
             session_key = f"{user_key}/{session_id}"
         elif last_key is not None and previous_at is not None and 0 <= ts - previous_at <= session_gap_us:
@@ -185,22 +213,22 @@ def enrich_user(
         same_session = session_key == last_key
         if recent is not shown_of:
             recent_shown, shown_of = recent[:RECENT_ITEMS_ON_EVENT], recent
-        rec["session_key"] = session_key
-        rec["_session_items_before"] = session_items if same_session else []
-        rec["user_event_number"] = events + 1
-        rec["user_purchases_before"] = purchases
-        rec["user_revenue_before"] = round(revenue, 2)
-        rec["user_recent_items"] = recent_shown
-        rec["seconds_since_previous_event"] = (ts - previous_at) / 1e6 if previous_at is not None else None
+        out_key[row] = session_key
+        out_before[row] = session_items if same_session else []
+        out_number[row] = events + 1
+        out_purchases[row] = purchases
+        out_revenue[row] = round(revenue, 2)
+        out_recent[row] = recent_shown
+        out_since[row] = (ts - previous_at) / 1e6 if previous_at is not None else None
 
-        name = rec["event_name"]
-        items = ids_of(rec) if name in INTEREST_EVENTS else []
+        name = name_of[row]
+        items = ids_of[row] if name in INTEREST_EVENTS else []
         events += 1
         if name == "purchase":
             purchases += 1
-            revenue += rec["value"] or 0.0
+            revenue += value_of[row] or 0.0
         elif name == "refund":
-            revenue -= rec["value"] or 0.0
+            revenue -= value_of[row] or 0.0
         if items:
             recent = _remember(recent, items, RECENT_ITEMS)
         if not same_session:
@@ -214,11 +242,48 @@ def enrich_user(
             first_seen = ts
         if ts > last_seen:
             last_seen = ts
-        is_bot = is_bot or rec["is_bot"]
+        is_bot = is_bot or bot_of[row]
         previous_at = ts if previous_at is None or ts > previous_at else previous_at
     h.lifetime_events, h.lifetime_purchases, h.lifetime_revenue = events, purchases, revenue
     h.recent_items, h.last_session_key, h.last_session_items = recent, last_key, session_items
     h.first_seen_at, h.last_seen_at, h.is_bot = first_seen, last_seen, is_bot
+    return h
+
+
+def enrich_user(
+    user_key: str,
+    records: list[dict[str, Any]],
+    history: UserHistory | None,
+    session_gap_us: int = SESSION_GAP_US,
+) -> tuple[list[dict[str, Any]], UserHistory]:
+    """Annotate one user's new events and advance their history
+    (``walk_user`` over the records).
+
+    Adds to each record: ``user_event_number``, ``user_purchases_before``,
+    ``user_revenue_before``, ``user_recent_items``,
+    ``seconds_since_previous_event``, ``session_key`` and, for the features
+    step only, ``_session_items_before``.
+    """
+    ordered = sorted(records, key=EVENT_ORDER)
+    walk = Walk(
+        [rec["event_timestamp"] for rec in ordered],
+        [rec["session_id"] for rec in ordered],
+        [rec["event_name"] for rec in ordered],
+        [rec["value"] for rec in ordered],
+        [rec["is_bot"] for rec in ordered],
+        [item_ids(rec) for rec in ordered],
+    )
+    out = Enrichment.of(len(ordered))
+    h = walk_user(user_key, range(len(ordered)), walk, history, out, session_gap_us)
+    key, before, number, purchases, revenue, recent, since = out
+    for i, rec in enumerate(ordered):
+        rec["session_key"] = key[i]
+        rec["_session_items_before"] = before[i]
+        rec["user_event_number"] = number[i]
+        rec["user_purchases_before"] = purchases[i]
+        rec["user_revenue_before"] = revenue[i]
+        rec["user_recent_items"] = recent[i]
+        rec["seconds_since_previous_event"] = since[i]
     return ordered, h
 
 

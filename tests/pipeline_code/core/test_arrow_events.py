@@ -1,6 +1,8 @@
 """The columnar parse and enrichment give the per-record core's rows,
 dead letters and histories (``core.arrow_events`` against ``parse_batch``,
-``enrich_shard`` and ``tables.arrow_table``)."""
+``enrich_shard`` and ``tables.arrow_table``). Both enrichments walk each
+user with ``history.walk_user`` (``test_history.py`` holds the walk): what
+is held here is what surrounds it, the columns, the grouping and the order."""
 
 from __future__ import annotations
 
@@ -202,14 +204,32 @@ _event = st.fixed_dictionaries(
 )
 
 
+_history = st.builds(
+    UserHistory,
+    user_key=st.just("u"),
+    first_seen_at=st.just(1_767_258_000_000_000),
+    last_seen_at=st.sampled_from([1_767_258_000_000_000, 1_767_261_000_000_000, 1_767_265_000_000_000]),
+    lifetime_events=st.integers(1, 9),
+    lifetime_purchases=st.integers(0, 2),
+    lifetime_revenue=st.floats(0, 100),
+    recent_items=st.lists(st.sampled_from(_WORDS), max_size=25),
+    last_session_key=st.sampled_from([None, "u/s", "u/t1767261000", "u/a"]),
+    last_session_items=st.lists(st.sampled_from(_WORDS), max_size=55),
+    is_bot=st.booleans(),
+)
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(_event, st.sampled_from(["u", "v", " u ", "w", None])), min_size=1, max_size=12))
-def test_any_batch_gives_the_same_rows_as_the_per_record_core(events):
+@given(
+    st.lists(st.tuples(_event, st.sampled_from(["u", "v", " u ", "w", None])), min_size=1, max_size=12),
+    st.one_of(st.none(), _history),
+)
+def test_any_batch_gives_the_same_rows_as_the_per_record_core(events, stored):
     lines = []
     for ev, user in events:
         ev["user_id"] = user  # a few users, so histories walk more than one event
         lines.append(json.dumps(ev).encode())
-    check_same(lines)
+    check_same(lines, {"u": stored} if stored is not None else None)
 
 
 @pytest.mark.parametrize("payload", [b"", b" ", b"\n"])
