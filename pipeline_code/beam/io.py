@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from pipeline_code.beam.batch import BatchTuple, RecordBatch
 from pipeline_code.beam.transforms import Part
 from pipeline_code.core.history import losing_copies, shard_of, split_by_shard
-from pipeline_code.core.parse import line_keys, parse_batch
+from pipeline_code.core.parse import accepted_ids, line_keys
 from pipeline_code.core.ports import WarehouseLookup, history_row
 from pipeline_code.streams.archive import Kind, archive_paths, decode
 from pipeline_code.streams.eventlog import EventLog, raw_events, record_offsets
@@ -87,8 +87,7 @@ class _ReadPartFn(beam.DoFn):
             own, disputed = self._routed(byte_range)
         else:
             own, disputed = self._by_keys(byte_range, self.part.repeated | known)
-        records, _ = parse_batch(disputed)
-        losers = frozenset(losing_copies(((r["event_id"], r["source_offset"]) for r in records), known))
+        losers = frozenset(losing_copies(accepted_ids(disputed), known))
         for shard in sorted(own):
             yield BatchTuple((shard, own[shard], losers))
 

@@ -208,6 +208,17 @@ def parse_event(raw: RawEvent) -> tuple[dict[str, Any] | None, dict[str, Any] | 
     return _normalise(valid[0], valid[1], raw), None
 
 
+def accepted_ids(raws: Iterable[RawEvent]) -> list[tuple[str, int]]:
+    """``(event_id, offset)`` of each line ``parse_event`` accepts, as its
+    record would have them, without building the record."""
+    ids = []
+    for raw in raws:
+        valid = validate_event(raw)
+        if not isinstance(valid, dict):
+            ids.append((valid[0].event_id.strip(), raw.offset))
+    return ids
+
+
 class _Keys(msgspec.Struct, gc=False):
     """Just the fields a line's keys come from, of any type (``Event`` checks them)."""
 

@@ -9,6 +9,7 @@ import pytest
 from pipeline_code.core.history import shard_of
 from pipeline_code.core.parse import (
     RawEvent,
+    accepted_ids,
     candidate_keys,
     is_bot_user_agent,
     joined_keys,
@@ -95,6 +96,13 @@ def test_batch_conserves_every_line(hostile_lines):
     records, dead = parse_batch(raws)
     assert len(records) == 2
     assert len(dead) == len(hostile_lines)
+
+
+def test_accepted_ids_are_the_records_ids(hostile_lines):
+    raws = [raw(p, i) for i, p in enumerate([*hostile_lines, line(event_id="  e-1 "), line(event_id="e-2")])]
+    records, _ = parse_batch(raws)
+    assert accepted_ids(raws) == [(r["event_id"], r["source_offset"]) for r in records]
+    assert accepted_ids(raws)[0] == ("e-1", len(hostile_lines))
 
 
 @pytest.mark.parametrize(
