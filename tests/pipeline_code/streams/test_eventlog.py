@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipeline_code.streams.eventlog import EventLog, EventLogError, iter_input_lines
 
@@ -95,6 +98,56 @@ def test_input_lines_skip_blanks_bom_and_line_endings(tmp_path):
     packed = tmp_path / "b.jsonl.gz"
     packed.write_bytes(gzip.compress(b'{"c":3}\n'))
     assert list(iter_input_lines(packed)) == [b'{"c":3}']
+
+
+def reference_lines(data: bytes) -> list[bytes]:
+    """What ``iter_input_lines`` means, a line at a time."""
+    lines = [line.rstrip(b"\r") for line in data.removeprefix(b"\xef\xbb\xbf").split(b"\n")]
+    return [line for line in lines if line.strip()]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.sampled_from([b"a", b"{}", b"\r", b"\n", b"\r\n", b" ", b"\t", b"\x0b", b"\xef\xbb\xbf"]),
+        max_size=40,
+    ),
+    st.sampled_from([1, 2, 3, 5, 1 << 20]),
+)
+def test_input_lines_read_in_blocks_are_the_lines(tmp_path, pieces, block_bytes):
+    data = b"".join(pieces)
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(data)
+    assert list(iter_input_lines(path, block_bytes)) == reference_lines(data)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")), max_size=8),
+        min_size=1,
+        max_size=4,
+    ),
+    st.sampled_from([1, 7, 20, 64, 1000]),
+)
+def test_appends_roll_segments_where_a_record_at_a_time_would(tmp_path, batches, segment_bytes):
+    """A record starts a new segment once the segment it would join holds
+    ``segment_bytes`` or more; nothing else moves a record."""
+    directory = tmp_path / f"log-{uuid.uuid4().hex}"
+    log = EventLog(directory, segment_bytes=segment_bytes)
+    expected: dict[int, bytes] = {}
+    base = end = 0
+    for batch in batches:
+        assert log.append(batch, received_at_us=7) == (end, len(batch))
+        for payload in batch:
+            if end - base >= segment_bytes:
+                base = end
+            record = b"7\t" + payload + b"\n"
+            expected[base] = expected.get(base, b"") + record
+            end += len(record)
+    found = {int(p.stem): p.read_bytes() for p in directory.glob("*.log")}
+    assert {k: v for k, v in found.items() if v} == expected
+    assert [r.payload for r in log.read()] == [p for batch in batches for p in batch]
 
 
 def test_the_durable_end_waits_for_an_append_to_finish_its_fsync(tmp_path):
