@@ -121,20 +121,12 @@ class Part:
         return bytes(int(self.owns(s)) for s in range(256))
 
 
-def _first_copies(events: pa.Table, losers: frozenset) -> pa.Table:
-    """``events`` without the losing copies ``(event_id, source_offset)``."""
-    if not losers or not events.num_rows:
+def _first_copies(events: pa.Table, loser_offsets: pa.Array) -> pa.Table:
+    """``events`` without the rows at ``loser_offsets``: the losing copies.
+    An offset is one line, so it names the copy on its own."""
+    if not len(loser_offsets) or not events.num_rows:
         return events
-    offsets = pa.array(sorted({offset for _, offset in losers}), pa.int64())
-    suspects = pc.indices_nonzero(pc.is_in(events["source_offset"], value_set=offsets)).to_pylist()
-    if not suspects:
-        return events
-    ids, offsets = events["event_id"], events["source_offset"]
-    keep = [True] * events.num_rows
-    for row in suspects:
-        if (ids[row].as_py(), offsets[row].as_py()) in losers:
-            keep[row] = False
-    return events.filter(pa.array(keep, pa.bool_()))
+    return events.filter(pc.invert(pc.is_in(events["source_offset"], value_set=loser_offsets)))
 
 
 class _ParseShardFn(beam.DoFn):
@@ -147,6 +139,16 @@ class _ParseShardFn(beam.DoFn):
         self.rejected = Metrics.counter(NAMESPACE, "dead_lettered")
         self.duplicates = Metrics.counter(NAMESPACE, "duplicates_skipped")
 
+    def setup(self) -> None:
+        self.losers: frozenset | None = None
+
+    def _offsets(self, losers: frozenset) -> pa.Array:
+        """The losers' offsets, once per run: every shard of a part carries the same set."""
+        if losers is not self.losers:
+            self.losers = losers
+            self.loser_offsets = pa.array(sorted(offset for _, offset in losers), pa.int64())
+        return self.loser_offsets
+
     def process(self, element, history: dict):
         shard, raws, losers = element
         events, dead = parse_table(raws)
@@ -154,7 +156,7 @@ class _ParseShardFn(beam.DoFn):
         if dead:
             self.rejected.inc(len(dead))
             yield beam.pvalue.TaggedOutput(DEAD_LETTERS, RecordBatch(dead))
-        unique = _first_copies(events, losers)
+        unique = _first_copies(events, self._offsets(losers))
         self.duplicates.inc(events.num_rows - unique.num_rows)
         if unique.num_rows:
             yield BatchTuple((unique, RecordBatch(history.get(shard, []))))
