@@ -103,9 +103,13 @@ def file_digest(path: Path) -> str:
 
 
 def ingest_files(
-    log: EventLog, files: Iterable[Path], on_progress: Callable[[int], None] | None = None
+    log: EventLog,
+    files: Iterable[Path],
+    on_progress: Callable[[int], None] | None = None,
+    on_append: Callable[[int], None] | None = None,
 ) -> int:
     """Append every line of the files to the log; returns lines appended.
+    ``on_append`` hears the log's end (a record boundary) after each append.
 
     A file is known by its content digest: one ingested before is not
     appended again, and one a crash interrupted resumes exactly after the
@@ -136,6 +140,8 @@ def ingest_files(
                 total += _append(log, batch, on_progress, digest, f.name, done)
                 done += len(batch)
                 log.record_ingest(digest, f.name, done, done=False)
+                if on_append is not None:
+                    on_append(log.end_offset())
         except OSError as exc:
             raise InputError(f"input {f} cannot be read: {exc.strerror or exc}") from exc
         log.record_ingest(digest, f.name, done, done=True)
@@ -274,6 +280,8 @@ def process_log(
     run_bytes: int = RUN_BYTES,
     on_run: Callable[[RunSummary], None] | None = None,
     workers: int | None = None,
+    pool: ProcessPoolExecutor | None = None,
+    early: _EarlyKeys | None = None,
 ) -> RunSummary:
     """Run the pipeline over the log past the checkpoint and commit it: in
     runs of about ``run_bytes`` of log, each with its own commit and
@@ -286,7 +294,10 @@ def process_log(
     the next run's parts work (``_process_overlapped``). By
     default ``default_workers()`` for runs of ``SHARDED_MIN_BYTES`` or more
     and one process for shorter ones (this one, or one of the workers when
-    a longer run has started them); a number given is used for every run."""
+    a longer run has started them); a number given is used for every run.
+    ``pool``: those processes (``workers`` or ``default_workers()`` of them),
+    started already and left running; ``early``: the first runs' keys, read
+    by them while the inputs were ingested (``_EarlyKeys``)."""
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     _refuse_runner_workers(options)
@@ -303,13 +314,16 @@ def process_log(
     ]
     with contextlib.ExitStack() as stack:
         most = max((n for _, _, n in slices), default=1)
-        pool = stack.enter_context(_start_pool(most)) if most > 1 else None
+        if most == 1:
+            pool = None
+        elif pool is None:
+            pool = stack.enter_context(_start_pool(most))
         jobs = [
             (_Run(str(log.path), log.log_id, str(warehouse), lo, hi, settings, chunk_bytes, options), n)
             for lo, hi, n in slices
         ]
         if pool is not None:
-            runs = _process_overlapped(log, jobs, staging_dir, pool, on_run)
+            runs = _process_overlapped(log, jobs, staging_dir, pool, on_run, early)
         else:
             for job, _ in jobs:
                 runs.append(_process_range(log, job, staging_dir))
@@ -530,6 +544,74 @@ def _keys_shared(
     return joined_keys(_results(job, futures))
 
 
+class _EarlyKeys:
+    """The first runs' key passes, read by the pool while the inputs are
+    still being appended to the log (``ingest_files``' ``on_append``), a
+    share per append: ingesting holds one process, and the pool would
+    otherwise wait for it to end (the first run's keys) or share its cores
+    with the parent reading them (the second's, while the first run's parts
+    work). On 200k store events both passes are done by the time the ingest
+    is. A run's end is known once the log passes ``run_bytes`` from its start
+    (``EventLog.slices``' cut). Only ``runs`` runs are read ahead, so the
+    parent holds no more keys than two runs' (about 40 MB for 96 MB runs)."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        pool: ProcessPoolExecutor,
+        start: int,
+        run_bytes: int,
+        shards: int,
+        chunk_bytes: int = 1 << 20,
+        runs: int = 2,
+    ) -> None:
+        self.log, self.pool, self.shards, self.chunk_bytes = log, pool, shards, chunk_bytes
+        self.run_bytes, self.runs = run_bytes, runs
+        self.starts = [start]  # of each run read ahead; a run's end is the next one's start
+        self.read_to = start
+        self.futures: list[list[Future]] = [[]]
+        self.broken = False
+
+    def appended(self, end: int) -> None:
+        while not self.broken and len(self.starts) <= self.runs and self.read_to < end:
+            limit = self.starts[-1] + self.run_bytes
+            cut = self.log.record_start(limit) if end >= limit else end
+            self._read(cut)
+            if end >= limit:  # the run ends at the cut: what follows is the next one's
+                self.starts.append(cut)
+                self.futures.append([])
+
+    def _read(self, end: int) -> None:
+        if end <= self.read_to:
+            return
+        share = (str(self.log.path), self.read_to, end, self.chunk_bytes, self.shards)
+        try:
+            self.futures[-1].append(self.pool.submit(_keys_in, *share))
+        except BrokenProcessPool:
+            self.broken = True  # a dead worker: each run reads its keys as usual, and says so
+            return
+        self.read_to = end
+
+    def keys(self, job: _Run) -> tuple[CandidateKeys, LineRoutes | None] | None:
+        """The keys of ``job``, if it is a run they were read ahead for (with
+        the same shards); else None."""
+        if self.broken or job.settings.shards != self.shards or job.from_offset not in self.starts:
+            return None
+        run = self.starts.index(job.from_offset)
+        if run >= self.runs:
+            return None
+        if run + 1 < len(self.starts):
+            if self.starts[run + 1] != job.to_offset:
+                return None
+        elif self.read_to > job.to_offset:
+            return None
+        else:
+            self._read(job.to_offset)  # what was appended after the last share
+            if self.broken:
+                return None
+        return joined_keys(_results(job, self.futures[run]))
+
+
 def _summary(log: EventLog, job: _Run, started: float, counts: dict[str, int]) -> RunSummary:
     """The run's summary, once committed, checked against what the warehouse recorded."""
     summary = RunSummary(
@@ -573,6 +655,7 @@ def _process_overlapped(
     staging_dir: str | None,
     pool: ProcessPoolExecutor,
     on_run: Callable[[RunSummary], None] | None,
+    early: _EarlyKeys | None = None,
 ) -> list[RunSummary]:
     """Committed runs, each shared by its number of the pool's processes,
     with the parent's serial work overlapped with the workers': while one
@@ -593,8 +676,13 @@ def _process_overlapped(
                 current = _Started(job, started, [], staging)
                 # Registered after the folder: unwinding waits for the parts before removing it.
                 staging.callback(concurrent.futures.wait, current.futures)
-                # While the previous run's parts work; the first run's, by the pool.
-                keys = _keys_of(log, job) if previous is not None else _keys_shared(log, job, pool, workers)
+                # Read ahead while the inputs were ingested (``early``), or
+                # while the previous run's parts work; the first run's, by the pool.
+                keys = early.keys(job) if early is not None else None
+                if keys is None and previous is not None:
+                    keys = _keys_of(log, job)
+                elif keys is None:
+                    keys = _keys_shared(log, job, pool, workers)
             if previous is not None:
                 files, counts = _staged_parts(previous.job, previous.futures)
             if current is not None:
@@ -638,17 +726,44 @@ def process_files(
     files = [f for i in inputs for f in input_files(i)]
     log = EventLog(log_dir or default_log_dir(warehouse))
     # Open the warehouse before ingesting, so a bad path fails before the log grows.
-    Warehouse(warehouse).close()
+    with Warehouse(warehouse) as wh:
+        checkpoint = wh.checkpoint(log.log_id)
     if engine == "spark":
         from pipeline_code.spark.local import process_log_spark, spark_session
 
         spark = spark_session()  # before ingesting: a missing Java fails first
         ingest_files(log, files, on_progress)
         return process_log_spark(log.path, warehouse, settings, spark=spark)
-    ingest_files(log, files, on_progress)
-    return process_log(
-        log.path, warehouse, settings, run_bytes=run_bytes or RUN_BYTES, on_run=on_run, workers=workers
-    )
+    settings = settings or ProcessingSettings()
+    run_bytes = run_bytes or RUN_BYTES
+    with contextlib.ExitStack() as stack:
+        # Workers forked before the inputs are read, to read the first run's
+        # keys while they are appended, when the inputs alone fill a shared run.
+        pool = early = None
+        n = workers or default_workers()
+        if n > 1 and sum(_size(f) for f in files) >= SHARDED_MIN_BYTES:
+            pool = stack.enter_context(_start_pool(n))
+            with contextlib.suppress(EventLogError):  # process_log says why, after the ingest
+                start, _ = log.unread_range(checkpoint)
+                early = _EarlyKeys(log, pool, start, run_bytes, settings.shards)
+        ingest_files(log, files, on_progress, early.appended if early is not None else None)
+        return process_log(
+            log.path,
+            warehouse,
+            settings,
+            run_bytes=run_bytes,
+            on_run=on_run,
+            workers=workers,
+            pool=pool,
+            early=early,
+        )
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # ingest_files names the input it cannot read
 
 
 def run(argv: list[str] | None = None) -> RunSummary:

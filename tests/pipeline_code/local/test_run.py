@@ -682,3 +682,57 @@ def test_a_bad_number_of_workers_is_refused_by_name(tmp_path, store_log):
         with pytest.raises(ValueError, match=f"--direct_num_workers must be 1 .*got {flag[-1]}.*--workers"):
             process_log(store_log.path, tmp_path / "w.duckdb", options=PipelineOptions([flag]))
     assert not (tmp_path / "w.duckdb").exists()  # refused before anything is touched
+
+
+def test_keys_read_while_ingesting_are_each_early_runs_keys(tmp_path):
+    """``_EarlyKeys`` reads the first runs' keys a share per append, cutting
+    where ``EventLog.slices`` does, from the first unread record on."""
+    data = tmp_path / "store.jsonl"
+    with open(data, "wb") as f:
+        write(StoreSpec(events=2_000, duplicate_share=0.05), f)
+    lines = data.read_bytes().splitlines()
+    log = EventLog(tmp_path / "log", segment_bytes=250_000)
+    log.append(lines[:150])  # unread before the ingest starts
+    settings = ProcessingSettings()
+    with local_run._start_pool(2) as pool:
+        early = local_run._EarlyKeys(log, pool, 0, 300_000, settings.shards)
+        early.appended(log.end_offset())
+        for at in range(150, len(lines), 333):
+            log.append(lines[at : at + 333])
+            early.appended(log.end_offset())
+        runs = log.slices(0, log.end_offset(), 300_000)
+        assert len(runs) > 3
+        for index, (lo, hi) in enumerate(runs):
+            job = types.SimpleNamespace(from_offset=lo, to_offset=hi, settings=settings, warehouse="w")
+            found = early.keys(job)
+            if index < 2:
+                assert found == local_run._keys_in(log, lo, hi, 1 << 20, settings.shards)
+            else:
+                assert found is None  # read as usual, while the run before works
+        cut_short = types.SimpleNamespace(
+            from_offset=0, to_offset=runs[0][1] - 1, settings=settings, warehouse="w"
+        )
+        assert early.keys(cut_short) is None
+
+
+def test_keys_read_while_ingesting_give_the_tables_of_one_process(tmp_path, corpus, monkeypatch):
+    data = tmp_path / "store.jsonl"
+    with open(data, "wb") as f:
+        write(StoreSpec(events=3_000), f)
+    log_dir = tmp_path / "log"
+    # Inputs that fill a shared run, here: their first two runs' keys are read while they are ingested.
+    monkeypatch.setattr(local_run, "SHARDED_MIN_BYTES", 100_000)
+    read_after = []
+
+    def counted(read):
+        return lambda *args: read_after.append(args) or read(*args)
+
+    for name in ("_keys_of", "_keys_shared"):
+        monkeypatch.setattr(local_run, name, counted(getattr(local_run, name)))
+    shared = process_files([data, corpus], tmp_path / "shared.duckdb", log_dir, run_bytes=700_000, workers=2)
+    assert shared.runs > 2 and len(read_after) == shared.runs - 2
+    # The same log (nothing is ingested again), in one process.
+    one = process_files([data, corpus], tmp_path / "one.duckdb", log_dir, run_bytes=700_000, workers=1)
+    assert one.runs == shared.runs and len(read_after) == 2 * shared.runs - 2
+    assert [getattr(shared, k) for k in RUN_COUNTS] == [getattr(one, k) for k in RUN_COUNTS]
+    assert chain_tables(tmp_path / "shared.duckdb") == chain_tables(tmp_path / "one.duckdb")
