@@ -315,12 +315,14 @@ def test_malformed_requests_get_no_5xx_no_reset_no_hang_and_fast_health(server, 
     assert len(slowest) >= 5 and slowest[-1] < 0.1, slowest[-5:]
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 @pytest.mark.parametrize("point", ["in-commit", "after-commit"])
-def test_killed_inside_or_right_after_the_commit_then_rerun(store, tmp_path, point):
+def test_killed_inside_or_right_after_the_commit_then_rerun(store, tmp_path, point, workers):
     """SIGKILL while the commit's transaction holds every table's rows and
     the checkpoint, before ``COMMIT``, or right after it, before the run
     cleans up (a fault point pauses it there): the first leaves nothing, the
-    second everything, and the rerun completes the store once."""
+    second everything, and the rerun completes the store once. With two
+    workers, the commit's events were inserted while its parts worked."""
     warehouse = tmp_path / "w.duckdb"
     marker = warehouse.with_suffix(f".{point}")
     env = {**os.environ, "DATAFLOW_FAILPOINT": point}
@@ -334,6 +336,8 @@ def test_killed_inside_or_right_after_the_commit_then_rerun(store, tmp_path, poi
             str(store),
             "--warehouse",
             str(warehouse),
+            "--workers",
+            workers,
         ],
         env=env,
         stdout=subprocess.PIPE,

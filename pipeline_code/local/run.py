@@ -55,6 +55,7 @@ from pipeline_code.host import ProcessingSettings
 from pipeline_code.streams.eventlog import EventLog, EventLogError, iter_input_lines, line_payload
 from pipeline_code.warehouses.duckdb import (
     LocalWarehouseSink,
+    StreamedLoad,
     Warehouse,
     WarehouseError,
     check_run,
@@ -187,6 +188,9 @@ pipeline per worker, a snapshot, a commit), which larger runs share out; 2M
 events on 2 cores: 43.5 s and 1,176 MB of summed peak RSS in 64 MB runs,
 41.5 s and 1,272 MB in 96 MB runs, 39.7 s and 1,410 MB in 128 MB runs,
 too near the 1.5 GB bound."""
+
+STREAM_POLL_S = 0.02
+"""How often the committing process looks for events files the parts have staged (``StreamedLoad``)."""
 
 SHARDED_MIN_BYTES = 8 << 20
 """A run this long or longer is shared by several processes when the
@@ -454,9 +458,20 @@ def _results(job: _Run, futures: list[Future]) -> list:
         ) from exc
 
 
-def _staged_parts(job: _Run, futures: list[Future]) -> tuple[dict[str, list[str]], dict[str, int]]:
+def _staged_parts(
+    job: _Run, futures: list[Future], load: StreamedLoad | None = None
+) -> tuple[dict[str, list[str]], dict[str, int]]:
     """Wait for every part of a sharded run: the files they staged, by table,
-    and their counts, summed. Each line is counted by the part that owns it."""
+    and their counts, summed. Each line is counted by the part that owns it.
+    With the run's ``load``, the events files are added to it as they are
+    staged, while the parts work."""
+    if load is not None:
+        added: set[str] = set()
+        folder = Path(job.stage) / "events"
+        while concurrent.futures.wait(futures, timeout=STREAM_POLL_S).not_done:
+            staged = {str(p) for p in folder.glob("*.parquet")} - added
+            load.add("events", sorted(staged))
+            added |= staged
     # Every part stops before any failure is raised: none may still be
     # staging when the run's staging folder is removed.
     parts = _results(job, futures)
@@ -470,10 +485,16 @@ def _staged_parts(job: _Run, futures: list[Future]) -> tuple[dict[str, list[str]
     return files, dict(totals)
 
 
-def _commit_parts(job: _Run, files: dict[str, list[str]], counts: dict[str, int]) -> dict[str, int]:
-    """One commit of everything a sharded run's parts staged: the run's counts."""
-    sink = LocalWarehouseSink(job.warehouse, job.stage, job.log_id, job.from_offset, job.to_offset, job.run)
-    loaded = sink.commit(files)
+def _commit_parts(
+    job: _Run, files: dict[str, list[str]], counts: dict[str, int], load: StreamedLoad | None = None
+) -> dict[str, int]:
+    """One commit of everything a sharded run's parts staged (finishing
+    ``load``, begun while they worked, if given): the run's counts."""
+    if load is not None:
+        loaded = load.finish(files, job.log_id, job.from_offset, job.to_offset, job.run)
+    else:
+        where = (job.log_id, job.from_offset, job.to_offset, job.run)
+        loaded = LocalWarehouseSink(job.warehouse, job.stage, *where).commit(files)
     return {
         "events_read": counts["events_read"],
         "events_stored": loaded.events_stored,
@@ -490,12 +511,15 @@ def _prepare(
     started: float,
     keys: tuple[CandidateKeys, LineRoutes | None],
     pending: dict[str, list[str]] | None = None,
+    warehouse: Warehouse | None = None,
 ) -> None:
     """Give ``job`` its snapshot (of only what its lines can touch: their ids
     and users), staging folder, run record and routes. ``pending``: the
-    staged files of the run before it, to be committed first (``export_snapshot``)."""
+    staged files of the run before it, to be committed first (``export_snapshot``).
+    ``warehouse``: a connection of this process's to it (else one is opened)."""
     found, routes = keys
-    with Warehouse(job.warehouse) as wh:
+    with contextlib.ExitStack() as stack:
+        wh = warehouse or stack.enter_context(Warehouse(job.warehouse))
         job.snapshot = wh.export_snapshot(stage / "snapshot", found, pending)
         # The pending run's commit is the one commit allowed in between.
         generation = wh.generation() + (pending is not None)
@@ -612,8 +636,11 @@ class _EarlyKeys:
         return joined_keys(_results(job, self.futures[run]))
 
 
-def _summary(log: EventLog, job: _Run, started: float, counts: dict[str, int]) -> RunSummary:
-    """The run's summary, once committed, checked against what the warehouse recorded."""
+def _summary(
+    log: EventLog, job: _Run, started: float, counts: dict[str, int], warehouse: Warehouse | None = None
+) -> RunSummary:
+    """The run's summary, once committed, checked against what the warehouse
+    recorded (through ``warehouse``, a connection of this process's, if given)."""
     summary = RunSummary(
         run_id=job.run["run_id"],
         log_id=log.log_id,
@@ -623,7 +650,7 @@ def _summary(log: EventLog, job: _Run, started: float, counts: dict[str, int]) -
         seconds=time.time() - started,
         **counts,
     )
-    check_run(job.warehouse, summary)
+    check_run(warehouse or job.warehouse, summary)
     return summary
 
 
@@ -647,6 +674,8 @@ class _Started:
     futures: list[Future]
     staging: contextlib.ExitStack
     """Holds the run's staging folder; closing it waits for the parts, then removes it."""
+    load: StreamedLoad | None = None
+    """Its commit, begun while its parts work."""
 
 
 def _process_overlapped(
@@ -663,9 +692,16 @@ def _process_overlapped(
     staged, the next run's parts start (on a snapshot that counts what the
     run staged as stored, ``export_snapshot``'s ``pending``), and the run is
     committed while they work. Commits stay in log order, one per run; if
-    one fails, the runs after it store nothing."""
+    one fails, the runs after it store nothing.
+
+    Each run's commit begins as its parts start: its events are inserted as
+    they are staged (``StreamedLoad``), on the core the parts leave this
+    process, and the commit ends once they have all staged. So this process
+    keeps one connection to the warehouse for the runs (``Warehouse.cursor``
+    for the snapshots, which must not see a commit still open)."""
     summaries: list[RunSummary] = []
     with contextlib.ExitStack() as everything:
+        wh = everything.enter_context(Warehouse(jobs[0][0].warehouse)) if jobs else None
         previous: _Started | None = None
         for job, workers in [*jobs, (None, 0)]:
             current = None
@@ -684,17 +720,22 @@ def _process_overlapped(
                 elif keys is None:
                     keys = _keys_shared(log, job, pool, workers)
             if previous is not None:
-                files, counts = _staged_parts(previous.job, previous.futures)
+                files, counts = _staged_parts(previous.job, previous.futures, previous.load)
             if current is not None:
                 pending = files if previous is not None else None
-                _prepare(log, current.job, stage, run_id, started, keys, pending)
+                with wh.cursor() as snapshot:
+                    _prepare(log, current.job, stage, run_id, started, keys, pending, snapshot)
                 current.futures.extend(pool.submit(_run_part, job, i, workers) for i in range(workers))
             if previous is not None:
-                committed = _commit_parts(previous.job, files, counts)
-                summaries.append(_summary(log, previous.job, previous.started, committed))
+                committed = _commit_parts(previous.job, files, counts, previous.load)
+                summaries.append(_summary(log, previous.job, previous.started, committed, wh))
                 previous.staging.close()
                 if on_run is not None:
                     on_run(summaries[-1])
+            if current is not None:
+                current.load = wh.begin_load()
+                # Rolled back if the run fails before its commit ends.
+                current.staging.callback(current.load.abort)
             previous = current
     return summaries
 

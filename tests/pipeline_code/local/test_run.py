@@ -359,16 +359,16 @@ def test_a_stop_between_runs_keeps_the_committed_ones_and_the_rest_follows(
 ):
     """With workers, the fourth run's parts are at work when the third run's
     commit fails: they store nothing, and leave nothing staged."""
-    real = LocalWarehouseSink.commit
+    real = Warehouse._load
     calls = []
 
-    def third_commit_fails(self, files):
-        calls.append(self.from_offset)
+    def third_commit_fails(self, staged, log_id, from_offset, *args, **kwargs):
+        calls.append(from_offset)
         if len(calls) == 3:
             raise RuntimeError("power cut")
-        return real(self, files)
+        return real(self, staged, log_id, from_offset, *args, **kwargs)
 
-    monkeypatch.setattr(LocalWarehouseSink, "commit", third_commit_fails)
+    monkeypatch.setattr(Warehouse, "_load", third_commit_fails)
     with pytest.raises(Exception, match="power cut"):
         process_log(store_log.path, tmp_path / "w.duckdb", run_bytes=500_000, workers=workers)
     monkeypatch.undo()
@@ -463,19 +463,19 @@ def test_the_next_runs_parts_work_while_a_run_commits(tmp_path, store_log, monke
     """A run is committed while the next run's parts work, from a snapshot
     that counts it as stored: the same tables as one process, run by run."""
     starts = [lo for lo, _ in store_log.slices(0, store_log.end_offset(), 700_000)]
-    real = LocalWarehouseSink.commit
+    real = Warehouse._load
 
-    def commit_once_the_next_run_works(self, files):
-        later = [lo for lo in starts if lo > self.from_offset]
+    def commit_once_the_next_run_works(self, staged, log_id, from_offset, *args, **kwargs):
+        later = [lo for lo in starts if lo > from_offset]
         deadline = time.monotonic() + 60
         while later and not (tmp_path / f"part-of-{later[0]}").exists():
-            assert time.monotonic() < deadline, f"run {self.from_offset} was committed with no run at work"
+            assert time.monotonic() < deadline, f"run {from_offset} was committed with no run at work"
             time.sleep(0.01)
-        return real(self, files)
+        return real(self, staged, log_id, from_offset, *args, **kwargs)
 
     monkeypatch.setattr(local_run, "_run_part_unpatched", local_run._run_part, raising=False)
     monkeypatch.setattr(local_run, "_run_part", _part_says_it_started)
-    monkeypatch.setattr(LocalWarehouseSink, "commit", commit_once_the_next_run_works)
+    monkeypatch.setattr(Warehouse, "_load", commit_once_the_next_run_works)
     shared = process_log(store_log.path, tmp_path / "shared.duckdb", run_bytes=700_000, workers=2)
     monkeypatch.undo()
     one = process_log(store_log.path, tmp_path / "one.duckdb", run_bytes=700_000, workers=1)

@@ -211,3 +211,64 @@ def test_unreadable_file_is_a_clear_error(tmp_path):
         Warehouse(bad)
     with pytest.raises(WarehouseError, match="does not exist"):
         Warehouse(tmp_path / "missing.duckdb", read_only=True)
+
+
+def _event_files(tmp_path, n: int, per_file: int, prefix: str = "e") -> list[str]:
+    """``n`` enriched events staged ``per_file`` to a file, ids ``prefix`` + number."""
+    lines = [line(event_id=f"{prefix}{i}", user_id=f"u{i % 3}") for i in range(n)]
+    enriched, _ = enrich_shard(
+        parse_batch([RawEvent(i, 1_767_225_600_000_000, p) for i, p in enumerate(lines)])[0], {}
+    )
+    enriched.sort(key=lambda r: r["source_offset"])
+    return [
+        stage(tmp_path, "events", enriched[i : i + per_file], f"{prefix}{i}") for i in range(0, n, per_file)
+    ]
+
+
+def test_a_streamed_load_stores_what_a_load_stores_and_nothing_before_it_ends(tmp_path):
+    """Events added while the rest is staged are in the load's transaction:
+    another connection sees none until ``finish``, which commits them with
+    the rest and the checkpoint, and counts them as ``load`` does."""
+    files = _event_files(tmp_path, 12, 4)
+    cooc_file = stage(tmp_path, "item_cooccurrence", [cooc("a", "b", 2)], "c")
+    staged = {"events": files, "item_cooccurrence": [cooc_file]}
+    with Warehouse(tmp_path / "plain.duckdb") as wh:
+        plain = wh.load(staged, "log", 0, 10, None)
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        load = wh.begin_load()
+        load.add("events", files[:2])
+        with wh.cursor() as other:
+            assert other.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+            assert other.checkpoint("log") == 0
+        result = load.finish(staged, "log", 0, 10, None)
+        assert result == plain and result.events_stored == 12
+        assert wh.con.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone() == (12, 12)
+        assert wh.checkpoint("log") == 10
+
+
+def test_a_streamed_load_aborted_stores_nothing(tmp_path):
+    files = _event_files(tmp_path, 6, 3)
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        load = wh.begin_load()
+        load.add("events", files)
+        load.abort()
+        assert wh.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0 and wh.checkpoint("log") == 0
+        # The connection is free for the next load.
+        assert wh.load({"events": files}, "log", 0, 10).events_stored == 6
+
+
+def test_a_streamed_load_meeting_a_stored_key_loads_again_skipping_it(tmp_path):
+    """An added file with an id stored before: the load starts again at
+    ``finish``, skipping present keys, as ``load`` would; so does one with
+    an added file that ``finish`` is not given: only what it is given is stored."""
+    files = _event_files(tmp_path, 6, 3)
+    with Warehouse(tmp_path / "w.duckdb") as wh:
+        wh.load({"events": files[:1]}, "log", 0, 10)
+        load = wh.begin_load()
+        load.add("events", files)  # the first file's ids are stored: the insert fails
+        result = load.finish({"events": files}, "log", 10, 20, None)
+        assert (result.events_stored, result.duplicates_at_load) == (3, 3)
+        stray = wh.begin_load()
+        stray.add("events", _event_files(tmp_path, 3, 3, prefix="x"))
+        result = stray.finish({}, "log", 20, 30, None)
+        assert result.events_stored == 0 and wh.con.execute("SELECT count(*) FROM events").fetchone()[0] == 6
