@@ -697,11 +697,15 @@ def _process_overlapped(
     Each run's commit begins as its parts start: its events are inserted as
     they are staged (``StreamedLoad``), on the core the parts leave this
     process, and the commit ends once they have all staged. So this process
-    keeps one connection to the warehouse for the runs (``Warehouse.cursor``
-    for the snapshots, which must not see a commit still open)."""
+    holds the warehouse open from a run's start to its commit
+    (``Warehouse.cursor`` for the next run's snapshot, which must not see
+    the commit still open), and opens it afresh for each run: what DuckDB
+    keeps of an open file (the events key index, cached blocks) grew this
+    process by 150 MB over 2M events."""
     summaries: list[RunSummary] = []
     with contextlib.ExitStack() as everything:
-        wh = everything.enter_context(Warehouse(jobs[0][0].warehouse)) if jobs else None
+        wh: Warehouse | None = None
+        everything.callback(lambda: wh is not None and wh.close())
         previous: _Started | None = None
         for job, workers in [*jobs, (None, 0)]:
             current = None
@@ -723,6 +727,7 @@ def _process_overlapped(
                 files, counts = _staged_parts(previous.job, previous.futures, previous.load)
             if current is not None:
                 pending = files if previous is not None else None
+                wh = wh or Warehouse(current.job.warehouse)
                 with wh.cursor() as snapshot:
                     _prepare(log, current.job, stage, run_id, started, keys, pending, snapshot)
                 current.futures.extend(pool.submit(_run_part, job, i, workers) for i in range(workers))
@@ -733,6 +738,9 @@ def _process_overlapped(
                 if on_run is not None:
                     on_run(summaries[-1])
             if current is not None:
+                if previous is not None:  # committed: open afresh for this run
+                    wh.close()
+                    wh = Warehouse(current.job.warehouse)
                 current.load = wh.begin_load()
                 # Rolled back if the run fails before its commit ends.
                 current.staging.callback(current.load.abort)
