@@ -340,11 +340,10 @@ def test_a_long_log_is_processed_in_committed_runs_that_give_the_tables_of_one(t
     one = process_log(store_log.path, tmp_path / "one.duckdb")
     heard = []
     runs = process_log(store_log.path, tmp_path / "runs.duckdb", run_bytes=500_000, on_run=heard.append)
-    assert [(r.from_offset, r.to_offset) for r in heard] == store_log.slices(
-        0, store_log.end_offset(), 500_000
-    )
+    ranges = local_run.run_ranges(store_log, 0, store_log.end_offset(), 500_000)
+    assert [(r.from_offset, r.to_offset) for r in heard] == ranges
     assert sum(r.events_read for r in heard) == runs.events_read and heard[-1].run_id == runs.run_id
-    assert one.runs == 1 and runs.runs == len(store_log.slices(0, store_log.end_offset(), 500_000)) > 4
+    assert one.runs == 1 and runs.runs == len(ranges) > 4
     counts = ("events_read", "events_stored", "duplicates_skipped", "dead_lettered")
     assert [getattr(runs, k) for k in counts] == [getattr(one, k) for k in counts]
     assert runs.balanced and (runs.from_offset, runs.to_offset) == (0, store_log.end_offset())
@@ -432,7 +431,7 @@ def test_a_part_failing_in_a_later_run_keeps_the_runs_committed_before_it(tmp_pa
     """Run 2 is committed while run 3's parts work; one of them fails: run 3
     stores nothing and leaves nothing staged, and the next process resumes
     at run 3 to the tables of one process."""
-    starts = [lo for lo, _ in store_log.slices(0, store_log.end_offset(), 500_000)]
+    starts = [lo for lo, _ in local_run.run_ranges(store_log, 0, store_log.end_offset(), 500_000)]
     real = LocalWarehouseSink.stage
 
     def third_run_fails(self, table, rows):
@@ -462,7 +461,7 @@ def _part_says_it_started(job, index, count):
 def test_the_next_runs_parts_work_while_a_run_commits(tmp_path, store_log, monkeypatch):
     """A run is committed while the next run's parts work, from a snapshot
     that counts it as stored: the same tables as one process, run by run."""
-    starts = [lo for lo, _ in store_log.slices(0, store_log.end_offset(), 700_000)]
+    starts = [lo for lo, _ in local_run.run_ranges(store_log, 0, store_log.end_offset(), 700_000)]
     real = Warehouse._load
 
     def commit_once_the_next_run_works(self, staged, log_id, from_offset, *args, **kwargs):
@@ -709,6 +708,8 @@ def test_keys_read_while_ingesting_are_each_early_runs_keys(tmp_path):
                 assert found == local_run._keys_in(log, lo, hi, 1 << 20, settings.shards)
             else:
                 assert found is None  # read as usual, while the run before works
+        joined = types.SimpleNamespace(from_offset=0, to_offset=runs[1][1], settings=settings, warehouse="w")
+        assert early.keys(joined) == local_run._keys_in(log, 0, runs[1][1], 1 << 20, settings.shards)
         cut_short = types.SimpleNamespace(
             from_offset=0, to_offset=runs[0][1] - 1, settings=settings, warehouse="w"
         )
@@ -736,3 +737,18 @@ def test_keys_read_while_ingesting_give_the_tables_of_one_process(tmp_path, corp
     assert one.runs == shared.runs and len(read_after) == 2 * shared.runs - 2
     assert [getattr(shared, k) for k in RUN_COUNTS] == [getattr(one, k) for k in RUN_COUNTS]
     assert chain_tables(tmp_path / "shared.duckdb") == chain_tables(tmp_path / "one.duckdb")
+
+
+def test_a_short_last_run_joins_the_one_before(tmp_path):
+    """A last run under a quarter of the run length costs more in fixed work
+    (a pipeline per process, a snapshot, a commit) than its events: it joins
+    the run before."""
+    log = EventLog(tmp_path / "log")
+    log.append([b"x" * 99] * 25, received_at_us=1_000)  # 25 records of 105 bytes
+    end = log.end_offset()
+    assert local_run.run_ranges(log, 0, end, 1_000) == [(0, 1_050), (1_050, 2_100), (2_100, end)]
+    # 105 bytes past 2,520 (under 300): they join the run before.
+    assert log.slices(0, end, 1_200)[-1] == (2_520, end)
+    assert local_run.run_ranges(log, 0, end, 1_200) == [(0, 1_260), (1_260, end)]
+    assert local_run.run_ranges(log, 0, end, 2_400) == [(0, end)]  # 210 bytes past 2,415
+    assert local_run.run_ranges(log, end, end, 1_000) == [(end, end)]
