@@ -22,7 +22,7 @@ def test_generate_is_reproducible(tmp_path, capsys):
 
 def test_process_prints_a_summary_that_matches_the_warehouse(tmp_path, capsys):
     data, wh = tmp_path / "e.jsonl", tmp_path / "w.duckdb"
-    main(["generate", "--events", "2000", "--out", str(data)])
+    main(["generate", "--events", "3000", "--out", str(data)])
     assert main(["process", "--input", str(data), "--warehouse", str(wh)]) == 0
     printed = capsys.readouterr().out
     con = duckdb.connect(str(wh), read_only=True)
@@ -30,15 +30,15 @@ def test_process_prints_a_summary_that_matches_the_warehouse(tmp_path, capsys):
         con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("events", "dead_letters")
     )
     con.close()
-    assert "events read" in printed and "2,000" in printed
+    assert "events read" in printed and "3,000" in printed
     assert f"{stored:,}" in printed and f"{dead:,}" in printed
-    assert stored + dead < 2000  # the generator's retries were skipped as duplicates
+    assert stored + dead < 3000  # the generator's retries were skipped as duplicates
     assert "committed runs" not in printed  # one run: nothing to say
     assert (
         main(["process", "--input", str(data), "--warehouse", str(tmp_path / "r.duckdb"), "--run-mb", "1"])
         == 0
     )
-    assert "committed runs     │ 2 " in capsys.readouterr().out  # 2,000 events are about 1.2 MB of log
+    assert "committed runs     │ 2 " in capsys.readouterr().out  # 3,000 events are about 1.8 MB of log
 
 
 @pytest.mark.slow
