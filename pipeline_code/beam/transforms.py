@@ -15,10 +15,12 @@ so a shard's batch holds every record of its keys.
 A local run (``Part``: one process's share, or all of it in one process)
 reads each of its user shards whole (``ReadPartOfRun``, which also settles
 the run's contested ids), so ``ParseOwnShards`` stands in for the first
-three stages with no shuffle; and it builds each shard's events and feature
-tables over Arrow (``StageEventsAndFeatures``, ``core.arrow_features``),
-as every local run and replay does; the cloud's batch jobs, whose sinks
-stage rows, use ``BuildFeatures``.
+three stages with no shuffle, parsing each shard into one Arrow table that
+``EnrichWithHistory`` enriches as one (``core.arrow_events``); and it
+builds each shard's events and feature tables over Arrow
+(``StageEventsAndFeatures``, ``core.arrow_features``), as every local run
+and replay does; the cloud's batch jobs, whose sinks stage rows, use
+``BuildFeatures``.
 """
 
 from __future__ import annotations
