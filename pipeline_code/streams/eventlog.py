@@ -78,6 +78,8 @@ def line_payload(line: bytes) -> bytes:
 
 _PLUS_NEWLINE = (1).__add__
 _JOINED_RECORDS = 2_000
+"""Records ``EventLog.append`` joins into one write: about a megabyte of
+store events (larger buffers cost more in fresh pages than they save in calls)."""
 _tuple_new = tuple.__new__
 
 
@@ -249,8 +251,8 @@ class EventLog:
     def _write(self, payloads: list[bytes], stamp: bytes, start: int, seg_base: int) -> int:
         """Write the records of ``payloads`` from ``start`` (the end of the
         segment at ``seg_base``), each segment fsynced; returns how many.
-        Each segment's share is joined and written at once (in C: a Python
-        step per record was most of an ingest's cost); a record starts a new
+        Records are joined ``_JOINED_RECORDS`` at a time, in C (a Python step
+        per record was most of an ingest's cost); a record starts a new
         segment once the one it would join holds ``segment_bytes`` or more."""
         # ``starts[i]``: record i's offset, relative to ``start``.
         extra = len(stamp) + 1
@@ -271,8 +273,6 @@ class EventLog:
                     f = open(self.path / f"{seg_base:020d}.log", "ab")  # noqa: SIM115 - rolls across segments
                 # The records from i that start before this segment is full.
                 j = bisect.bisect_left(starts, seg_base + self.segment_bytes - start, i + 1, len(payloads))
-                # Joined about a megabyte at a time: larger buffers cost more
-                # in fresh pages than they save in calls.
                 for k in range(i, j, _JOINED_RECORDS):
                     f.write(stamp)
                     f.write(separator.join(payloads[k : min(k + _JOINED_RECORDS, j)]))
