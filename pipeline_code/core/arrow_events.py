@@ -38,7 +38,14 @@ from msgspec.structs import astuple
 
 from pipeline_code.contract import SCHEMA_VERSION, Context, Event, Item
 from pipeline_code.core.history import SESSION_GAP_US, Enrichment, UserHistory, Walk, walk_user
-from pipeline_code.core.parse import VALUE_EVENTS, RawEvent, is_bot_user_agent, validate_event
+from pipeline_code.core.parse import (
+    VALUE_EVENTS,
+    RawEvent,
+    is_bot_user_agent,
+    items_value,
+    search_term,
+    validate_event,
+)
 from pipeline_code.tables import EVENTS, arrow_schema
 
 ENRICHED_COLUMNS = (
@@ -87,13 +94,12 @@ def _contexts(column: Sequence[Context | None]) -> pa.Array:
 
 
 def _values(names: Sequence[str], values: Sequence[float | None], items: Sequence[list[Item]]) -> list:
-    """The sent value, else (for the events that move money) the sum of
-    price x quantity over the priced items, as ``parse._normalise`` does."""
+    """The sent value, else (for the events that move money) their items'
+    (``parse.items_value``), as ``parse._normalise`` gives it."""
     out = list(values)
     for i, (name, value, its) in enumerate(zip(names, values, items, strict=True)):
         if value is None and its and name in VALUE_EVENTS:
-            priced = [it.price * it.quantity for it in its if it.price is not None]
-            out[i] = round(sum(priced), 2) if priced else None
+            out[i] = items_value(its)
     return out
 
 
@@ -133,9 +139,7 @@ def parse_table(raws: Sequence[RawEvent]) -> tuple[pa.Table, list[dict[str, Any]
         ),
         "session_id": pa.array(_clean(fields["session_id"]), pa.string()),
         "items": _items(fields["items"]),
-        "search_term": pa.array(
-            [" ".join(s.lower().split()) if s else None for s in fields["search_term"]], pa.string()
-        ),
+        "search_term": pa.array([search_term(s) for s in fields["search_term"]], pa.string()),
         "transaction_id": pa.array(_clean(fields["transaction_id"]), pa.string()),
         "currency": pa.array([c.upper() if c else None for c in fields["currency"]], pa.string()),
         "value": pa.array(_values(fields["event_name"], fields["value"], fields["items"]), pa.float64()),

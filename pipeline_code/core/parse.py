@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from pipeline_code.contract import EVENT_REQUIREMENTS, SCHEMA_VERSION, Event
+from pipeline_code.contract import EVENT_REQUIREMENTS, SCHEMA_VERSION, Event, Item
 from pipeline_code.core.history import shard_of
 
 MAX_EVENT_BYTES = 256 * 1024
@@ -131,15 +131,26 @@ def _check(ev: Event, ts_us: int, received_at_us: int) -> str | None:
     return None
 
 
+def items_value(items: list[Item]) -> float | None:
+    """What an event that moves money and sends no ``value`` is worth: the
+    sum of price x quantity over its priced items (None if none is priced)."""
+    priced = [item.price * item.quantity for item in items if item.price is not None]
+    return round(sum(priced), 2) if priced else None
+
+
+def search_term(term: str | None) -> str | None:
+    """A search term trimmed, lower-cased and with its spaces collapsed."""
+    return " ".join(term.lower().split()) if term else None
+
+
 def _normalise(ev: Event, ts_us: int, raw: RawEvent) -> dict[str, Any]:
     user_id = _clean_id(ev.user_id)
     anonymous_id = _clean_id(ev.anonymous_id)
+    value = ev.value
+    if value is None and ev.event_name in VALUE_EVENTS and ev.items:
+        value = items_value(ev.items)
     # to_builtins converts in C; far cheaper than building dicts here.
     items = msgspec.to_builtins(ev.items)
-    value = ev.value
-    if value is None and ev.event_name in VALUE_EVENTS and items:
-        priced = [i["price"] * i["quantity"] for i in items if i["price"] is not None]
-        value = round(sum(priced), 2) if priced else None
     ctx = ev.context
     context = msgspec.to_builtins(ctx) if ctx is not None else None
     user_agent = ctx.user_agent if ctx is not None else None
@@ -155,7 +166,7 @@ def _normalise(ev: Event, ts_us: int, raw: RawEvent) -> dict[str, Any]:
         "user_key": user_id if user_id is not None else f"anon:{anonymous_id}",
         "session_id": _clean_id(ev.session_id),
         "items": items,
-        "search_term": " ".join(ev.search_term.lower().split()) if ev.search_term else None,
+        "search_term": search_term(ev.search_term),
         "transaction_id": _clean_id(ev.transaction_id),
         "currency": ev.currency.upper() if ev.currency else None,
         "value": value,
